@@ -1,0 +1,25 @@
+"""Hypothesis profiles: ``ci`` (bounded, the default) and ``deep`` (long local runs).
+
+Choose with ``HYPOTHESIS_PROFILE=deep``. The ``ci`` profile keeps the whole suite
+well inside CI's budget on 2 cores; ``deep`` is for hunting rare interleavings.
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "deep",
+    max_examples=5000,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

@@ -1,0 +1,99 @@
+"""Pin each package's public surface, as trio's test_exports does."""
+
+import ast
+import importlib
+import pathlib
+import types
+
+import pytest
+
+import crdt
+import crdt.testing
+import flags
+import hlc
+import transport
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+EXPECTED = {
+    hlc: {
+        "HLC",
+        "MAX_LOGICAL",
+        "MAX_NODE_BYTES",
+        "MAX_WALL_MS",
+        "ClockSkewError",
+        "Timestamp",
+        "TimestampError",
+        "system_wall_ms",
+    },
+    crdt: {
+        "DEFAULT_MAX_BYTES",
+        "DEFAULT_THRESHOLD",
+        "DEPTH",
+        "FANOUT",
+        "FORMAT_VERSION",
+        "ROOT",
+        "TOMBSTONE",
+        "DecodeError",
+        "Digest",
+        "Key",
+        "LWWMap",
+        "LWWRegister",
+        "Prefix",
+        "SyncStep",
+        "decode_digest",
+        "decode_map",
+        "decode_register",
+        "decode_sync_step",
+        "decode_timestamp",
+        "encode_digest",
+        "encode_map",
+        "encode_register",
+        "encode_sync_step",
+        "encode_timestamp",
+        "sync_respond",
+        "sync_start",
+    },
+    transport: set(),
+    flags: set(),
+}
+
+
+@pytest.mark.parametrize("module", list(EXPECTED), ids=lambda m: m.__name__)
+def test_public_names_are_pinned(module: types.ModuleType) -> None:
+    assert set(module.__all__) == EXPECTED[module]
+    for name in module.__all__:
+        assert hasattr(module, name), name
+
+
+def test_testing_module_exports_exist() -> None:
+    for name in crdt.testing.__all__:
+        assert callable(getattr(crdt.testing, name)) or name == "Operation", name
+
+
+# What the sans-IO packages may import: nothing that does I/O, threads, randomness or
+# reads the clock. hlc/_clock.py alone reads `time`, for its default wall clock.
+FORBIDDEN = {"socket", "trio", "asyncio", "threading", "random", "time", "select", "os"}
+ALLOWED = {("hlc", "_clock.py", "time")}
+
+
+@pytest.mark.parametrize("package", ["hlc", "crdt"])
+def test_sans_io_packages_import_no_io(package: str) -> None:
+    for path in sorted((ROOT / package).glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top in FORBIDDEN:
+                    assert (package, path.name, top) in ALLOWED, f"{path.name} imports {name}"
+
+
+def test_packages_import_cleanly() -> None:
+    for name in ["hlc", "crdt", "crdt.testing", "transport", "flags"]:
+        importlib.import_module(name)
