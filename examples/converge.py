@@ -22,6 +22,15 @@ def show(title: str, *replicas: tuple[str, crdt.LWWMap]) -> None:
         print(f"  {name}: {flags}   [{len(m)} live, {m.tombstone_count} tombstones]")
 
 
+def deliver(data: bytes, replica: crdt.LWWMap, clock: HLC) -> None:
+    """Decode a delta, pass its timestamp through the receiver's HLC, and merge it."""
+    delta = crdt.decode_map(data)
+    newest = delta.max_timestamp()
+    if newest is not None:
+        clock.update(newest)  # so the receiver's next write is ordered after what it saw
+    replica.merge(delta)
+
+
 def main() -> int:
     # Node b's wall clock runs 40 ms fast: the HLC keeps causality all the same.
     clock_a = HLC("node-a")
@@ -45,15 +54,9 @@ def main() -> int:
     # 3. Deliver, but the network loses a's "dark-mode" delta and duplicates b's.
     lost = wire_to_b.pop(1)
     for data in wire_to_b:
-        delta = crdt.decode_map(data)
-        for key, register in delta.entries():
-            clock_b.update(register.timestamp)  # every received timestamp goes through the HLC
-        b.merge(delta)
+        deliver(data, b, clock_b)
     for data in wire_to_a + wire_to_a:  # duplicated: merge is idempotent
-        delta = crdt.decode_map(data)
-        for key, register in delta.entries():
-            clock_a.update(register.timestamp)
-        a.merge(delta)
+        deliver(data, a, clock_a)
     print(f"\nlost on the way to b: {len(lost)} bytes (the dark-mode delta)")
     show("after delivery with one loss and duplicates:", ("a", a), ("b", b))
     winner = a.register("banner")
@@ -72,7 +75,8 @@ def main() -> int:
             print(f"  round {rounds}: replica {'ab'[turn]} repaired {sorted(changed)}")
         turn ^= 1
     elapsed_ms = (time.perf_counter() - started) * 1000
-    show(f"after anti-entropy ({rounds} messages, {sent} bytes, {elapsed_ms:.1f} ms):", ("a", a), ("b", b))
+    summary = f"{rounds} messages, {sent} bytes, {elapsed_ms:.1f} ms"
+    show(f"after anti-entropy ({summary}):", ("a", a), ("b", b))
 
     # 5. A delete travels as a tombstone and wins over the older write.
     wire = crdt.encode_map(b.delete("search-v2", clock_b.now()))
