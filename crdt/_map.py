@@ -125,6 +125,12 @@ class LWWMap:
             raise TypeError(f"can only merge an LWWMap, not {type(other).__name__}")
         regs, live, other_live = self._regs, self._live, other._live
         dirty = self._index.dirty if self._index is not None else None
+        if not regs:  # a joining replica: the join with the empty map is `other`
+            regs.update(other._regs)
+            live.update(other_live)
+            if dirty is not None:
+                dirty.update(regs)
+            return set(live)
         changed: KeySet = set()
         for key, entry in other._regs.items():
             old = regs.get(key)

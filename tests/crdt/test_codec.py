@@ -127,30 +127,59 @@ def test_indefinite_length_bomb_is_refused() -> None:
         decode_map(b"\x9a\xff\xff\xff\xff")
 
 
-GOOD_COLUMNS = (["a"], [5], [0], [0], ["n"], [cbor2.dumps(1)])
+def good_map_fields() -> list[object]:
+    """The decoded fields of a valid map encoding: "a" live, ("t", 1) a tombstone."""
+    m = LWWMap()
+    m.set("a", [1, 2], Timestamp(5, 0, "n"))
+    m.delete(("t", 1), Timestamp(6, 1, "n"))
+    fields: list[object] = cbor2.loads(encode_map(m))
+    assert len(fields) == 9
+    return fields
+
+
+def with_field(index: int, value: object) -> bytes:
+    fields = good_map_fields()
+    fields[index] = value
+    return cbor2.dumps(fields)
+
+
+def u64(*values: int) -> cbor2.CBORTag:
+    return cbor2.CBORTag(71, b"".join(v.to_bytes(8, "little") for v in values))
+
+
+def u32(*values: int) -> cbor2.CBORTag:
+    return cbor2.CBORTag(70, b"".join(v.to_bytes(4, "little") for v in values))
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (raw(2, "map", *GOOD_COLUMNS), "version"),
-        (raw("1", "map", *GOOD_COLUMNS), "version"),
-        (raw(1, "reg", *GOOD_COLUMNS), "expected a 'map'"),
+        (with_field(0, 2), "version"),
+        (with_field(0, "1"), "version"),
+        (with_field(1, "reg"), "expected a 'map'"),
         (cbor2.dumps({"v": 1}), "version, kind"),
-        (raw(1, "map", *GOOD_COLUMNS[:5]), "6 map columns"),
-        (raw(1, "map", ["a", "b"], [5], [0], [0], ["n"], [cbor2.dumps(1)]), "length"),
-        (raw(1, "map", ["a"], [-5], [0], [0], ["n"], [cbor2.dumps(1)]), "wall_ms"),
-        (raw(1, "map", ["a"], [5], [2**33], [0], ["n"], [cbor2.dumps(1)]), "logical"),
-        (raw(1, "map", ["a"], [5], [0], [1], ["n"], [cbor2.dumps(1)]), "node index"),
-        (raw(1, "map", ["a"], [5], [0], [0], [""], [cbor2.dumps(1)]), "node id"),
-        (raw(1, "map", ["a"], [5], [0], [0], ["n"], [1]), "byte strings"),
-        (raw(1, "map", [1.5], [5], [0], [0], ["n"], [cbor2.dumps(1)]), "map key"),
-        (raw(1, "map", [True], [5], [0], [0], ["n"], [cbor2.dumps(1)]), "map key"),
-        (raw(1, "map", ["a", "a"], [5, 6], [0, 0], [0, 0], ["n"], [b"", b""]), "repeated"),
-        (raw(1, "map", ["a"], [5], [0], [0], ["n"], [b"\x19\x00\x01"]), "canonical"),
-        (raw(1, "map", ["a"], [5], [0], [0], ["n"], [b"\x01\x01"]), "canonical"),
-        (raw(1, "map", ["a"], [5], [0], [0], ["n"], [b"\xff"]), "bad value"),
-        (raw(1, "map", "abc", [5], [0], [0], ["n"], [b""]), "arrays"),
+        (cbor2.dumps(good_map_fields()[:8]), "7 map columns"),
+        (with_field(2, "abc"), "arrays"),
+        (with_field(2, ["a", "a"]), "repeated"),
+        (with_field(2, ["a", 1.5]), "map key"),
+        (with_field(2, ["a", True]), "map key"),
+        (with_field(2, ["a"]), "length"),
+        (with_field(3, [5, 6]), "typed array"),
+        (with_field(3, cbor2.CBORTag(70, bytes(16))), "typed array"),
+        (with_field(3, u64(5)), "length"),
+        (with_field(3, u64(5, 2**48)), "wall_ms"),
+        (with_field(4, u32(0)), "length"),
+        (with_field(5, u32(0, 1)), "node index"),
+        (with_field(6, [""]), "node id"),
+        (with_field(6, [7]), "node id"),
+        (with_field(7, b"\x01"), "live flags"),
+        (with_field(7, b"\x01\x02"), "0 or 1"),
+        (with_field(7, [1, 0]), "live flags"),
+        (with_field(8, "x"), "byte string"),
+        (with_field(8, b"\x82\x01\x02\x03"), "trailing"),
+        (with_field(8, b"\x82\x01"), "bad value"),
+        (with_field(8, b"\x82\x19\x00\x01\x02"), "canonical"),
+        (with_field(8, b"\xff"), "bad value"),
     ],
 )
 def test_malformed_maps_are_refused_with_a_reason(data: bytes, message: str) -> None:
