@@ -6,6 +6,7 @@ import pathlib
 import types
 
 import pytest
+from hypothesis.stateful import RuleBasedStateMachine
 
 import crdt
 import crdt.testing
@@ -69,6 +70,7 @@ def test_public_names_are_pinned(module: types.ModuleType) -> None:
 def test_testing_module_exports_exist() -> None:
     for name in crdt.testing.__all__:
         assert callable(getattr(crdt.testing, name)) or name == "Operation", name
+    assert issubclass(crdt.testing.LWWMapReplicas, RuleBasedStateMachine)
 
 
 # What the sans-IO packages may import: nothing that does I/O, threads, randomness or

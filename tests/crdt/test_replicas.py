@@ -1,0 +1,3 @@
+from crdt.testing import LWWMapReplicas
+
+TestLWWMapReplicas = LWWMapReplicas.TestCase
