@@ -32,7 +32,11 @@ def _check(wall_ms: object, logical: object, node: object) -> None:
         raise TimestampError(f"logical must be an int in [0, {MAX_LOGICAL}], got {logical!r}")
     if type(node) is not str or not node:
         raise TimestampError(f"node must be a non-empty str, got {node!r}")
-    if len(node) * 4 > MAX_NODE_BYTES and len(node.encode("utf-8")) > MAX_NODE_BYTES:
+    try:
+        size = len(node.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise TimestampError(f"node must be encodable as UTF-8, got {node!r}") from None
+    if size > MAX_NODE_BYTES:
         raise TimestampError(f"node must be at most {MAX_NODE_BYTES} bytes of UTF-8")
 
 

@@ -62,6 +62,7 @@ def test_frozen() -> None:
         (0, 0, ""),
         (0, 0, "x" * (MAX_NODE_BYTES + 1)),
         (0, 0, "é" * 128),  # 256 bytes of UTF-8
+        (0, 0, "\ud800"),  # a lone surrogate cannot be encoded
         (True, 0, "a"),
         (1.0, 0, "a"),
         (0, "1", "a"),
