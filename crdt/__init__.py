@@ -5,6 +5,8 @@ Nothing here touches sockets, threads or clocks: timestamps come in as arguments
 property-tested; `crdt.testing` offers the same strategies and law checkers to users.
 """
 
+from ._chunks import Coverage as Coverage
+from ._chunks import split_step as split_step
 from ._codec import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
 from ._codec import FORMAT_VERSION as FORMAT_VERSION
 from ._codec import DecodeError as DecodeError
@@ -28,6 +30,7 @@ from ._register import TOMBSTONE as TOMBSTONE
 from ._register import LWWRegister as LWWRegister
 from ._sync import DEFAULT_THRESHOLD as DEFAULT_THRESHOLD
 from ._sync import SyncStep as SyncStep
+from ._sync import sync_pull as sync_pull
 from ._sync import sync_respond as sync_respond
 from ._sync import sync_start as sync_start
 from ._values import Key as Key
@@ -40,6 +43,7 @@ __all__ = [
     "FORMAT_VERSION",
     "ROOT",
     "TOMBSTONE",
+    "Coverage",
     "DecodeError",
     "Digest",
     "Key",
@@ -57,6 +61,8 @@ __all__ = [
     "encode_register",
     "encode_sync_step",
     "encode_timestamp",
+    "split_step",
+    "sync_pull",
     "sync_respond",
     "sync_start",
 ]

@@ -298,13 +298,30 @@ def decode_digest(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Digest:
     return _flat_digest(body[0], "digest")
 
 
+def _prefixes_flat(prefixes: Iterable[tuple[int, int]]) -> list[int]:
+    return [part for prefix in prefixes for part in prefix]
+
+
+def _flat_prefixes(flat: Any, kind: str, what: str) -> list[tuple[int, int]]:
+    _expect(type(flat) is list and len(flat) % 2 == 0, f"{kind}: bad {what} list")
+    return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+
+
 def encode_sync_step(step: SyncStep) -> bytes:
-    """Encode a step as ``[1, "sync", digest, map columns..., [level, index, ...]]``."""
-    complete: list[int] = []
-    for level, index in step.complete:
-        complete += (level, index)
+    """Encode a step: ``[1, "sync", digest, <7 map columns>, complete, pull]``.
+
+    ``digest`` is flat as in `encode_digest`; ``complete`` and ``pull`` are flat
+    ``[level, index, ...]`` lists.
+    """
     return _dumps(
-        [FORMAT_VERSION, "sync", _digest_flat(step.digest), *_map_columns(step.delta), complete]
+        [
+            FORMAT_VERSION,
+            "sync",
+            _digest_flat(step.digest),
+            *_map_columns(step.delta),
+            _prefixes_flat(step.complete),
+            _prefixes_flat(step.pull),
+        ]
     )
 
 
@@ -315,16 +332,12 @@ def decode_sync_step(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Sync
         DecodeError: see the module notes.
     """
     body = _loads(data, "sync", max_bytes)
-    _expect(len(body) == 9, "sync: expected digest, 7 map columns, complete")
+    _expect(len(body) == 10, "sync: expected digest, 7 map columns, complete, pull")
     digest = _flat_digest(body[0], "sync")
     delta = _columns_map(body[1:8], "sync")
-    flat = body[8]
-    _expect(type(flat) is list and len(flat) % 2 == 0, "sync: bad complete list")
+    complete = _flat_prefixes(body[8], "sync", "complete")
+    pull = _flat_prefixes(body[9], "sync", "pull")
     try:
-        return SyncStep(
-            digest=digest,
-            delta=delta,
-            complete=[(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)],
-        )
+        return SyncStep(digest=digest, delta=delta, complete=complete, pull=pull)
     except ValueError as exc:
         raise DecodeError(f"sync: {exc}") from None

@@ -281,11 +281,8 @@ class LWWMap:
             that is the whole state whenever the two differ at all.
         """
         tree = self._tree()
-        keys: list[Key] = []
-        for prefix, h, count in digest:
-            if tree.summary(prefix) != (h, count):
-                keys.extend(tree.keys_under(prefix))
-        return self._subset(keys)
+        differ = [prefix for prefix, h, count in digest if tree.summary(prefix) != (h, count)]
+        return self._subset(tree.keys_under(differ))
 
     def _subset(self, keys: Iterable[Key]) -> LWWMap:
         result = LWWMap()

@@ -24,6 +24,8 @@ full-state resync (keathley/rollout's join) ships all n.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 
 from ._map import LWWMap
@@ -48,21 +50,33 @@ class SyncStep:
         delta: entries for the receiver to merge.
         complete: tree nodes under which ``delta`` holds every entry the sender has;
             the receiver answers with its own entries there that differ.
+        pull: tree nodes the receiver should send in full, marked complete, whatever
+            it holds there (nothing included): how a joining replica asks for state.
     """
 
     digest: Digest = attrs.field(factory=lambda: Digest(()))
     delta: LWWMap = attrs.field(factory=LWWMap)
     complete: tuple[Prefix, ...] = attrs.field(default=(), converter=_to_prefixes)
+    pull: tuple[Prefix, ...] = attrs.field(default=(), converter=_to_prefixes)
 
     @property
     def done(self) -> bool:
         """True when the step carries nothing: the exchange is over."""
-        return not self.digest.summaries and not self.delta._regs and not self.complete
+        return not (self.digest.summaries or self.delta._regs or self.complete or self.pull)
 
 
 def sync_start(replica: LWWMap) -> SyncStep:
     """Open an exchange: the step that carries ``replica``'s root summary."""
     return SyncStep(digest=replica.digest([ROOT]))
+
+
+def sync_pull(prefixes: Iterable[Prefix] = (ROOT,)) -> SyncStep:
+    """Ask for everything the other side holds under ``prefixes`` (all, by default).
+
+    The answer marks each prefix complete, even where the other side holds nothing,
+    so a joining replica can tell (with `Coverage`) when it has received everything.
+    """
+    return SyncStep(pull=tuple(prefixes))
 
 
 def sync_respond(
@@ -84,15 +98,15 @@ def sync_respond(
     reply_keys: list[Key] = []
 
     # Answer the sender's complete tree nodes with what it lacks there.
-    for prefix in step.complete:
-        for key in tree.keys_under(prefix):
-            sent = step.delta._regs.get(key)
-            if sent is None or sent != replica._regs[key]:
-                reply_keys.append(key)
+    sent, ours = step.delta._regs, replica._regs
+    for key in tree.keys_under(step.complete):
+        entry = sent.get(key)
+        if entry is None or entry != ours[key]:
+            reply_keys.append(key)
 
-    # Compare the sender's summaries with ours.
+    # Compare the sender's summaries with ours; ship what it pulls.
     summaries: list[tuple[Prefix, int, int]] = []
-    complete: list[Prefix] = []
+    complete: list[Prefix] = list(step.pull)
     for prefix, their_hash, their_count in step.digest:
         our_hash, our_count = tree.summary(prefix)
         if (our_hash, our_count) == (their_hash, their_count):
@@ -104,9 +118,9 @@ def sync_respond(
             or prefix[0] >= DEPTH
         ):
             complete.append(prefix)
-            reply_keys.extend(tree.keys_under(prefix))
         else:
             summaries.extend(tree.children(prefix))
+    reply_keys.extend(tree.keys_under(complete))
     delta = replica._subset(dict.fromkeys(reply_keys))
     answer = SyncStep(digest=Digest(summaries), delta=delta, complete=complete)
     return answer, changed

@@ -63,7 +63,9 @@ def test_map_round_trip(m: LWWMap) -> None:
 
 @given(lww_maps(), lww_maps())
 def test_sync_step_round_trip(a: LWWMap, b: LWWMap) -> None:
-    step = SyncStep(digest=a.digest([(1, i) for i in range(16)]), delta=b, complete=[(2, 7)])
+    step = SyncStep(
+        digest=a.digest([(1, i) for i in range(16)]), delta=b, complete=[(2, 7)], pull=[(1, 3)]
+    )
     assert decode_sync_step(encode_sync_step(step)) == step
 
 
@@ -219,9 +221,12 @@ def test_malformed_registers_and_timestamps_are_refused() -> None:
 
 def test_malformed_sync_steps_are_refused() -> None:
     good = cbor2.loads(encode_sync_step(SyncStep(delta=sample_map())))
-    bad_complete = [*good[:-1], [1]]
+    bad_complete = [*good[:-2], [1], []]
     with pytest.raises(DecodeError, match="complete"):
         decode_sync_step(cbor2.dumps(bad_complete))
+    bad_pull = [*good[:-1], "x"]
+    with pytest.raises(DecodeError, match="pull"):
+        decode_sync_step(cbor2.dumps(bad_pull))
     bad_prefix = [*good[:-1], [9, 9]]
     with pytest.raises(DecodeError, match="prefix"):
         decode_sync_step(cbor2.dumps(bad_prefix))
