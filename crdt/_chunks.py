@@ -81,7 +81,10 @@ class _Splitter:
         result: list[_Piece] = []
         claimed: set[Key] = set()
         for prefix in step.complete:
-            under = [k for k in keys if _under(self.positions[k], prefix)]
+            if prefix == ROOT:
+                under = keys
+            else:
+                under = [k for k in keys if _under(self.positions[k], prefix)]
             claimed.update(under)
             result.append(self.complete_piece(prefix, under))
         loose = [k for k in keys if k not in claimed]
@@ -100,10 +103,12 @@ class _Splitter:
             assert piece.prefix is not None
             if piece.prefix[0] >= DEPTH:
                 return None
+            span = _POSITION_BITS - FANOUT_BITS * (piece.prefix[0] + 1)
+            groups: dict[int, list[Key]] = {}
+            for key in piece.items:
+                groups.setdefault(self.positions[key] >> span, []).append(key)
             return [
-                self.complete_piece(
-                    child, [k for k in piece.items if _under(self.positions[k], child)]
-                )
+                self.complete_piece(child, groups.get(child[1], []))
                 for child in _children(piece.prefix)
             ]
         if len(piece.items) < 2:
@@ -135,8 +140,8 @@ class _Splitter:
             digest=Digest(summaries), delta=self.delta._subset(keys), complete=complete, pull=pull
         )
 
-    def split(self) -> list[SyncStep]:
-        todo = self.pieces()
+    def split(self, pieces: list[_Piece]) -> list[SyncStep]:
+        todo = list(pieces)
         todo.reverse()
         steps: list[SyncStep] = []
         batch: list[_Piece] = []
@@ -182,9 +187,10 @@ def split_step(step: SyncStep, max_bytes: int) -> list[SyncStep]:
     if step.done:
         return []
     splitter = _Splitter(step, max_bytes)
-    if sum(p.size for p in splitter.pieces()) <= splitter.budget:
+    pieces = splitter.pieces()
+    if sum(p.size for p in pieces) <= splitter.budget:
         return [step]
-    return splitter.split()
+    return splitter.split(pieces)
 
 
 class Coverage:
