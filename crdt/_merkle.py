@@ -136,12 +136,12 @@ class MerkleIndex:
             bucket = position >> shift
             for level, span in shifts:
                 index = bucket >> span
-                summary = level.get(index)
-                if summary is None:
+                found = level.get(index)
+                if found is None:
                     level[index] = [new_hash, 1]
                 else:
-                    summary[0] ^= new_hash
-                    summary[1] += 1
+                    found[0] ^= new_hash
+                    found[1] += 1
         self.dirty.clear()
 
     def _rebuild(self, entries: Mapping[Key, Entry]) -> None:
