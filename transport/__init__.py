@@ -1,6 +1,42 @@
-"""The replication runtime: Transport, MemoryNetwork, TcpTransport and Node.
+"""The replication runtime: the Transport interface, MemoryNetwork, and Node.
 
-Not built yet; see the project's issues.
+All I/O of chorus lives here, on trio. Nodes know CRDTs only through crdt's public
+API; `MemoryNetwork` simulates a faulty network deterministically for tests and
+notebooks.
 """
 
-__all__: list[str] = []
+from ._hrw import rendezvous_owner as rendezvous_owner
+from ._interface import Event as Event
+from ._interface import PeerDown as PeerDown
+from ._interface import PeerUp as PeerUp
+from ._interface import Received as Received
+from ._interface import Transport as Transport
+from ._interface import TransportClosed as TransportClosed
+from ._memory import SIM_EPOCH_MS as SIM_EPOCH_MS
+from ._memory import LinkFaults as LinkFaults
+from ._memory import MemoryNetwork as MemoryNetwork
+from ._memory import MemoryTransport as MemoryTransport
+from ._memory import NetworkStats as NetworkStats
+from ._node import Node as Node
+from ._node import NodeStats as NodeStats
+from ._replicated import ReplicatedMap as ReplicatedMap
+from ._replicated import Subscriber as Subscriber
+
+__all__ = [
+    "SIM_EPOCH_MS",
+    "Event",
+    "LinkFaults",
+    "MemoryNetwork",
+    "MemoryTransport",
+    "NetworkStats",
+    "Node",
+    "NodeStats",
+    "PeerDown",
+    "PeerUp",
+    "Received",
+    "ReplicatedMap",
+    "Subscriber",
+    "Transport",
+    "TransportClosed",
+    "rendezvous_owner",
+]

@@ -1,0 +1,121 @@
+"""ReplicatedMap: one named map of a Node, read locally, written everywhere."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, ItemsView, Iterator, KeysView
+from typing import TYPE_CHECKING, Any
+
+from crdt import Key
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+log = logging.getLogger("chorus.node")
+
+#: A change callback: receives the keys whose visible value changed.
+Subscriber = Callable[[frozenset[Key]], None]
+
+
+class ReplicatedMap:
+    """A named map replicated to every node of the cluster (made by `Node.map`).
+
+    Reads are local dict lookups, never a lock or a network call. Writes are stamped
+    by the node's HLC, applied here at once, and broadcast as deltas; anti-entropy
+    repairs whatever the network loses. Concurrent writes to a key resolve by
+    last-writer-wins on HLC timestamps. Call from the node's trio thread.
+    """
+
+    __slots__ = ("_name", "_node", "_subscribers", "_values")
+
+    def __init__(self, node: Node, name: str) -> None:
+        self._node = node
+        self._name = name
+        self._values: dict[Key, Any] = {}
+        self._subscribers: list[Subscriber] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    # -- reads ---------------------------------------------------------------------
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """Return the key's value, or ``default`` when absent or deleted."""
+        return self._values.get(key, default)
+
+    def __getitem__(self, key: Key) -> Any:
+        return self._values[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._values
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._values)
+
+    def keys(self) -> KeysView[Key]:
+        return self._values.keys()
+
+    def items(self) -> ItemsView[Key, Any]:
+        """A live view of ``(key, value)``; copy it before awaiting."""
+        return self._values.items()
+
+    # -- writes --------------------------------------------------------------------
+
+    def set(self, key: Key, value: Any) -> None:
+        """Write ``value`` under ``key`` on every node.
+
+        Raises:
+            TypeError: the key or value is of an unsupported type.
+            ValueError: the encoded value is larger than the node's ``max_value_bytes``.
+        """
+        self._node._write(self._name, key, value)
+
+    def delete(self, key: Key) -> None:
+        """Delete ``key`` on every node (a tombstone wins over older writes).
+
+        Raises:
+            TypeError: the key is of an unsupported type.
+        """
+        self._node._write(self._name, key, None, delete=True)
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(keys)`` after each local or remote change to this map.
+
+        ``keys`` is a frozenset of the keys whose visible value changed; read the new
+        values with `get`. Callbacks run in the trio thread and must not block; an
+        exception is logged and does not stop other callbacks.
+
+        Returns:
+            A function that unsubscribes ``callback``.
+        """
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    # -- called by the node ----------------------------------------------------------
+
+    def _apply(self, updates: dict[Key, Any], missing: object) -> None:
+        values = self._values
+        for key, value in updates.items():
+            if value is missing:
+                values.pop(key, None)
+            else:
+                values[key] = value
+        if self._subscribers:
+            keys = frozenset(updates)
+            for callback in list(self._subscribers):
+                try:
+                    callback(keys)
+                except Exception:
+                    log.exception("map %r: subscriber %r raised", self._name, callback)
+
+    def __repr__(self) -> str:
+        return f"<ReplicatedMap {self._name!r} on {self._node.node_id!r}: {len(self)} keys>"
