@@ -61,6 +61,7 @@ class NetworkStats:
     delivered: int = 0
     dropped: int = 0  # lost, cut by a partition or clog, or to a crashed node
     duplicated: int = 0
+    largest: int = 0  # the largest message sent, in bytes
     sent_by_kind: dict[str, int] = attrs.field(factory=dict)
     bytes_by_kind: dict[str, int] = attrs.field(factory=dict)
 
@@ -206,6 +207,7 @@ class MemoryNetwork:
             kind = "other"
         stats.sent += 1
         stats.sent_bytes += len(data)
+        stats.largest = max(stats.largest, len(data))
         stats.sent_by_kind[kind] = stats.sent_by_kind.get(kind, 0) + 1
         stats.bytes_by_kind[kind] = stats.bytes_by_kind.get(kind, 0) + len(data)
         target = self._nodes.get(dst)

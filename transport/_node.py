@@ -279,17 +279,25 @@ class Node:
     def _on_message(self, peer: str, data: bytes) -> None:
         try:
             kind = peek_kind(data)
-            self._count(self.stats.messages_received, self.stats.bytes_received, kind, len(data))
-            self._heard_from(peer)
             if kind == "map":
-                self._admit(crdt.decode_map(data, max_bytes=self.max_message_bytes))
+                message: Any = crdt.decode_map(data, max_bytes=self.max_message_bytes)
             elif kind == "sync":
-                self._on_sync(peer, crdt.decode_sync_step(data, max_bytes=self.max_message_bytes))
+                message = crdt.decode_sync_step(data, max_bytes=self.max_message_bytes)
             else:
-                self._on_heartbeat(peer, decode_heartbeat(data))
+                message = decode_heartbeat(data)
         except DecodeError as exc:
             self.stats.rejected += 1
             log.warning("node %s: rejected a message from %s: %s", self.node_id, peer, exc)
+            return
+        # Only a well-formed message counts as a sign of life.
+        self._count(self.stats.messages_received, self.stats.bytes_received, kind, len(data))
+        self._heard_from(peer)
+        if kind == "map":
+            self._admit(message)
+        elif kind == "sync":
+            self._on_sync(peer, message)
+        else:
+            self._on_heartbeat(peer, message)
 
     def _hold_back(self, delta: LWWMap) -> LWWMap:
         """Return the part of ``delta`` to merge now, passed through the HLC.

@@ -9,6 +9,8 @@ Every message is one CBOR array ``[1, kind, ...]`` (see crdt's codec):
 
 from __future__ import annotations
 
+import io
+
 import cbor2
 
 from crdt import FORMAT_VERSION, DecodeError
@@ -57,10 +59,13 @@ def decode_heartbeat(data: bytes) -> str:
     Raises:
         DecodeError: malformed.
     """
+    stream = io.BytesIO(data)
     try:
-        obj = cbor2.loads(data)
+        obj = cbor2.CBORDecoder(stream).decode()
     except Exception as exc:
         raise DecodeError(f"heartbeat: malformed CBOR: {exc}") from None
+    if stream.tell() != len(data):
+        raise DecodeError("heartbeat: trailing bytes")
     if (
         type(obj) is not list
         or len(obj) != 3
