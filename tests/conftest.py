@@ -5,7 +5,12 @@ well inside CI's budget on 2 cores; ``deep`` is for hunting rare interleavings.
 """
 
 import os
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+import pytest
+import trio
+import trio.testing
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -23,3 +28,13 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture
+def sim_run() -> Callable[..., Any]:
+    """Run an async function under trio's MockClock with autojump (simulated time)."""
+
+    def run(fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        return trio.run(fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
+
+    return run

@@ -8,7 +8,7 @@ import random
 import secrets
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
@@ -302,12 +302,24 @@ class Node:
     def _hold_back(self, delta: LWWMap) -> LWWMap:
         """Return the part of ``delta`` to merge now, passed through the HLC.
 
+        Entries not keyed ``(map name, key)`` are dropped and counted as rejected.
+
         Entries more than ``max_offset_ms`` ahead of the local clock go to the held
         map and are retried every ``held_retry_s``: a skewed clock delays them but
         never loses them, so no replica diverges for good.
         """
-        limit = self._wall_ms() + self._max_offset_ms
         regs = delta._regs
+        if not all(type(k) is tuple and len(k) == 2 and type(k[0]) is str for k in regs):
+            good = [k for k in regs if type(k) is tuple and len(k) == 2 and type(k[0]) is str]
+            self.stats.rejected += len(regs) - len(good)
+            log.warning(
+                "node %s: dropped %d entries not keyed (map, key)",
+                self.node_id,
+                len(regs) - len(good),
+            )
+            delta = delta._subset(good)
+            regs = delta._regs
+        limit = self._wall_ms() + self._max_offset_ms
         if any(entry[0] > limit for entry in regs.values()):
             late = delta._subset([k for k, e in regs.items() if e[0] > limit])
             delta = delta._subset([k for k, e in regs.items() if e[0] <= limit])
@@ -337,7 +349,7 @@ class Node:
         by_map: dict[str, dict[Key, Any]] = {}
         state = self._state
         for full_key in changed:
-            name, key = full_key  # type: ignore[misc]
+            name, key = cast(tuple[str, Key], full_key)  # admitted keys are (map, key)
             if name in self._maps:
                 by_map.setdefault(name, {})[key] = state.get(full_key, _MISSING)
         for name, updates in by_map.items():

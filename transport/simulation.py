@@ -212,7 +212,7 @@ class SimulationThread:
 
         try:
             trio.run(host, clock=trio.testing.MockClock(autojump_threshold=math.inf))
-        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+        except BaseException as exc:  # reported to the caller by __init__
             self._error = exc
             self._ready.set()
 

@@ -1,5 +1,6 @@
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import pytest
 import trio
@@ -9,9 +10,10 @@ from transport import MemoryNetwork, PeerDown, PeerUp, Received, Transport
 from transport.testing import check_transport
 
 pytestmark = pytest.mark.timeout(30)
+T = TypeVar("T")
 
 
-def run(fn, *args):  # type: ignore[no-untyped-def]
+def run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     return trio.run(fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
@@ -54,7 +56,7 @@ def test_attach_and_crash_announce_peers() -> None:
 def test_partition_heal_and_clog() -> None:
     async def main() -> None:
         net = MemoryNetwork()
-        a, b, c = (net.transport(n) for n in "abc")
+        a, b, _c = (net.transport(n) for n in "abc")
         net.partition({"a"}, {"b", "c"})
         assert not net.connected("a", "b")
         assert net.connected("b", "c")

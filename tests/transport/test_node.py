@@ -4,7 +4,9 @@ from typing import Any
 import pytest
 import trio
 
-from crdt import Key
+import crdt
+from crdt import Key, LWWMap
+from hlc import Timestamp
 from transport import MemoryNetwork
 from transport._wire import encode_heartbeat
 from transport.simulation import Simulation
@@ -226,6 +228,8 @@ def test_garbage_from_a_peer_is_rejected_and_nothing_is_lost(sim_run: Any) -> No
             await sim.start("a")
             sim.node("a").map("m").set("keep", 1)
             rogue = sim.network.transport("rogue")
+            stray = LWWMap()
+            stray.set("not-a-pair", 1, Timestamp(1, 0, "x"))
             await sim.run_for(1)
             before = sim.node("a").state()
             import cbor2
@@ -243,8 +247,11 @@ def test_garbage_from_a_peer_is_rejected_and_nothing_is_lost(sim_run: Any) -> No
             await sim.run_for(1)
             a = sim.node("a")
             assert a.stats.rejected == 7
-            assert a.state() == before
             assert "rogue" not in a.members()  # garbage is no sign of life
+            rogue.send("a", crdt.encode_map(stray))  # well-formed, keys not (map, key)
+            await sim.run_for(1)
+            assert a.stats.rejected == 8
+            assert a.state() == before
             a.map("m").set("still", "serving")
             assert a.map("m").get("still") == "serving"
 
