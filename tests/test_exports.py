@@ -58,7 +58,24 @@ EXPECTED = {
         "sync_respond",
         "sync_start",
     },
-    transport: set(),
+    transport: {
+        "SIM_EPOCH_MS",
+        "Event",
+        "LinkFaults",
+        "MemoryNetwork",
+        "MemoryTransport",
+        "NetworkStats",
+        "Node",
+        "NodeStats",
+        "PeerDown",
+        "PeerUp",
+        "Received",
+        "ReplicatedMap",
+        "Subscriber",
+        "Transport",
+        "TransportClosed",
+        "rendezvous_owner",
+    },
     flags: set(),
 }
 
@@ -100,5 +117,13 @@ def test_sans_io_packages_import_no_io(package: str) -> None:
 
 
 def test_packages_import_cleanly() -> None:
-    for name in ["hlc", "crdt", "crdt.testing", "transport", "flags"]:
+    for name in [
+        "hlc",
+        "crdt",
+        "crdt.testing",
+        "transport",
+        "transport.simulation",
+        "transport.testing",
+        "flags",
+    ]:
         importlib.import_module(name)
