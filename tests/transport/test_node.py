@@ -318,3 +318,20 @@ def test_rolling_restart_loses_nothing(sim_run: Any) -> None:
             assert await sim.settle(timeout=10) is not None
 
     sim_run(main)
+
+
+def test_a_lagging_clock_still_orders_its_write_after_what_it_saw(sim_run: Any) -> None:
+    # keathley/groot merges without the HLC receive rule: a node whose clock lags
+    # writes "before" the value it has just read, and its write silently loses.
+    async def main() -> None:
+        async with Simulation(seed=16, skew_ms={"slow": -300}) as sim:
+            await sim.start("fast", "slow")
+            await sim.run_for(1)
+            sim.node("fast").map("m").set("k", "first")
+            await sim.run_for(0.01)
+            assert sim.node("slow").map("m").get("k") == "first"
+            sim.node("slow").map("m").set("k", "second")  # 300 ms behind on its wall clock
+            await sim.run_for(0.5)
+            assert {sim.node(n).map("m").get("k") for n in sim.live} == {"second"}
+
+    sim_run(main)
