@@ -166,7 +166,8 @@ class ClusterMachine(RuleBasedStateMachine):
         for key, ts, _, writer, incarnation in self.writes:
             if self.up.get(writer) == incarnation:  # the writer stayed up
                 held = final.timestamp((MAP, key))
-                assert held is not None and held >= ts, f"write of {key!r} at {ts} was lost"
+                assert held is not None, f"write of {key!r} at {ts} was lost"
+                assert held >= ts, f"write of {key!r} at {ts} was lost"
 
 
 TestCluster = ClusterMachine.TestCase
