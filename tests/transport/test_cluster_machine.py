@@ -159,7 +159,8 @@ class ClusterMachine(RuleBasedStateMachine):
         assert settled is not None, f"no convergence within {QUIET_S} s of quiet"
         final = next(iter(states.values()))
         written = {(key, ts): payload for key, ts, payload, _, _ in self.writes}
-        for (_, key), register in final.entries():
+        for full_key, register in final.entries():
+            key = full_key[1]  # type: ignore[index]
             assert written.get((key, register.timestamp)) == register.payload, (
                 f"{key!r} holds a value nobody wrote"
             )
@@ -172,7 +173,7 @@ class ClusterMachine(RuleBasedStateMachine):
 
 TestCluster = ClusterMachine.TestCase
 TestCluster.settings = settings(
-    max_examples=settings.default.max_examples // 4 or 1,
+    max_examples=max(1, settings().max_examples // 4),
     stateful_step_count=30,
     deadline=None,
 )
