@@ -430,9 +430,15 @@ class Node:
         self._send(peer, crdt.encode_sync_step(crdt.sync_start(self._state)), "sync")
 
     def _on_sync(self, peer: str, step: crdt.SyncStep) -> None:
-        if step.complete and not self._synced.is_set():
-            coverage = self._coverage.setdefault(peer, Coverage())
-            coverage.add(step.complete)
+        if not self._synced.is_set():
+            # A joining node serves neither digests nor pulls: its state is partial,
+            # and answering would make a peer resend everything, or let two joiners
+            # call each other's empty state complete. It merges and answers only
+            # complete tree nodes.
+            if step.complete:
+                self._coverage.setdefault(peer, Coverage()).add(step.complete)
+            if step.digest.summaries or step.pull:
+                step = attrs.evolve(step, digest=crdt.Digest(()), pull=())
         if step.delta._regs:
             step = attrs.evolve(step, delta=self._hold_back(step.delta))
         answer, changed = crdt.sync_respond(self._state, step)

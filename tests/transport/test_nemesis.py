@@ -37,7 +37,9 @@ async def nemesis(seed: int) -> None:
                 node = sim.node(rng.choice(NODES))
                 key = rng.randrange(30)
                 node.map("m").set(key, rng.randrange(1_000))
-                written.append((key, node._state.timestamp(("m", key))))
+                ts = node._state.timestamp(("m", key))
+                assert ts is not None
+                written.append((key, ts))
                 await sim.run_for(rng.uniform(0.0, 0.3))
 
         order = NODES[:]
