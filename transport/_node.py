@@ -15,7 +15,7 @@ import trio
 
 import crdt
 from crdt import Coverage, DecodeError, Key, LWWMap
-from hlc import HLC, ClockSkewError, system_wall_ms
+from hlc import HLC, ClockSkewError, Timestamp, system_wall_ms
 
 from ._hrw import rendezvous_owner
 from ._interface import PeerDown, PeerUp, Received, Transport, TransportClosed
@@ -44,6 +44,9 @@ class NodeStats:
     last_sync_time: float | None = None  # trio time of the last sync step answered
     joins: int = 0  # peers seen coming up or restarting
     leaves: int = 0  # peers declared down
+    tombstones_collected: int = 0
+    stale_dropped: int = 0  # entries older than the collection floor, for absent keys
+    state_drops: int = 0  # times this node was cut off too long and re-synced from scratch
 
 
 @attrs.define
@@ -51,6 +54,9 @@ class _Peer:
     incarnation: str | None = None
     last_seen: float = -math.inf
     alive: bool = False
+    converged_wall_ms: int | None = None  # our wall clock when its root digest equalled ours
+    synced: bool = False  # as its last heartbeat said: may a joiner pull from it?
+    floor_ms: int = 0  # as its last heartbeat said: how far it collected tombstones
 
 
 class Node:
@@ -75,14 +81,34 @@ class Node:
             With the defaults a dead peer is noticed within 3 s.
         sync_interval_s: mean seconds between anti-entropy rounds with a random live
             peer; each wait is jittered by +-50%.
-        join_timeout_s: how long a new node waits for any peer before it decides it
-            is alone (logged as a warning) and reports synced.
+        join_timeout_s: how long a new node waits for a synced peer (heartbeats say
+            which peers are synced) before it decides it is alone (logged as a
+            warning) and reports synced.
         join_retry_s: while joining, how often to re-pull what has not arrived.
         max_message_bytes: sync messages are cut to this size (at most the
             transport's limit).
         max_value_bytes: the largest encoded value a write accepts, in bytes.
         outbox_size: deltas queued for broadcast beyond which new ones are dropped
             and left to anti-entropy, so a slow network never blocks writers.
+        tombstone_horizon_s: the hard horizon of tombstones, in seconds (default one
+            day). See "Tombstones" below.
+        gc_interval_s: seconds between tombstone collections (default: a tenth of
+            the horizon, at most 60).
+
+    Tombstones: a delete leaves a tombstone, collected once it is older than the
+    last time every *known* member (heard from within the horizon, up or not) was
+    seen holding exactly our state (its root digest equal to ours), less
+    ``max_offset_ms`` for clock skew; and, whatever the members, once it is older
+    than the hard horizon, or than a live peer's collection floor (heartbeats carry
+    it: that peer checked every member it knew). Incoming entries older than what was
+    collected, for keys
+    this node does not hold, are dropped (``stats.stale_dropped``), so a stale
+    replica cannot bring a deleted value back. A node that has heard from nobody for
+    longer than the horizon, when it next hears from a peer it knew in the same
+    incarnation (a healed partition), drops its state and re-syncs
+    (``stats.state_drops``): its writes from while it was cut off are lost. When the
+    peers it meets are new incarnations (restarted, hence empty), it is the
+    survivor and keeps its state.
 
     Time: timers use trio's clock, so ``trio.testing.MockClock`` drives a whole
     simulated cluster; the HLC reads only ``wall_ms``.
@@ -105,6 +131,8 @@ class Node:
         max_message_bytes: int | None = None,
         max_value_bytes: int | None = None,
         outbox_size: int = 4096,
+        tombstone_horizon_s: float = 86_400.0,
+        gc_interval_s: float | None = None,
     ) -> None:
         if transport.node_id != node_id:
             raise ValueError(f"transport is for {transport.node_id!r}, not {node_id!r}")
@@ -126,6 +154,11 @@ class Node:
         self.max_message_bytes = min(limit, max_message_bytes or limit)
         self.max_value_bytes = max_value_bytes or self.max_message_bytes // 4
         self._outbox_size = outbox_size
+        self._horizon_s = tombstone_horizon_s
+        self._gc_interval_s = gc_interval_s or min(60.0, tombstone_horizon_s / 10)
+        self._floor_ms = 0  # tombstones older than this were collected
+        self._last_contact = -math.inf  # trio time of the last well-formed message
+        self._cut_off = False  # silent for longer than the horizon: see _on_heartbeat
         self._rng = random.Random(f"{node_id}/{self.incarnation}")
 
         self.stats = NodeStats()
@@ -151,6 +184,7 @@ class Node:
                 self._broadcast_loop,
                 self._heartbeat_loop,
                 self._anti_entropy_loop,
+                self._gc_loop,
                 self._join,
                 self._held_loop,
             ):
@@ -290,6 +324,14 @@ class Node:
             log.warning("node %s: rejected a message from %s: %s", self.node_id, peer, exc)
             return
         # Only a well-formed message counts as a sign of life.
+        now = trio.current_time()
+        if (
+            now - self._last_contact > self._horizon_s
+            and self._peers
+            and self._last_contact > -math.inf
+        ):
+            self._cut_off = True  # decided by the next heartbeat: see _on_heartbeat
+        self._last_contact = now
         self._count(self.stats.messages_received, self.stats.bytes_received, kind, len(data))
         self._heard_from(peer)
         if kind == "map":
@@ -318,6 +360,12 @@ class Node:
                 len(regs) - len(good),
             )
             delta = delta._subset(good)
+            regs = delta._regs
+        floor, ours = self._floor_ms, self._state._regs
+        if floor and any(e[0] < floor and k not in ours for k, e in regs.items()):
+            fresh = [k for k, e in regs.items() if e[0] >= floor or k in ours]
+            self.stats.stale_dropped += len(regs) - len(fresh)
+            delta = delta._subset(fresh)
             regs = delta._regs
         limit = self._wall_ms() + self._max_offset_ms
         if any(entry[0] > limit for entry in regs.values()):
@@ -373,8 +421,22 @@ class Node:
             log.info("node %s: peer %s is up", self.node_id, peer)
             self._start_sync(peer)
 
-    def _on_heartbeat(self, peer: str, incarnation: str) -> None:
+    def _on_heartbeat(self, peer: str, heartbeat: tuple[str, bool, int]) -> None:
+        incarnation, record_synced, floor_ms = heartbeat
         record = self._peers[peer]
+        record.synced = record_synced
+        record.floor_ms = floor_ms
+        if self._cut_off:
+            self._cut_off = False
+            if record.incarnation == incarnation:
+                self._drop_state(f"cut off for over {self._horizon_s} s; {peer} survived")
+            else:
+                log.warning(
+                    "node %s: cut off for over %s s, and %s restarted: keeping this state",
+                    self.node_id,
+                    self._horizon_s,
+                    peer,
+                )
         if record.incarnation is not None and record.incarnation != incarnation:
             self.stats.joins += 1
             log.info("node %s: peer %s restarted (%s)", self.node_id, peer, incarnation)
@@ -389,8 +451,8 @@ class Node:
             log.info("node %s: peer %s is down (%s)", self.node_id, peer, why)
 
     async def _heartbeat_loop(self) -> None:
-        message = encode_heartbeat(self.incarnation)
         while True:
+            message = encode_heartbeat(self.incarnation, self._synced.is_set(), self._floor_ms)
             for peer in sorted(self._transport.peers()):
                 self._send(peer, message, "heartbeat")
             now = trio.current_time()
@@ -441,6 +503,7 @@ class Node:
                 step = attrs.evolve(step, digest=crdt.Digest(()), pull=())
         if step.delta._regs:
             step = attrs.evolve(step, delta=self._hold_back(step.delta))
+        self._note_convergence(peer, step)
         answer, changed = crdt.sync_respond(self._state, step)
         self.stats.sync_rounds += 1
         self.stats.last_sync_time = trio.current_time()
@@ -450,6 +513,59 @@ class Node:
         if not self._synced.is_set() and self._coverage.get(peer, Coverage()).complete:
             self._synced.set()
             log.info("node %s: synced from %s (%d keys)", self.node_id, peer, len(self._state))
+
+    def _note_convergence(self, peer: str, step: crdt.SyncStep) -> None:
+        """Record when a peer's root digest (an exchange's opening) equalled ours."""
+        summaries = step.digest.summaries
+        opening = bool(summaries) and summaries[0][0] == crdt.ROOT and not step.delta._regs
+        if opening and self._state.digest().summaries[0] == summaries[0]:
+            self._peers[peer].converged_wall_ms = self._wall_ms()
+
+    async def _gc_loop(self) -> None:
+        while True:
+            await trio.sleep(self._gc_interval_s)
+            self.collect_tombstones()
+
+    def collect_tombstones(self) -> int:
+        """Collect the tombstones that are safe to drop now (see "Tombstones").
+
+        Runs every ``gc_interval_s`` on its own; call it to force a collection.
+
+        Returns:
+            How many tombstones were dropped.
+        """
+        now, now_ms = trio.current_time(), self._wall_ms()
+        known = [p for p in self._peers.values() if now - p.last_seen <= self._horizon_s]
+        safe = min(
+            (-1 if p.converged_wall_ms is None else p.converged_wall_ms for p in known),
+            default=now_ms,
+        )
+        # A live peer's floor is safe too: it checked that every member it knew held
+        # those tombstones. Adopting it keeps the states equal, so digests still match.
+        adopted = max((p.floor_ms for p in self._peers.values() if p.alive), default=0)
+        cutoff = max(
+            safe - self._max_offset_ms, now_ms - int(self._horizon_s * 1000), min(adopted, now_ms)
+        )
+        if cutoff <= self._floor_ms:
+            return 0
+        dropped = self._state.collect_tombstones(Timestamp(cutoff, 0, "\x00"))
+        self._floor_ms = cutoff
+        self.stats.tombstones_collected += dropped
+        if dropped:
+            log.info("node %s: collected %d tombstones", self.node_id, dropped)
+        return dropped
+
+    def _drop_state(self, why: str) -> None:
+        log.warning("node %s: dropping its state and re-syncing: %s", self.node_id, why)
+        self.stats.state_drops += 1
+        old = self._state
+        self._state, self._held = LWWMap(), LWWMap()
+        self._coverage.clear()
+        self._floor_ms = 0
+        self._after_merge(set(old._live))  # views and subscribers see the keys go
+        self._synced = trio.Event()
+        assert self._nursery is not None
+        self._nursery.start_soon(self._join)
 
     async def _anti_entropy_loop(self) -> None:
         while True:
@@ -465,7 +581,8 @@ class Node:
             return
         deadline = trio.current_time() + self._join_timeout_s
         while not self._synced.is_set():
-            candidates = sorted(n for n, p in self._peers.items() if p.alive)
+            # Only a synced peer may vouch for the cluster's state (heartbeats say who).
+            candidates = sorted(n for n, p in self._peers.items() if p.alive and p.synced)
             if candidates:
                 peer = self._rng.choice(candidates)
                 missing = self._coverage.setdefault(peer, Coverage()).missing()

@@ -2,7 +2,9 @@
 
 Every message is one CBOR array ``[1, kind, ...]`` (see crdt's codec):
 
-- ``"heartbeat"``: ``[1, "heartbeat", incarnation]``, sent every heartbeat interval;
+- ``"heartbeat"``: ``[1, "heartbeat", incarnation, synced, floor_ms]``, sent every
+  heartbeat interval; ``synced`` tells joiners whether this node may be pulled from,
+  ``floor_ms`` how far it has collected tombstones;
 - ``"map"``: a delta, as `crdt.encode_map` writes it;
 - ``"sync"``: an anti-entropy step, as `crdt.encode_sync_step` writes it.
 """
@@ -48,13 +50,13 @@ def peek_kind(data: bytes) -> str:
     return kind
 
 
-def encode_heartbeat(incarnation: str) -> bytes:
-    """Encode a heartbeat carrying the sender's incarnation id."""
-    return cbor2.dumps([FORMAT_VERSION, "heartbeat", incarnation])
+def encode_heartbeat(incarnation: str, synced: bool = True, floor_ms: int = 0) -> bytes:
+    """Encode a heartbeat: incarnation id, whether synced, tombstone floor (ms)."""
+    return cbor2.dumps([FORMAT_VERSION, "heartbeat", incarnation, synced, floor_ms])
 
 
-def decode_heartbeat(data: bytes) -> str:
-    """Return the incarnation id a heartbeat carries.
+def decode_heartbeat(data: bytes) -> tuple[str, bool, int]:
+    """Return the ``(incarnation id, synced, floor_ms)`` a heartbeat carries.
 
     Raises:
         DecodeError: malformed.
@@ -68,10 +70,13 @@ def decode_heartbeat(data: bytes) -> str:
         raise DecodeError("heartbeat: trailing bytes")
     if (
         type(obj) is not list
-        or len(obj) != 3
+        or len(obj) != 5
         or obj[:2] != [FORMAT_VERSION, "heartbeat"]
         or type(obj[2]) is not str
         or not 0 < len(obj[2]) <= MAX_INCARNATION
+        or type(obj[3]) is not bool
+        or type(obj[4]) is not int
+        or not 0 <= obj[4] < 2**48
     ):
-        raise DecodeError("heartbeat: expected [1, 'heartbeat', incarnation]")
-    return obj[2]
+        raise DecodeError("heartbeat: expected [1, 'heartbeat', incarnation, synced, floor_ms]")
+    return obj[2], obj[3], obj[4]

@@ -125,7 +125,7 @@ def test_stats_by_kind() -> None:
         a, _ = net.transport("a"), net.transport("b")
         from transport._wire import encode_heartbeat
 
-        a.send("b", encode_heartbeat("i1"))
+        a.send("b", encode_heartbeat("i1", True))
         a.send("b", b"garbage")
         assert net.stats.sent_by_kind == {"heartbeat": 1, "other": 1}
 

@@ -240,8 +240,8 @@ def test_garbage_from_a_peer_is_rejected_and_nothing_is_lost(sim_run: Any) -> No
                 cbor2.dumps([1, "gossip", 1]),  # unknown kind
                 cbor2.dumps([1, "map", 1, 2]),  # right kind, wrong shape
                 cbor2.dumps([1, "sync", "x"]),
-                cbor2.dumps([1, "heartbeat", 5]),
-                encode_heartbeat("i") + b"\x00",
+                cbor2.dumps([1, "heartbeat", 5, True, 0]),
+                encode_heartbeat("i", True, 0) + b"\x00",
             ]:
                 assert rogue.send("a", data)
             await sim.run_for(1)
@@ -391,5 +391,91 @@ def test_catch_up_of_100k_keys_takes_a_bounded_number_of_messages(sim_run: Any) 
             assert stats.sent_by_kind["sync"] - messages <= 10  # pull, ~4 pages of 1 MiB, digests
             assert stats.bytes_by_kind["sync"] - sent < 1.1 * full
             assert b.state() == a.state()
+
+    sim_run(main)
+
+
+def test_tombstones_are_collected_once_every_member_converged(sim_run: Any) -> None:
+    async def main() -> None:
+        async with Simulation(seed=21, sync_interval_s=1.0, gc_interval_s=1.0) as sim:
+            await sim.start("a", "b", "c")
+            await sim.run_for(2)
+            sim.node("a").map("m").set("k", 1)
+            await sim.run_for(1)
+            sim.node("a").map("m").delete("k")
+            await sim.run_for(0.1)
+            assert all(sim.node(n)._state.tombstone_count == 1 for n in sim.live)
+            await sim.run_for(15)  # several sync rounds, then collections
+            assert all(sim.node(n)._state.tombstone_count == 0 for n in sim.live)
+            assert sum(sim.node(n).stats.tombstones_collected for n in sim.live) == 3
+            assert sim.converged()
+
+    sim_run(main)
+
+
+def test_a_partitioned_member_holds_collection_back_until_the_hard_horizon(sim_run: Any) -> None:
+    async def main() -> None:
+        options: dict[str, Any] = {
+            "sync_interval_s": 1.0,
+            "gc_interval_s": 1.0,
+            "tombstone_horizon_s": 120.0,
+        }
+        async with Simulation(seed=22, **options) as sim:
+            await sim.start("a", "b", "c")
+            await sim.run_for(2)
+            sim.node("a").map("m").set("k", 1)
+            await sim.run_for(1)
+            sim.network.partition({"a", "b"}, {"c"})
+            sim.node("a").map("m").delete("k")
+            await sim.run_for(60)
+            assert sim.node("a")._state.tombstone_count == 1  # c has not seen it
+            assert sim.node("c").map("m").get("k") == 1
+            await sim.run_for(70)  # past the hard horizon
+            assert sim.node("a")._state.tombstone_count == 0
+
+    sim_run(main)
+
+
+def test_no_resurrection_after_a_partition_longer_than_the_horizon(sim_run: Any) -> None:
+    async def main() -> None:
+        options: dict[str, Any] = {
+            "sync_interval_s": 1.0,
+            "gc_interval_s": 1.0,
+            "tombstone_horizon_s": 60.0,
+        }
+        async with Simulation(seed=23, **options) as sim:
+            await sim.start("a", "b", "c")
+            await sim.run_for(2)
+            sim.node("a").map("m").set("zombie", "old")
+            await sim.run_for(1)
+            sim.network.partition({"a", "b"}, {"c"})
+            sim.node("a").map("m").delete("zombie")
+            await sim.run_for(120)  # a and b collect the tombstone at the hard horizon
+            assert sim.node("a")._state.tombstone_count == 0
+            assert sim.node("c").map("m").get("zombie") == "old"  # c never saw the delete
+            sim.network.heal()
+            await sim.run_for(10)
+            assert sim.node("c").stats.state_drops == 1  # cut off too long: re-synced
+            assert all("zombie" not in sim.node(n).map("m") for n in sim.live)
+            assert sim.converged()
+
+    sim_run(main)
+
+
+def test_the_last_survivor_keeps_its_state_when_peers_restart_empty(sim_run: Any) -> None:
+    async def main() -> None:
+        options: dict[str, Any] = {"gc_interval_s": 1.0, "tombstone_horizon_s": 30.0}
+        async with Simulation(seed=24, **options) as sim:
+            await sim.start("a", "b", "c")
+            await sim.run_for(2)
+            sim.node("a").map("m").set("keep", "me")
+            await sim.run_for(1)
+            sim.crash("b")
+            sim.crash("c")
+            await sim.run_for(100)  # a alone for longer than the horizon
+            await sim.start("b", "c")
+            await sim.run_for(10)
+            assert sim.node("a").stats.state_drops == 0
+            assert all(sim.node(n).map("m").get("keep") == "me" for n in sim.live)
 
     sim_run(main)
