@@ -405,7 +405,7 @@ class Node:
 
     async def _held_loop(self) -> None:
         while True:
-            await trio.sleep(self._held_retry_s)
+            await trio.sleep(self._jittered(self._held_retry_s))
             if self._held._regs:
                 held, self._held = self._held, LWWMap()
                 self._admit(held)
@@ -459,7 +459,7 @@ class Node:
             for peer, record in self._peers.items():
                 if record.alive and now - record.last_seen > self._failure_timeout_s:
                     self._declare_down(peer, f"silent for {self._failure_timeout_s} s")
-            await trio.sleep(self._heartbeat_interval_s)
+            await trio.sleep(self._jittered(self._heartbeat_interval_s))
 
     # -- broadcast -----------------------------------------------------------------
 
@@ -523,7 +523,7 @@ class Node:
 
     async def _gc_loop(self) -> None:
         while True:
-            await trio.sleep(self._gc_interval_s)
+            await trio.sleep(self._jittered(self._gc_interval_s))
             self.collect_tombstones()
 
     def collect_tombstones(self) -> int:
@@ -596,9 +596,17 @@ class Node:
                 self._synced.set()
                 return
             with trio.move_on_after(
-                self._join_retry_s if candidates else self._heartbeat_interval_s
+                self._jittered(self._join_retry_s if candidates else self._heartbeat_interval_s)
             ):
                 await self._synced.wait()
+
+    def _jittered(self, seconds: float) -> float:
+        """``seconds`` +-10%, from the node's seeded generator.
+
+        Nodes' timers never line up exactly, which spreads their traffic, and keeps
+        simulations replayable (trio breaks ties between equal deadlines arbitrarily).
+        """
+        return seconds * self._rng.uniform(0.9, 1.1)
 
     def __repr__(self) -> str:
         return f"<Node {self.node_id}/{self.incarnation} members={sorted(self.members())}>"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import queue
+import random
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
@@ -37,8 +38,25 @@ from ._node import Node
 T = TypeVar("T")
 
 
+def _seed_trio_scheduler(seed: int) -> None:
+    """Seed the generator trio shuffles its run queue with, for replayable runs.
+
+    trio reorders runnable tasks at random for fairness, from a module-level
+    ``random.Random`` (``trio._core._run._r``, private). Seeding it makes a simulation
+    replay exactly; should a trio release move it, runs stay correct but are no
+    longer bit-for-bit replayable.
+    """
+    scheduler_random = getattr(getattr(trio, "_core", None), "_run", None)
+    generator = getattr(scheduler_random, "_r", None)
+    if isinstance(generator, random.Random):
+        generator.seed(seed)
+
+
 class Simulation:
     """A cluster of `Node`s on a `MemoryNetwork`, run inside the caller's trio run.
+
+    Deterministic: the same seed (and the same calls) gives the same history, as
+    the network's choices and trio's scheduling order are both seeded.
 
     Args:
         network: the network to use (default: a new ``MemoryNetwork(seed)``).
@@ -64,6 +82,7 @@ class Simulation:
         self._manager: Any = None
 
     async def __aenter__(self) -> Simulation:
+        _seed_trio_scheduler(self.network.rng.getrandbits(64))
         self._manager = trio.open_nursery()
         self._nursery = await self._manager.__aenter__()
         return self
