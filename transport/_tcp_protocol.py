@@ -1,0 +1,314 @@
+"""The TCP transport's wire protocol, sans-IO: frames, handshake, authentication.
+
+Bytes in (`Connection.receive_data`), events out; events in, bytes out, as h11 does
+for HTTP. No sockets here: `transport._tcp` feeds this from trio streams.
+
+Frames: a 4-byte big-endian length, then that many bytes; longer than
+``max_frame_bytes`` is an error.
+
+Handshake, mutual challenge-response over a shared secret (like Erlang's cookie,
+but never sent)::
+
+    client -> server   [1, "hello", client_id, client_listen, nonce_c]
+    server -> client   [1, "challenge", server_id, server_listen, nonce_s, proof_s]
+    client -> server   [1, "proof", proof_c]
+
+with ``proof_s = HMAC(secret, "chorus server" | nonce_c | nonce_s | ids)`` and
+``proof_c`` likewise with "chorus client". Each side checks the other's proof, so a
+party without the secret learns nothing and can inject nothing; the server's fresh
+nonce makes a replayed client proof worthless. Nonces are 32 random bytes.
+
+After the handshake every frame is ``tag(32) | kind(1) | payload`` where ``tag`` is
+HMAC-SHA256 under a per-direction session key (derived from the secret and both
+nonces) over the frame's sequence number and the rest: a tampered, injected,
+reordered or replayed frame fails. ``kind`` 0 carries a Node message, 1 a list of
+peer addresses (gossip). Frames are authenticated, not encrypted: use TLS
+(``ssl_context``) on untrusted networks.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import hmac
+import io
+import secrets as _secrets
+from typing import Any
+
+import attrs
+import cbor2
+
+VERSION = 1
+NONCE_BYTES = 32
+TAG_BYTES = 32
+MAX_ID_CHARS = 200
+MAX_HANDSHAKE_BYTES = 1024
+
+
+class ProtocolError(Exception):
+    """The peer broke the protocol: bad frame, bad handshake, bad tag. Close the connection."""
+
+
+class Kind(enum.IntEnum):
+    MESSAGE = 0
+    PEERS = 1
+
+
+@attrs.frozen
+class Authenticated:
+    """The handshake succeeded: the peer is ``node_id``, listening at ``listen``."""
+
+    node_id: str
+    listen: str
+
+
+@attrs.frozen
+class Message:
+    """An authenticated Node message from the peer."""
+
+    data: bytes
+
+
+@attrs.frozen
+class Peers:
+    """Addresses (``"host:port"``) the peer knows other nodes at."""
+
+    addresses: tuple[str, ...]
+
+
+Event = Authenticated | Message | Peers
+
+
+def _cbor(obj: Any) -> bytes:
+    return cbor2.dumps(obj)
+
+
+def _decode(body: bytes) -> Any:
+    stream = io.BytesIO(body)
+    try:
+        obj = cbor2.CBORDecoder(stream).decode()
+    except Exception as exc:
+        raise ProtocolError(f"malformed CBOR: {exc}") from None
+    if stream.tell() != len(body):
+        raise ProtocolError("trailing bytes")
+    return obj
+
+
+def _text(value: Any, what: str) -> str:
+    if type(value) is not str or not 0 < len(value) <= MAX_ID_CHARS:
+        raise ProtocolError(f"bad {what}")
+    return value
+
+
+def _nonce(value: Any) -> bytes:
+    if type(value) is not bytes or len(value) != NONCE_BYTES:
+        raise ProtocolError("bad nonce")
+    return value
+
+
+def _mac(key: bytes, *parts: bytes) -> bytes:
+    h = hmac.new(key, digestmod=hashlib.sha256)
+    for part in parts:
+        h.update(len(part).to_bytes(4, "big"))
+        h.update(part)
+    return h.digest()
+
+
+class _State(enum.Enum):
+    # client: SENT_HELLO -> (challenge) -> OPEN
+    # server: AWAIT_HELLO -> (hello) -> SENT_CHALLENGE -> (proof) -> OPEN
+    SENT_HELLO = "sent hello"
+    AWAIT_HELLO = "await hello"
+    SENT_CHALLENGE = "sent challenge"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Connection:
+    """One side of one TCP connection, sans-IO.
+
+    Args:
+        node_id: our node id; listen: the address peers may dial us at.
+        secret: the cluster secret (bytes).
+        client: True on the dialling side, which speaks first.
+        max_frame_bytes: the largest frame accepted or sent, in bytes.
+        nonce: for tests only; 32 random bytes by default.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        listen: str,
+        secret: bytes,
+        *,
+        client: bool,
+        max_frame_bytes: int,
+        nonce: bytes | None = None,
+    ) -> None:
+        if not secret:
+            raise ValueError("the cluster secret must not be empty")
+        self.node_id, self.listen = node_id, listen
+        self.client = client
+        self.max_frame_bytes = max_frame_bytes
+        self.peer: str | None = None
+        self._secret = secret
+        self._nonce = nonce or _secrets.token_bytes(NONCE_BYTES)
+        self._their_nonce = b""
+        self._buffer = bytearray()
+        self._send_key = self._recv_key = b""
+        self._send_seq = self._recv_seq = 0
+        self._outgoing = bytearray()
+        if client:
+            self._state = _State.SENT_HELLO
+            self._frame(_cbor([VERSION, "hello", node_id, listen, self._nonce]))
+        else:
+            self._state = _State.AWAIT_HELLO
+
+    @property
+    def open(self) -> bool:
+        """True once the handshake has succeeded (and until closed)."""
+        return self._state is _State.OPEN
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the socket now (and forget)."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    # -- incoming ------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes read from the socket; return the events they complete.
+
+        Raises:
+            ProtocolError: the peer broke the protocol; close the connection.
+        """
+        if self._state is _State.CLOSED:
+            raise ProtocolError("connection closed")
+        self._buffer += data
+        events: list[Event] = []
+        try:
+            while len(self._buffer) >= 4:
+                size = int.from_bytes(self._buffer[:4], "big")
+                limit = self.max_frame_bytes if self.open else MAX_HANDSHAKE_BYTES
+                if size > limit:
+                    raise ProtocolError(f"frame of {size} bytes is over the {limit}-byte limit")
+                if len(self._buffer) < 4 + size:
+                    break
+                body = bytes(self._buffer[4 : 4 + size])
+                del self._buffer[: 4 + size]
+                event = self._on_frame(body)
+                if event is not None:
+                    events.append(event)
+        except ProtocolError:
+            self._state = _State.CLOSED
+            raise
+        return events
+
+    def _on_frame(self, body: bytes) -> Event | None:
+        state = self._state
+        if state is _State.OPEN:
+            return self._on_sealed(body)
+        obj = _decode(body)
+        if type(obj) is not list or len(obj) < 2 or obj[0] != VERSION:
+            raise ProtocolError("unsupported handshake version")
+        kind = obj[1]
+        if state is _State.AWAIT_HELLO and kind == "hello" and len(obj) == 5:
+            self.peer = _text(obj[2], "node id")
+            self._peer_listen = _text(obj[3], "listen address")
+            self._their_nonce = _nonce(obj[4])
+            if self.peer == self.node_id:
+                raise ProtocolError("peer claims our own node id")
+            proof = self._proof(b"chorus server")
+            self._frame(
+                _cbor([VERSION, "challenge", self.node_id, self.listen, self._nonce, proof])
+            )
+            self._state = _State.SENT_CHALLENGE
+            return None
+        if state is _State.SENT_HELLO and kind == "challenge" and len(obj) == 6:
+            self.peer = _text(obj[2], "node id")
+            self._peer_listen = _text(obj[3], "listen address")
+            self._their_nonce = _nonce(obj[4])
+            if self.peer == self.node_id:
+                raise ProtocolError("peer claims our own node id")
+            if not hmac.compare_digest(_bytes(obj[5]), self._proof(b"chorus server")):
+                raise ProtocolError("server failed to prove it knows the secret")
+            self._frame(_cbor([VERSION, "proof", self._proof(b"chorus client")]))
+            return self._opened()
+        if state is _State.SENT_CHALLENGE and kind == "proof" and len(obj) == 3:
+            if not hmac.compare_digest(_bytes(obj[2]), self._proof(b"chorus client")):
+                raise ProtocolError("client failed to prove it knows the secret")
+            return self._opened()
+        raise ProtocolError(f"unexpected {kind!r:.20} in state {state.value}")
+
+    def _client_server(self) -> tuple[bytes, bytes, bytes, bytes]:
+        assert self.peer is not None
+        if self.client:
+            return self._nonce, self._their_nonce, self.node_id.encode(), self.peer.encode()
+        return self._their_nonce, self._nonce, self.peer.encode(), self.node_id.encode()
+
+    def _proof(self, label: bytes) -> bytes:
+        nonce_c, nonce_s, client_id, server_id = self._client_server()
+        return _mac(self._secret, label, nonce_c, nonce_s, client_id, server_id)
+
+    def _opened(self) -> Authenticated:
+        nonce_c, nonce_s, client_id, server_id = self._client_server()
+        c2s = _mac(self._secret, b"chorus c2s", nonce_c, nonce_s, client_id, server_id)
+        s2c = _mac(self._secret, b"chorus s2c", nonce_c, nonce_s, client_id, server_id)
+        self._send_key, self._recv_key = (c2s, s2c) if self.client else (s2c, c2s)
+        self._state = _State.OPEN
+        assert self.peer is not None
+        return Authenticated(self.peer, self._peer_listen)
+
+    def _on_sealed(self, body: bytes) -> Event:
+        if len(body) < TAG_BYTES + 1:
+            raise ProtocolError("frame too short")
+        tag, rest = body[:TAG_BYTES], body[TAG_BYTES:]
+        expected = _mac(self._recv_key, self._recv_seq.to_bytes(8, "big"), rest)
+        if not hmac.compare_digest(tag, expected):
+            raise ProtocolError("frame failed authentication")
+        self._recv_seq += 1
+        kind, payload = rest[0], rest[1:]
+        if kind == Kind.MESSAGE:
+            return Message(payload)
+        if kind == Kind.PEERS:
+            addresses = _decode(payload)
+            if type(addresses) is not list or len(addresses) > 1024:
+                raise ProtocolError("bad peer list")
+            return Peers(tuple(_text(a, "address") for a in addresses))
+        raise ProtocolError(f"unknown frame kind {kind}")
+
+    # -- outgoing ------------------------------------------------------------------
+
+    def send_message(self, data: bytes) -> None:
+        """Queue an authenticated Node message (see `data_to_send`).
+
+        Raises:
+            ValueError: the frame would exceed ``max_frame_bytes``.
+            RuntimeError: the handshake is not done.
+        """
+        self._seal(Kind.MESSAGE, data)
+
+    def send_peers(self, addresses: list[str]) -> None:
+        """Queue an authenticated list of peer addresses."""
+        self._seal(Kind.PEERS, _cbor(addresses))
+
+    def _seal(self, kind: Kind, payload: bytes) -> None:
+        if not self.open:
+            raise RuntimeError("the handshake is not done")
+        rest = bytes([kind]) + payload
+        if TAG_BYTES + len(rest) > self.max_frame_bytes:
+            raise ValueError(f"frame of {TAG_BYTES + len(rest)} bytes is over the limit")
+        tag = _mac(self._send_key, self._send_seq.to_bytes(8, "big"), rest)
+        self._send_seq += 1
+        self._frame(tag + rest)
+
+    def _frame(self, body: bytes) -> None:
+        self._outgoing += len(body).to_bytes(4, "big")
+        self._outgoing += body
+
+
+def _bytes(value: Any) -> bytes:
+    if type(value) is not bytes:
+        raise ProtocolError("bad proof")
+    return value
