@@ -1,0 +1,438 @@
+"""TcpTransport: the Transport over real TCP, on trio streams, authenticated.
+
+The wire protocol lives in `_tcp_protocol` (sans-IO); this module only moves its
+bytes. Hypercorn's trio backend is the model: a thin server around a protocol that
+does not know its backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import random
+import ssl
+from collections.abc import Iterable
+
+import attrs
+import trio
+
+from ._interface import Event, PeerDown, PeerUp, Received, Transport, TransportClosed
+from ._tcp_protocol import Authenticated, Connection, Message, Peers, ProtocolError
+
+log = logging.getLogger("chorus.tcp")
+
+
+def parse_address(address: str | tuple[str, int]) -> tuple[str, int]:
+    """``"host:port"`` or ``(host, port)`` to ``(host, port)``; IPv6 as ``[::1]:7000``.
+
+    Raises:
+        ValueError: not of that form, or the port is not in 0..65535.
+    """
+    if isinstance(address, tuple):
+        host, port = address
+    else:
+        host, sep, port_text = address.rpartition(":")
+        if not sep or not host or not port_text.isdigit():
+            raise ValueError(f"expected host:port, got {address!r}")
+        port = int(port_text)
+    host = host.strip("[]")
+    if not host or not 0 <= port <= 65535:
+        raise ValueError(f"bad address {address!r}")
+    return host, port
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@attrs.define
+class TcpStats:
+    """Counters of one TcpTransport (cumulative)."""
+
+    connections_accepted: int = 0
+    connections_dialled: int = 0
+    handshakes_failed: int = 0  # wrong secret, malformed, timed out
+    connections_refused: int = 0  # over max_pending_handshakes
+    protocol_errors: int = 0  # bad frames after the handshake
+    sends_dropped: int = 0  # a peer's queue was full
+    idle_closed: int = 0
+    slow_closed: int = 0  # a peer that stopped reading
+
+
+class _Link:
+    """One authenticated connection to a peer (internal)."""
+
+    def __init__(self, peer: str, initiator: str, queue_size: int) -> None:
+        self.peer = peer
+        self.initiator = initiator
+        self.send_channel, self.receive_channel = trio.open_memory_channel[bytes](queue_size)
+        self.cancel_scope = trio.CancelScope()
+
+
+class TcpTransport(Transport):
+    """A `Transport` over TCP between nodes that share a secret.
+
+    Args:
+        node_id: this node's name; peers know it by this.
+        listen: ``(host, port)`` or ``"host:port"`` to listen on; port 0 picks a free
+            port (see `address` once serving). Default ``127.0.0.1:0``.
+        seeds: addresses to dial, ``"host:port"``: IP addresses or DNS names, the
+            latter re-resolved every ``resolve_interval_s`` (a Kubernetes headless
+            service lists every pod). Peers also tell each other the addresses they
+            know, so one seed is enough.
+        secret: the cluster secret (bytes, or str as UTF-8). Never sent: see
+            `_tcp_protocol`.
+        ssl_context: an ``ssl.SSLContext`` to wrap every connection in TLS (both
+            ways: give it a certificate and CA for mutual TLS). Without it frames are
+            authenticated but not encrypted.
+        advertise: the ``"host:port"`` peers should dial us at (default: the bound
+            address; set it when listening on 0.0.0.0).
+        max_message_bytes: the largest message, in bytes.
+        queue_size: messages queued per peer; beyond it `send` drops (returns False).
+        handshake_timeout_s, idle_timeout_s, write_timeout_s, connect_timeout_s:
+            a connection is closed when its handshake takes longer, when nothing
+            arrives for ``idle_timeout_s`` (Node heartbeats keep it busy), or when a
+            write blocks for ``write_timeout_s`` (a peer that stopped reading).
+        backoff_initial_s, backoff_max_s: reconnection delays double from the first
+            to the cap, each jittered by +-50%.
+        max_pending_handshakes: unauthenticated inbound connections beyond this are
+            closed at once (a connection flood cannot starve the node).
+
+    Raises:
+        ValueError: an address is malformed, or the secret is empty.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        *,
+        secret: bytes | str,
+        listen: tuple[str, int] | str = ("127.0.0.1", 0),
+        seeds: Iterable[str | tuple[str, int]] = (),
+        ssl_context: ssl.SSLContext | None = None,
+        advertise: str | None = None,
+        max_message_bytes: int = 1 << 20,
+        queue_size: int = 1024,
+        handshake_timeout_s: float = 5.0,
+        idle_timeout_s: float = 10.0,
+        write_timeout_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+        resolve_interval_s: float = 30.0,
+        max_pending_handshakes: int = 64,
+    ) -> None:
+        self._node_id = node_id
+        self._secret = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
+        if not self._secret:
+            raise ValueError("the cluster secret must not be empty")
+        self._listen = parse_address(listen)
+        self._seeds = [parse_address(s) for s in seeds]
+        self._ssl_context = ssl_context
+        self._advertise = advertise
+        self._max_message_bytes = max_message_bytes
+        self._queue_size = queue_size
+        self._handshake_timeout_s = handshake_timeout_s
+        self._idle_timeout_s = idle_timeout_s
+        self._write_timeout_s = write_timeout_s
+        self._connect_timeout_s = connect_timeout_s
+        self._backoff = (backoff_initial_s, backoff_max_s)
+        self._resolve_interval_s = resolve_interval_s
+        self._max_pending = max_pending_handshakes
+        self.stats = TcpStats()
+        self._links: dict[str, _Link] = {}
+        self._gone: dict[str, trio.Event] = {}
+        self._known: dict[str, str] = {}  # peer -> its advertised address
+        self._dialling: set[str] = set()  # addresses with a dial loop
+        self._own_nonces: dict[bytes, str] = {}  # our hello nonces -> address dialled
+        self._self_addresses: set[str] = set()
+        self._pending = 0
+        self._events_send, self._events_receive = trio.open_memory_channel[Event](1024)
+        self._nursery: trio.Nursery | None = None
+        self._closed = False
+        self._rng = random.Random()
+        self.address: tuple[str, int] | None = None
+
+    # -- the Transport interface -------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def seeded(self) -> bool:
+        return bool(self._seeds)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self._max_message_bytes
+
+    def peers(self) -> frozenset[str]:
+        return frozenset(self._links)
+
+    def send(self, peer: str, data: bytes) -> bool:
+        if len(data) > self._max_message_bytes:
+            raise ValueError(
+                f"message of {len(data)} bytes is over the {self._max_message_bytes}-byte limit"
+            )
+        link = self._links.get(peer)
+        if link is None or self._closed:
+            return False
+        try:
+            link.send_channel.send_nowait(data)
+        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
+            self.stats.sends_dropped += 1
+            return False
+        return True
+
+    async def receive(self) -> Event:
+        try:
+            return await self._events_receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise TransportClosed(f"{self._node_id}: transport closed") from None
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                host, port = self._listen
+                listeners = await nursery.start(
+                    functools.partial(trio.serve_tcp, self._accept, port, host=host)
+                )
+                bound = listeners[0].socket.getsockname()
+                self.address = (bound[0], bound[1])
+                if self._advertise is None:
+                    self._advertise = format_address(*self.address)
+                for seed in self._seeds:
+                    nursery.start_soon(self._resolve_loop, seed)
+                log.info("tcp %s: listening on %s", self._node_id, self._advertise)
+                task_status.started()
+        finally:
+            self._closed = True
+            self._events_send.close()
+            self._links.clear()
+
+    # -- dialling ------------------------------------------------------------------
+
+    async def _resolve_loop(self, seed: tuple[str, int]) -> None:
+        host, port = seed
+        while True:
+            try:
+                infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
+            except OSError as exc:
+                log.warning("tcp %s: cannot resolve seed %s: %s", self._node_id, host, exc)
+                infos = []
+            for info in infos:
+                ip, resolved_port = str(info[4][0]), int(info[4][1])
+                self._dial(format_address(ip, resolved_port))
+            await trio.sleep(self._resolve_interval_s)
+
+    def _dial(self, address: str) -> None:
+        if address in self._dialling or address in self._self_addresses or self._nursery is None:
+            return
+        if address == self._advertise:
+            return
+        self._dialling.add(address)
+        self._nursery.start_soon(self._dial_loop, address)
+
+    async def _dial_loop(self, address: str) -> None:
+        host, port = parse_address(address)
+        delay = self._backoff[0]
+        try:
+            while address not in self._self_addresses:
+                peer = next((p for p, a in self._known.items() if a == address), None)
+                if peer is not None and peer in self._links:
+                    await self._gone.setdefault(peer, trio.Event()).wait()
+                    continue
+                authenticated = False
+                try:
+                    with trio.fail_after(self._connect_timeout_s):
+                        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                    if self._ssl_context is not None:
+                        stream = trio.SSLStream(stream, self._ssl_context, server_hostname=host)
+                    self.stats.connections_dialled += 1
+                    authenticated = await self._run(stream, client=True, address=address)
+                except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                    log.debug("tcp %s: dial %s failed: %s", self._node_id, address, exc)
+                if authenticated:
+                    delay = self._backoff[0]
+                await trio.sleep(delay * self._rng.uniform(0.5, 1.5))
+                delay = min(delay * 2, self._backoff[1])
+        finally:
+            self._dialling.discard(address)
+
+    # -- accepting -----------------------------------------------------------------
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        if self._pending >= self._max_pending:
+            self.stats.connections_refused += 1
+            await stream.aclose()
+            return
+        self.stats.connections_accepted += 1
+        wrapped: trio.abc.Stream = stream
+        if self._ssl_context is not None:
+            wrapped = trio.SSLStream(stream, self._ssl_context, server_side=True)
+        await self._run(wrapped, client=False, address=None)
+
+    # -- one connection ----------------------------------------------------------------
+
+    async def _run(self, stream: trio.abc.Stream, *, client: bool, address: str | None) -> bool:
+        """Handshake, then carry messages until the connection ends.
+
+        Returns True if the handshake succeeded.
+        """
+        assert self._advertise is not None
+        proto = Connection(
+            self._node_id,
+            self._advertise,
+            self._secret,
+            client=client,
+            max_frame_bytes=self._max_message_bytes + 64,
+        )
+        if client and address is not None:
+            self._own_nonces[proto._nonce] = address
+        self._pending += not client
+        try:
+            authenticated = await self._handshake(stream, proto)
+        finally:
+            self._pending -= not client
+            if client:
+                self._own_nonces.pop(proto._nonce, None)
+        if authenticated is None:
+            await trio.aclose_forcefully(stream)
+            return False
+        link = self._register(
+            authenticated, initiator=self._node_id if client else authenticated.node_id
+        )
+        if link is None:
+            await trio.aclose_forcefully(stream)
+            return True
+        try:
+            with link.cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_loop, stream, proto, link, nursery.cancel_scope)
+                    await self._read_loop(stream, proto, link)
+                    nursery.cancel_scope.cancel()
+        finally:
+            self._unregister(link)
+            await trio.aclose_forcefully(stream)
+        return True
+
+    async def _handshake(self, stream: trio.abc.Stream, proto: Connection) -> Authenticated | None:
+        try:
+            with trio.fail_after(self._handshake_timeout_s):
+                out = proto.data_to_send()
+                if out:
+                    await stream.send_all(out)
+                while True:
+                    data = bytes(await stream.receive_some(65536))
+                    if not data:
+                        raise ProtocolError("connection closed during the handshake")
+                    try:
+                        events = proto.receive_data(data)
+                    except ProtocolError as exc:
+                        if "own node id" in str(exc):
+                            self._note_self_dial(data)
+                        raise
+                    out = proto.data_to_send()
+                    if out:
+                        await stream.send_all(out)
+                    for event in events:
+                        if isinstance(event, Authenticated):
+                            return event
+        except (ProtocolError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
+            self.stats.handshakes_failed += 1
+            log.warning("tcp %s: handshake failed: %s", self._node_id, exc or type(exc).__name__)
+            return None
+
+    def _note_self_dial(self, data: bytes) -> None:
+        # A hello carrying one of our own nonces: we dialled ourselves. Stop that.
+        for nonce, address in self._own_nonces.items():
+            if nonce in data:
+                self._self_addresses.add(address)
+
+    def _register(self, auth: Authenticated, initiator: str) -> _Link | None:
+        peer = auth.node_id
+        preferred = min(self._node_id, peer)
+        existing = self._links.get(peer)
+        if existing is not None:
+            if existing.initiator == preferred or initiator != preferred:
+                return None  # keep the existing one: both sides choose the same
+            existing.cancel_scope.cancel()
+            self._unregister(existing)
+        link = _Link(peer, initiator, self._queue_size)
+        self._links[peer] = link
+        self._known[peer] = auth.listen
+        self._gone.pop(peer, None)
+        self._emit(PeerUp(peer))
+        log.info("tcp %s: connected to %s (%s)", self._node_id, peer, auth.listen)
+        if not auth.listen.startswith(("0.0.0.0:", "[::]:")):
+            self._dial(auth.listen)  # so we reconnect to it if the link drops
+        return link
+
+    def _unregister(self, link: _Link) -> None:
+        if self._links.get(link.peer) is link:
+            del self._links[link.peer]
+            link.send_channel.close()
+            self._gone.setdefault(link.peer, trio.Event()).set()
+            self._emit(PeerDown(link.peer))
+            log.info("tcp %s: disconnected from %s", self._node_id, link.peer)
+
+    def _emit(self, event: Event) -> None:
+        # Dropping a membership event when the queue is full is harmless: the Node's
+        # heartbeats and failure detector track membership on their own.
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self._events_send.send_nowait(event)
+
+    async def _read_loop(self, stream: trio.abc.Stream, proto: Connection, link: _Link) -> None:
+        while True:
+            data = b""
+            with trio.move_on_after(self._idle_timeout_s):
+                try:
+                    data = bytes(await stream.receive_some(65536))
+                except (trio.BrokenResourceError, OSError):
+                    return
+                if not data:
+                    return
+            if not data:
+                self.stats.idle_closed += 1
+                log.info(
+                    "tcp %s: %s idle for %s s, closing",
+                    self._node_id,
+                    link.peer,
+                    self._idle_timeout_s,
+                )
+                return
+            try:
+                events = proto.receive_data(data)
+            except ProtocolError as exc:
+                self.stats.protocol_errors += 1
+                log.warning("tcp %s: closing %s: %s", self._node_id, link.peer, exc)
+                return
+            for event in events:
+                if isinstance(event, Message):
+                    await self._events_send.send(Received(link.peer, event.data))
+                elif isinstance(event, Peers):
+                    for address in event.addresses:
+                        self._dial(address)
+
+    async def _write_loop(
+        self, stream: trio.abc.Stream, proto: Connection, link: _Link, scope: trio.CancelScope
+    ) -> None:
+        gossip = sorted(a for p, a in self._known.items() if p != link.peer)
+        if gossip:
+            proto.send_peers(gossip)
+            await stream.send_all(proto.data_to_send())
+        async for data in link.receive_channel:
+            proto.send_message(data)
+            with trio.move_on_after(self._write_timeout_s) as write:
+                try:
+                    await stream.send_all(proto.data_to_send())
+                except (trio.BrokenResourceError, OSError):
+                    break
+            if write.cancelled_caught:
+                self.stats.slow_closed += 1
+                log.warning("tcp %s: %s stopped reading, closing", self._node_id, link.peer)
+                break
+        scope.cancel()
