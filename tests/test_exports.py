@@ -72,6 +72,8 @@ EXPECTED = {
         "Received",
         "ReplicatedMap",
         "Subscriber",
+        "TcpStats",
+        "TcpTransport",
         "Transport",
         "TransportClosed",
         "rendezvous_owner",

@@ -21,6 +21,8 @@ from ._node import Node as Node
 from ._node import NodeStats as NodeStats
 from ._replicated import ReplicatedMap as ReplicatedMap
 from ._replicated import Subscriber as Subscriber
+from ._tcp import TcpStats as TcpStats
+from ._tcp import TcpTransport as TcpTransport
 
 __all__ = [
     "SIM_EPOCH_MS",
@@ -36,6 +38,8 @@ __all__ = [
     "Received",
     "ReplicatedMap",
     "Subscriber",
+    "TcpStats",
+    "TcpTransport",
     "Transport",
     "TransportClosed",
     "rendezvous_owner",

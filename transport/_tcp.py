@@ -83,9 +83,10 @@ class TcpTransport(Transport):
             know, so one seed is enough.
         secret: the cluster secret (bytes, or str as UTF-8). Never sent: see
             `_tcp_protocol`.
-        ssl_context: an ``ssl.SSLContext`` to wrap every connection in TLS (both
-            ways: give it a certificate and CA for mutual TLS). Without it frames are
-            authenticated but not encrypted.
+        ssl_context, client_ssl_context: TLS for accepted and for dialled
+            connections (a server-side and a client-side ``ssl.SSLContext``; give
+            both, with certificates and a CA on each, for mutual TLS). Without them
+            frames are authenticated but not encrypted.
         advertise: the ``"host:port"`` peers should dial us at (default: the bound
             address; set it when listening on 0.0.0.0).
         max_message_bytes: the largest message, in bytes.
@@ -100,7 +101,8 @@ class TcpTransport(Transport):
             closed at once (a connection flood cannot starve the node).
 
     Raises:
-        ValueError: an address is malformed, or the secret is empty.
+        ValueError: an address is malformed, the secret is empty, or only one of the
+            two TLS contexts is given.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class TcpTransport(Transport):
         listen: tuple[str, int] | str = ("127.0.0.1", 0),
         seeds: Iterable[str | tuple[str, int]] = (),
         ssl_context: ssl.SSLContext | None = None,
+        client_ssl_context: ssl.SSLContext | None = None,
         advertise: str | None = None,
         max_message_bytes: int = 1 << 20,
         queue_size: int = 1024,
@@ -129,7 +132,10 @@ class TcpTransport(Transport):
             raise ValueError("the cluster secret must not be empty")
         self._listen = parse_address(listen)
         self._seeds = [parse_address(s) for s in seeds]
+        if (ssl_context is None) != (client_ssl_context is None):
+            raise ValueError("TLS needs both ssl_context and client_ssl_context")
         self._ssl_context = ssl_context
+        self._client_ssl_context = client_ssl_context
         self._advertise = advertise
         self._max_message_bytes = max_message_bytes
         self._queue_size = queue_size
@@ -249,12 +255,16 @@ class TcpTransport(Transport):
                 try:
                     with trio.fail_after(self._connect_timeout_s):
                         stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-                    if self._ssl_context is not None:
-                        stream = trio.SSLStream(stream, self._ssl_context, server_hostname=host)
+                    if self._client_ssl_context is not None:
+                        stream = trio.SSLStream(
+                            stream, self._client_ssl_context, server_hostname=host
+                        )
                     self.stats.connections_dialled += 1
                     authenticated = await self._run(stream, client=True, address=address)
                 except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                     log.debug("tcp %s: dial %s failed: %s", self._node_id, address, exc)
+                except Exception:  # one connection's failure must not stop the transport
+                    log.exception("tcp %s: connection to %s failed", self._node_id, address)
                 if authenticated:
                     delay = self._backoff[0]
                 await trio.sleep(delay * self._rng.uniform(0.5, 1.5))
@@ -270,10 +280,14 @@ class TcpTransport(Transport):
             await stream.aclose()
             return
         self.stats.connections_accepted += 1
-        wrapped: trio.abc.Stream = stream
-        if self._ssl_context is not None:
-            wrapped = trio.SSLStream(stream, self._ssl_context, server_side=True)
-        await self._run(wrapped, client=False, address=None)
+        try:
+            wrapped: trio.abc.Stream = stream
+            if self._ssl_context is not None:
+                wrapped = trio.SSLStream(stream, self._ssl_context, server_side=True)
+            await self._run(wrapped, client=False, address=None)
+        except Exception:  # one connection's failure must not stop the transport
+            log.exception("tcp %s: an accepted connection failed", self._node_id)
+            await trio.aclose_forcefully(stream)
 
     # -- one connection ----------------------------------------------------------------
 
