@@ -60,6 +60,7 @@ EXPECTED = {
     },
     transport: {
         "SIM_EPOCH_MS",
+        "BackgroundNode",
         "Event",
         "LinkFaults",
         "MemoryNetwork",
@@ -72,6 +73,7 @@ EXPECTED = {
         "Received",
         "ReplicatedMap",
         "Subscriber",
+        "SyncMap",
         "TcpStats",
         "TcpTransport",
         "Transport",

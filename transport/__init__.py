@@ -5,6 +5,8 @@ API; `MemoryNetwork` simulates a faulty network deterministically for tests and
 notebooks.
 """
 
+from ._background import BackgroundNode as BackgroundNode
+from ._background import SyncMap as SyncMap
 from ._hrw import rendezvous_owner as rendezvous_owner
 from ._interface import Event as Event
 from ._interface import PeerDown as PeerDown
@@ -26,6 +28,7 @@ from ._tcp import TcpTransport as TcpTransport
 
 __all__ = [
     "SIM_EPOCH_MS",
+    "BackgroundNode",
     "Event",
     "LinkFaults",
     "MemoryNetwork",
@@ -38,6 +41,7 @@ __all__ = [
     "Received",
     "ReplicatedMap",
     "Subscriber",
+    "SyncMap",
     "TcpStats",
     "TcpTransport",
     "Transport",

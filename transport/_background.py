@@ -1,0 +1,197 @@
+"""BackgroundNode: a Node in a thread of its own, for apps that do not run trio.
+
+Django, Flask and asyncio (FastAPI) apps start one at boot and read flags from any
+thread. The node runs its own ``trio.run`` in a daemon thread; this facade is
+synchronous.
+
+- Reads (`SyncMap.get`, ``in``, `len`) are local dict lookups with no lock: under
+  CPython's GIL a single dict operation is atomic, and the trio thread only ever
+  replaces values, never mutates them in place.
+- Writes are handed to the trio thread (``trio.from_thread.run_sync``) and return
+  once applied locally: errors (bad keys, oversized values) are raised in the caller.
+- `SyncMap.items` returns a snapshot list, safe to iterate while the node changes.
+
+A write waits for the node's thread to take the GIL: cheap in a web app, slow (tens of
+ms) when other threads spin on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from crdt import Key
+
+from ._node import Node
+from ._replicated import ReplicatedMap, Subscriber
+
+
+class SyncMap:
+    """A thread-safe, synchronous handle on a `ReplicatedMap` (made by `BackgroundNode.map`)."""
+
+    __slots__ = ("_owner", "_view")
+
+    def __init__(self, owner: BackgroundNode, view: ReplicatedMap) -> None:
+        self._owner = owner
+        self._view = view
+
+    @property
+    def name(self) -> str:
+        return self._view.name
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        """The key's value, or ``default``: a dict lookup, from any thread."""
+        return self._view._values.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._view._values
+
+    def __len__(self) -> int:
+        return len(self._view._values)
+
+    def items(self) -> list[tuple[Key, Any]]:
+        """A snapshot of ``(key, value)`` pairs."""
+        return list(self._view._values.items())
+
+    def set(self, key: Key, value: Any) -> None:
+        """Write on every node (see `ReplicatedMap.set`); returns once applied here."""
+        self._owner._call(self._view.set, key, value)
+
+    def delete(self, key: Key) -> None:
+        """Delete on every node (see `ReplicatedMap.delete`); returns once applied here."""
+        self._owner._call(self._view.delete, key)
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Like `ReplicatedMap.subscribe`; ``callback`` runs in the node's thread."""
+        unsubscribe: Callable[[], None] = self._owner._call(self._view.subscribe, callback)
+        return lambda: self._owner._call(unsubscribe)
+
+
+class BackgroundNode:
+    """Run a `Node` in a background thread, with a synchronous facade.
+
+    Args:
+        make_node: a function that builds the Node (and its transport). It is called
+            in the node's thread, inside its trio run.
+
+    Use as a context manager, or call `start` and `stop`::
+
+        node = BackgroundNode(lambda: Node("web-1", TcpTransport("web-1", ...)))
+        node.start()
+        flags = node.map("flags")
+        if flags.get("new-checkout"):
+            ...
+        node.stop()
+    """
+
+    def __init__(self, make_node: Callable[[], Node]) -> None:
+        self._make_node = make_node
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._stop: trio.Event | None = None
+        self._node: Node | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self, *, wait_synced: float | None = 30.0) -> BackgroundNode:
+        """Start the node's thread; return once the node runs.
+
+        Args:
+            wait_synced: also wait up to this many seconds for `synced` (None: don't).
+
+        Raises:
+            RuntimeError: already started, or the node failed to start (the cause is
+                chained).
+        """
+        if self._thread is not None:
+            raise RuntimeError("BackgroundNode already started")
+        self._thread = threading.Thread(target=self._main, name="chorus-node", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise RuntimeError("the node failed to start") from self._error
+        if wait_synced is not None:
+            self.wait_synced(wait_synced)
+        return self
+
+    def _main(self) -> None:
+        async def run() -> None:
+            node = self._make_node()
+            async with node:
+                self._node = node
+                self._token = trio.lowlevel.current_trio_token()
+                self._stop = trio.Event()
+                self._started.set()
+                await self._stop.wait()
+
+        try:
+            trio.run(run)
+        except BaseException as exc:  # reported by start(), or kept for stop()
+            self._error = exc
+        finally:
+            self._started.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the node and join its thread (idempotent)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return
+        if self._stop is not None and self._token is not None:
+            with contextlib.suppress(trio.RunFinishedError):  # it stopped on its own
+                trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
+        thread.join(timeout)
+
+    def __enter__(self) -> BackgroundNode:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- the facade ------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._token is None:
+            raise RuntimeError("BackgroundNode is not running")
+        return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+
+    @property
+    def node(self) -> Node:
+        """The Node itself: touch it only from its own thread (e.g. in callbacks)."""
+        if self._node is None:
+            raise RuntimeError("BackgroundNode is not running")
+        return self._node
+
+    def map(self, name: str) -> SyncMap:
+        """A thread-safe handle on the replicated map ``name``."""
+        return SyncMap(self, self._call(self.node.map, name))
+
+    @property
+    def synced(self) -> bool:
+        return self.node.synced
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        """Block until the node is synced; False if ``timeout`` (s) passed first."""
+        if self._token is None:
+            raise RuntimeError("BackgroundNode is not running")
+        result: bool = trio.from_thread.run(self.node.wait_synced, timeout, trio_token=self._token)
+        return result
+
+    def members(self) -> frozenset[str]:
+        result: frozenset[str] = self._call(self.node.members)
+        return result
+
+    def owner(self, key: Key) -> str:
+        result: str = self._call(self.node.owner, key)
+        return result
