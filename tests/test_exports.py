@@ -126,6 +126,7 @@ def test_packages_import_cleanly() -> None:
         "crdt",
         "crdt.testing",
         "transport",
+        "transport.process",
         "transport.simulation",
         "transport.testing",
         "flags",
