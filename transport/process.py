@@ -13,6 +13,9 @@ It reads one JSON command per line on stdin and answers one JSON line on stdout:
 - ``{"op": "get", "map": m, "key": k}`` -> ``{"ok": true, "value": v}``
 - ``{"op": "items", "map": m}`` -> ``{"ok": true, "items": [[k, v], ...]}``
 - ``{"op": "status"}`` -> ``{"ok": true, "synced": bool, "members": [...]}``
+- ``{"op": "burst", "map": m, "prefix": p, "count": n}``: writes keys ``p0`` ..
+  ``p{n-1}`` as fast as the node takes them (yielding every 100), then answers
+  ``{"ok": true, "t_ns": start, "end_ns": end}``.
 - ``{"op": "watch", "map": m}`` -> ``{"ok": true}``; from then on, every change to
   ``m`` prints ``{"event": "changed", "keys": [...], "t_ns": ...}``.
 
@@ -89,6 +92,15 @@ async def _serve(args: argparse.Namespace, secret: str) -> None:
                 return {"ok": True}
             return {"ok": False, "error": f"unknown op {op!r}"}
 
+        async def burst(command: dict[str, Any]) -> dict[str, Any]:
+            target, prefix = node.map(command["map"]), command["prefix"]
+            start = time.monotonic_ns()
+            for i in range(command["count"]):
+                target.set(f"{prefix}{i}", i)
+                if i % 100 == 99:
+                    await trio.sleep(0)
+            return {"ok": True, "t_ns": start, "end_ns": time.monotonic_ns()}
+
         with trio.open_signal_receiver(signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
 
@@ -103,7 +115,11 @@ async def _serve(args: argparse.Namespace, secret: str) -> None:
                     if not line:
                         break
                     try:
-                        reply = handle(json.loads(line))
+                        command = json.loads(line)
+                        if command.get("op") == "burst":
+                            reply = await burst(command)
+                        else:
+                            reply = handle(command)
                     except Exception as exc:  # report to the driver, keep serving
                         reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
                     _print(reply)
