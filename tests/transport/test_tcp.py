@@ -209,3 +209,26 @@ def test_addresses() -> None:
             parse_address(bad)
     with pytest.raises(ValueError, match="secret"):
         TcpTransport("a", secret=b"")
+
+
+def test_an_authenticated_but_silent_connection_is_closed_after_the_idle_timeout() -> None:
+    async def main() -> None:
+        from transport._tcp_protocol import Connection
+
+        port = free_port()
+        a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), **fast(idle_timeout_s=0.5))
+        async with serving(a):
+            client = Connection("b", "127.0.0.1:1", SECRET, client=True, max_frame_bytes=1 << 20)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                await stream.send_all(client.data_to_send())
+                client.receive_data(await stream.receive_some(65536))
+                await stream.send_all(client.data_to_send())
+                await wait_for_peer(a, "b")
+                with trio.fail_after(5):  # then say nothing: a must hang up
+                    while await stream.receive_some(65536):
+                        pass
+            assert a.stats.idle_closed == 1
+            assert "b" not in a.peers()
+
+    trio.run(main)
