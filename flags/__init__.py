@@ -1,6 +1,16 @@
 """Feature flags as a thin schema over a replicated map.
 
-Not built yet; see the project's issues.
+`FlagStore` holds the gates (boolean, actors, groups, percentage of actors,
+percentage of time; actor and group gates can deny) as entries of a
+`transport.ReplicatedMap`, and answers `FlagStore.enabled` from an immutable snapshot.
+`LocalMap` stands in for a replicated map in unit tests. `flags.openfeature` has an
+OpenFeature provider (it needs the ``openfeature-sdk`` package).
 """
 
-__all__: list[str] = []
+from ._local import LocalMap as LocalMap
+from ._rules import actor_score as actor_score
+from ._store import AuditEntry as AuditEntry
+from ._store import Flag as Flag
+from ._store import FlagStore as FlagStore
+
+__all__ = ["AuditEntry", "Flag", "FlagStore", "LocalMap", "actor_score"]

@@ -80,7 +80,7 @@ EXPECTED = {
         "TransportClosed",
         "rendezvous_owner",
     },
-    flags: set(),
+    flags: {"AuditEntry", "Flag", "FlagStore", "LocalMap", "actor_score"},
 }
 
 
@@ -130,5 +130,6 @@ def test_packages_import_cleanly() -> None:
         "transport.simulation",
         "transport.testing",
         "flags",
+        "flags.openfeature",
     ]:
         importlib.import_module(name)

@@ -7,6 +7,7 @@ from collections.abc import Callable, ItemsView, Iterator, KeysView
 from typing import TYPE_CHECKING, Any
 
 from crdt import Key
+from hlc import Timestamp
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -37,6 +38,15 @@ class ReplicatedMap:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def node_id(self) -> str:
+        """The id of the node this map lives on."""
+        return self._node.node_id
+
+    def timestamp(self, key: Key) -> Timestamp | None:
+        """The HLC timestamp of the key's last write or delete; None if never written."""
+        return self._node._state.timestamp((self._name, key))
 
     # -- reads ---------------------------------------------------------------------
 

@@ -1,0 +1,88 @@
+"""LocalMap: the ReplicatedMap interface on one process, for unit tests and tools."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, ItemsView, Iterator
+from collections.abc import Set as AbstractSet
+from typing import Any
+
+from crdt import Key, LWWMap
+from hlc import HLC, Timestamp, system_wall_ms
+
+log = logging.getLogger("chorus.flags")
+Subscriber = Callable[[frozenset[Key]], None]
+
+
+class LocalMap:
+    """An in-process map with the same interface as `transport.ReplicatedMap`.
+
+    Writes are stamped by its own HLC and applied to an `LWWMap`; `merge` takes a
+    delta or full state from elsewhere (another LocalMap's `state`), so tests can
+    play at replication without a network.
+
+    Args:
+        node_id: the id its HLC stamps writes with.
+        wall_ms: the wall clock, in ms (default: the system clock).
+    """
+
+    def __init__(
+        self, node_id: str = "local", *, wall_ms: Callable[[], int] = system_wall_ms
+    ) -> None:
+        self.node_id = node_id
+        self._clock = HLC(node_id, wall_ms=wall_ms)
+        self._state = LWWMap()
+        self._subscribers: list[Subscriber] = []
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        return self._state.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._state
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._state)
+
+    def items(self) -> ItemsView[Key, Any]:
+        return self._state.items()
+
+    def timestamp(self, key: Key) -> Timestamp | None:
+        return self._state.timestamp(key)
+
+    def set(self, key: Key, value: Any) -> None:
+        self._notify(self._state.merge(LWWMap().set(key, value, self._clock.now())))
+
+    def delete(self, key: Key) -> None:
+        self._notify(self._state.merge(LWWMap().delete(key, self._clock.now())))
+
+    def merge(self, other: LWWMap) -> None:
+        """Merge a delta or full state, as a replica receiving it would."""
+        newest = other.max_timestamp()
+        if newest is not None:
+            self._clock.update(newest)
+        self._notify(self._state.merge(other))
+
+    def state(self) -> LWWMap:
+        """A copy of the full state, tombstones included."""
+        return self._state.copy()
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _notify(self, changed: AbstractSet[Key]) -> None:
+        if changed:
+            keys = frozenset(changed)
+            for callback in list(self._subscribers):
+                try:
+                    callback(keys)
+                except Exception:
+                    log.exception("LocalMap %s: subscriber %r raised", self.node_id, callback)
