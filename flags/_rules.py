@@ -41,6 +41,7 @@ ACTOR, GROUP, BOOLEAN, PERCENTAGE_OF_ACTORS, PERCENTAGE_OF_TIME, DEFAULT, NO_GAT
 )
 
 _random = random.random  # percentage of time: no need for a seeded or secure generator
+_sha256 = hashlib.sha256
 
 
 def actor_score(actor: str, flag: str) -> float:
@@ -59,6 +60,15 @@ class Rules:
     groups: Mapping[str, bool] = attrs.field(factory=dict)
     percentage_of_actors: float | None = None
     percentage_of_time: float | None = None
+    # For the read path: the flag's UTF-8 (the score's salt), and the percentage of
+    # actors as a bound on the 16-bit score (exact: 65536 is a power of two).
+    _salt: bytes = attrs.field(init=False, repr=False, eq=False)
+    _threshold: float | None = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_salt", self.name.encode("utf-8"))
+        ratio = self.percentage_of_actors
+        object.__setattr__(self, "_threshold", None if ratio is None else ratio * 65536)
 
     def explain(self, actor: str | None, groups: Iterable[str]) -> tuple[bool, str]:
         """Return ``(enabled, why)`` where ``why`` names the deciding gate."""
@@ -79,7 +89,23 @@ class Rules:
         return False, BOOLEAN if self.boolean is not None else NO_GATE
 
     def enabled(self, actor: str | None, groups: Iterable[str]) -> bool:
-        return self.explain(actor, groups)[0]
+        """`explain` without the reason: the read path, with nothing allocated for it."""
+        if actor is not None and self.actors:
+            verdict = self.actors.get(actor)
+            if verdict is not None:
+                return verdict
+        if self.groups:
+            found = [self.groups[g] for g in groups if g in self.groups]
+            if found:
+                return all(found)
+        if self.boolean:
+            return True
+        if actor is not None and self._threshold is not None:
+            digest = _sha256(actor.encode("utf-8") + self._salt).digest()
+            return (digest[0] << 8 | digest[1]) < self._threshold
+        if self.percentage_of_time is not None:
+            return _random() < self.percentage_of_time
+        return False
 
     def simplify(self) -> bool | Rules:
         """A plain bool when only the boolean gate is set: the read path's fast case."""

@@ -137,6 +137,16 @@ class FlagStore:
     no allocation for boolean flags, no network, and it never raises.
     """
 
+    __slots__ = (
+        "_audit_retention",
+        "_defaults",
+        "_keys",
+        "_map",
+        "_snapshot",
+        "_subscribers",
+        "_unsubscribe",
+    )
+
     def __init__(
         self,
         flags: FlagMap,
@@ -173,7 +183,7 @@ class FlagStore:
             False. Never raises.
         """
         rule = self._snapshot.get(name, False)
-        if type(rule) is bool:
+        if rule is True or rule is False:  # two identity tests: the cheapest check
             return rule
         try:
             return rule.enabled(actor, groups)

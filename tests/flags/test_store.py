@@ -245,3 +245,27 @@ def test_all_lists_cluster_flags_and_defaults() -> None:
     store.enable("a")
     assert [f.name for f in store.all()] == ["a", "z"]
     assert store.flag("z").default is False
+
+
+@given(
+    actor=st.text(max_size=20),
+    flag=st.text(min_size=1, max_size=20),
+    ratio=st.floats(0, 1),
+    actors=st.dictionaries(st.text(max_size=3), st.booleans(), max_size=3),
+    groups=st.dictionaries(st.text(max_size=3), st.booleans(), max_size=3),
+    member_of=st.lists(st.text(max_size=3), max_size=3),
+    boolean=st.none() | st.booleans(),
+)
+def test_the_fast_path_agrees_with_explain(
+    actor: str,
+    flag: str,
+    ratio: float,
+    actors: dict[str, bool],
+    groups: dict[str, bool],
+    member_of: list[str],
+    boolean: bool | None,
+) -> None:
+    from flags._rules import Rules
+
+    rules = Rules(flag, boolean, actors, groups, percentage_of_actors=ratio)
+    assert rules.enabled(actor, member_of) == rules.explain(actor, member_of)[0]
