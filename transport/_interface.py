@@ -101,6 +101,16 @@ class Transport(abc.ABC):
             TransportClosed: the transport is closed; no event will follow.
         """
 
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until queued messages have been handed to the network.
+
+        For a graceful shutdown. The default returns at once (nothing is queued).
+
+        Returns:
+            True if everything was handed over within ``timeout_s`` seconds.
+        """
+        return True
+
     @abc.abstractmethod
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the transport's background work until cancelled, then close.

@@ -252,6 +252,21 @@ class Node:
             await self._synced.wait()
         return self._synced.is_set()
 
+    async def flush(self, timeout_s: float = 2.0) -> bool:
+        """Wait until local writes have been broadcast and handed to the network.
+
+        For a graceful shutdown: call it after the last write, before leaving.
+
+        Returns:
+            True if everything was handed over within ``timeout_s`` seconds.
+        """
+        with trio.move_on_after(timeout_s):
+            while self._outbox:
+                await trio.sleep(0.005)
+            await trio.sleep(0)  # let the broadcaster finish its batch
+            return await self._transport.flush(timeout_s)
+        return False
+
     def members(self) -> frozenset[str]:
         """The live nodes as this node sees them: itself and peers heard from lately."""
         return frozenset([self.node_id, *(n for n, p in self._peers.items() if p.alive)])

@@ -192,6 +192,16 @@ class TcpTransport(Transport):
             return False
         return True
 
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait until every peer's queue is empty (its messages written to the socket)."""
+        with trio.move_on_after(timeout_s):
+            while any(
+                link.send_channel.statistics().current_buffer_used for link in self._links.values()
+            ):
+                await trio.sleep(0.005)
+            return True
+        return False
+
     async def receive(self) -> Event:
         try:
             return await self._events_receive.receive()

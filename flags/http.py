@@ -1,0 +1,213 @@
+"""The HTTP admin of a node: flags as JSON, for people, scripts and load balancers.
+
+Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio run):
+
+- ``GET /flags``: every flag (gates, metadata, default).
+- ``GET /flags/{name}?actor=A&group=G&group=H``: one flag's gates, with ``enabled``
+  and ``reason`` evaluated for that actor and those groups.
+- ``PUT /flags/{name}``: one change, as JSON: ``{"enabled": bool}``,
+  ``{"actor": id, "enabled": bool}``, ``{"group": g, "enabled": bool}``,
+  ``{"percentage_of_actors": p}`` or ``{"percentage_of_time": p}``, with an optional
+  ``"author"``.
+- ``DELETE /flags/{name}`` (``?actor=`` or ``?group=`` for one gate): clear gates.
+- ``GET /health``: 200 while the process serves.
+- ``GET /ready``: 503 until the node has synced with a peer (or knows it is alone),
+  then 200: the load balancer's readiness probe during a rolling deploy.
+- ``GET /cluster``: this node's id, members and counters.
+
+Writes need ``Authorization: Bearer <token>``. Errors are JSON ``{"error": ...}``: 401
+without a valid token, 400 for a body that is not JSON, 422 for JSON of the wrong
+shape (unknown fields, bad percentages), 503 while shutting down. A rejected request
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ._store import Flag, FlagStore
+
+log = logging.getLogger("chorus.http")
+MAX_BODY_BYTES = 16 * 1024
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def flag_json(flag: Flag) -> dict[str, Any]:
+    """A flag as the API shows it."""
+    return attrs.asdict(flag)
+
+
+def create_app(
+    store: FlagStore,
+    *,
+    token: str,
+    node_id: str,
+    synced: Callable[[], bool],
+    cluster: Callable[[], dict[str, Any]],
+    accepting_writes: Callable[[], bool] = lambda: True,
+) -> Starlette:
+    """Build the admin app over ``store``.
+
+    Args:
+        store: the flags.
+        token: the bearer token writes must carry (non-empty).
+        node_id: this node's id, echoed in responses.
+        synced: tells whether the node has synced (for ``/ready``).
+        cluster: returns the ``/cluster`` document.
+        accepting_writes: False while shutting down: writes then get 503.
+
+    Raises:
+        ValueError: ``token`` is empty.
+    """
+    if not token:
+        raise ValueError("the admin token must not be empty")
+    expected = f"Bearer {token}".encode()
+
+    def authorised(request: Request) -> bool:
+        given = request.headers.get("authorization", "").encode()
+        return hmac.compare_digest(given, expected)
+
+    async def body_of(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY_BYTES:
+            raise _Rejected(413, f"body over {MAX_BODY_BYTES} bytes")
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise _Rejected(400, "the body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise _Rejected(422, "the body must be a JSON object")
+        return body
+
+    def write_guard(request: Request) -> JSONResponse | None:
+        if not authorised(request):
+            log.warning("http: rejected a write to %s without a valid token", request.url.path)
+            return _error(401, "a valid 'Authorization: Bearer <token>' header is required")
+        if not accepting_writes():
+            return _error(503, "this node is shutting down")
+        return None
+
+    async def list_flags(request: Request) -> JSONResponse:
+        return JSONResponse({"node": node_id, "flags": [flag_json(f) for f in store.all()]})
+
+    async def get_flag(request: Request) -> JSONResponse:
+        name = request.path_params["name"]
+        actor = request.query_params.get("actor") or None
+        groups = request.query_params.getlist("group")
+        enabled, reason = store.explain(name, actor, groups)
+        document = flag_json(store.flag(name))
+        document.update(enabled=enabled, reason=reason, node=node_id, synced=synced())
+        return JSONResponse(document)
+
+    async def put_flag(request: Request) -> JSONResponse:
+        denied = write_guard(request)
+        if denied is not None:
+            return denied
+        name = request.path_params["name"]
+        try:
+            body = await body_of(request)
+            apply_change(store, name, body)
+        except _Rejected as exc:
+            log.warning("http: rejected PUT %s: %s", name, exc)
+            return _error(exc.status, str(exc))
+        log.info("http: %s changed by %s", name, body.get("author") or "http")
+        return JSONResponse(flag_json(store.flag(name)))
+
+    async def delete_flag(request: Request) -> JSONResponse:
+        denied = write_guard(request)
+        if denied is not None:
+            return denied
+        name = request.path_params["name"]
+        actor = request.query_params.get("actor")
+        group = request.query_params.get("group")
+        try:
+            store.clear(name, actor=actor, group=group, author=request.query_params.get("author"))
+        except ValueError as exc:
+            return _error(422, str(exc))
+        return JSONResponse(flag_json(store.flag(name)))
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "node": node_id})
+
+    async def ready(request: Request) -> JSONResponse:
+        if synced() and accepting_writes():
+            return JSONResponse({"ready": True, "node": node_id})
+        return JSONResponse({"ready": False, "node": node_id}, status_code=503)
+
+    async def cluster_view(request: Request) -> JSONResponse:
+        return JSONResponse(cluster())
+
+    return Starlette(
+        routes=[
+            Route("/flags", list_flags, methods=["GET"]),
+            Route("/flags/{name}", get_flag, methods=["GET"]),
+            Route("/flags/{name}", put_flag, methods=["PUT"]),
+            Route("/flags/{name}", delete_flag, methods=["DELETE"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
+            Route("/cluster", cluster_view, methods=["GET"]),
+        ]
+    )
+
+
+_SHAPES = {
+    frozenset({"enabled"}),
+    frozenset({"actor", "enabled"}),
+    frozenset({"group", "enabled"}),
+    frozenset({"percentage_of_actors"}),
+    frozenset({"percentage_of_time"}),
+}
+
+
+def apply_change(store: FlagStore, name: str, body: dict[str, Any]) -> None:
+    """Apply one PUT body to ``store``.
+
+    Raises:
+        _Rejected: (422) the body has unknown fields, is not one of the accepted
+            shapes, or holds invalid values. Nothing is written.
+    """
+    author = body.get("author")
+    fields = frozenset(body) - {"author"}
+    if fields not in _SHAPES:
+        raise _Rejected(
+            422,
+            "expected one of {enabled}, {actor, enabled}, {group, enabled}, "
+            f"{{percentage_of_actors}}, {{percentage_of_time}} (plus author); got {sorted(body)}",
+        )
+    enabled = body.get("enabled")
+    if "enabled" in fields and type(enabled) is not bool:
+        raise _Rejected(422, "'enabled' must be true or false")
+    try:
+        if fields == {"enabled"}:
+            (store.enable if enabled else store.disable)(name, author=author)
+        elif "actor" in fields:
+            for_actor = store.enable_for_actor if enabled else store.disable_for_actor
+            for_actor(name, body["actor"], author=author)
+        elif "group" in fields:
+            for_group = store.enable_for_group if enabled else store.disable_for_group
+            for_group(name, body["group"], author=author)
+        elif "percentage_of_actors" in fields:
+            store.enable_percentage_of_actors(name, body["percentage_of_actors"], author=author)
+        else:
+            store.enable_percentage_of_time(name, body["percentage_of_time"], author=author)
+    except ValueError as exc:
+        raise _Rejected(422, str(exc)) from None
