@@ -28,5 +28,4 @@ def configure(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("hypercorn.access", "hypercorn.error"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("hypercorn.access").setLevel(logging.WARNING)

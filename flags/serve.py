@@ -84,6 +84,8 @@ async def serve(
             http_config = HypercornConfig()
             http_config.bind = [config.http]
             http_config.accesslog = None
+            # A Logger (not "-") makes hypercorn log through ours: one format everywhere.
+            http_config.errorlog = logging.getLogger("hypercorn.error")
             http_config.graceful_timeout = 1.0
             stop_http = trio.Event()
             async with trio.open_nursery() as nursery:

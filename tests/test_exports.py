@@ -131,5 +131,9 @@ def test_packages_import_cleanly() -> None:
         "transport.testing",
         "flags",
         "flags.openfeature",
+        "flags.http",
+        "flags.serve",
+        "flags.cli",
+        "flags.demo",
     ]:
         importlib.import_module(name)

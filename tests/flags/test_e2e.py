@@ -1,0 +1,247 @@
+"""chorus serve, chorus flags and chorus demo as real processes on 127.0.0.1."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.timeout(180)
+SECRET, TOKEN = "e2e-cluster-secret-9f3a", "e2e-admin-token-71bc"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Serve:
+    """One `chorus serve` process."""
+
+    def __init__(self, name: str, join: list[int], tmp: Path, *, join_timeout: float = 2.0) -> None:
+        self.name, self.gossip, self.http = name, free_port(), free_port()
+        self.join, self.tmp, self.join_timeout = join, tmp, join_timeout
+        self.start()
+
+    def start(self) -> None:
+        self.log = self.tmp / f"{self.name}.log"
+        env = {**os.environ, "CHORUS_SECRET": SECRET, "CHORUS_TOKEN": TOKEN}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flags.cli",
+                "serve",
+                "--node-id",
+                self.name,
+                "--listen",
+                f"127.0.0.1:{self.gossip}",
+                "--http",
+                f"127.0.0.1:{self.http}",
+                "--join",
+                ",".join(f"127.0.0.1:{p}" for p in self.join),
+                "--join-timeout",
+                str(self.join_timeout),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("ab"),
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http}"
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=2, **kwargs)
+
+    def put(self, path: str, body: Any, **kwargs: Any) -> httpx.Response:
+        return httpx.put(self.url + path, json=body, headers=AUTH, timeout=2, **kwargs)
+
+    def status(self, path: str) -> int:
+        try:
+            return self.get(path).status_code
+        except httpx.HTTPError:
+            return 0
+
+    def wait(self, path: str = "/ready", status: int = 200, timeout: float = 20) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.status(path) == status:
+                return True
+            time.sleep(0.02)
+        return False
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[list[Serve]]:
+    nodes: list[Serve] = []
+    try:
+        first = Serve("a", [], tmp_path)
+        nodes.append(first)
+        assert first.wait()
+        for name in ("b", "c"):
+            nodes.append(Serve(name, [first.gossip], tmp_path))
+        for node in nodes:
+            assert node.wait(), node.log.read_text()[-2000:]
+        yield nodes
+    finally:
+        for node in nodes:
+            if node.process.poll() is None:
+                node.process.kill()
+                node.process.wait(10)
+
+
+def eventually(check: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_write_on_each_node_is_read_back_from_every_other(cluster: list[Serve]) -> None:
+    for node in cluster:
+        assert node.put(f"/flags/from-{node.name}", {"enabled": True}).status_code == 200
+    for reader in cluster:
+        for writer in cluster:
+            assert eventually(
+                lambda r=reader, w=writer: r.get(f"/flags/from-{w.name}").json()["enabled"]
+            )
+    members = cluster[0].get("/cluster").json()["members"]
+    assert members == ["a", "b", "c"]
+
+
+def test_a_restarted_node_is_not_ready_until_synced_then_matches(
+    cluster: list[Serve], tmp_path: Path
+) -> None:
+    a, b, _ = cluster
+    a.put("/flags/keep", {"enabled": True})
+    a.put("/flags/keep", {"group": "banned", "enabled": False})
+    assert eventually(lambda: b.get("/flags/keep").json()["groups"] == {"banned": False})
+    b.process.kill()  # kill -9
+    b.process.wait(10)
+    b.start()
+    assert b.wait("/health", 200)
+    assert b.wait("/ready", 200)
+    flags_a = a.get("/flags").json()["flags"]
+    assert b.get("/flags").json()["flags"] == flags_a  # matched as soon as it was ready
+
+    lonely = Serve("lonely", [free_port()], tmp_path, join_timeout=3.0)  # its seed never answers
+    try:
+        assert lonely.wait("/health", 200)
+        assert lonely.status("/ready") == 503
+        assert lonely.wait("/ready", 200, timeout=15)  # alone after the join timeout
+    finally:
+        lonely.process.kill()
+        lonely.process.wait(10)
+
+
+def test_unauthorised_and_malformed_requests_change_nothing(cluster: list[Serve]) -> None:
+    a = cluster[0]
+    before = a.get("/flags").json()
+    assert httpx.put(a.url + "/flags/x", json={"enabled": True}).status_code == 401
+    assert (
+        httpx.put(
+            a.url + "/flags/x", json={"enabled": True}, headers={"Authorization": "Bearer nope"}
+        ).status_code
+        == 401
+    )
+    bad = httpx.put(
+        a.url + "/flags/x", content=b"{oops", headers={**AUTH, "content-type": "application/json"}
+    )
+    assert bad.status_code == 400
+    assert "error" in bad.json()
+    assert a.put("/flags/x", {"percentage_of_actors": 7}).status_code == 422
+    assert a.put("/flags/x", {"enabled": True, "extra": 1}).status_code == 422
+    time.sleep(0.3)
+    for node in cluster:
+        assert node.get("/flags").json()["flags"] == before["flags"]
+
+
+def test_sigterm_exits_cleanly_and_logs_are_key_value_without_secrets(cluster: list[Serve]) -> None:
+    c = cluster[2]
+    c.put("/flags/last-write", {"enabled": True})
+    started = time.monotonic()
+    c.process.send_signal(signal.SIGTERM)
+    assert c.process.wait(10) == 0
+    assert time.monotonic() - started < 5
+    assert eventually(lambda: cluster[0].get("/flags/last-write").json()["enabled"])
+    log = c.log.read_text()
+    assert "shutting down" in log
+    assert SECRET not in log
+    assert TOKEN not in log
+    line = re.compile(r'^ts=\S+Z level=[A-Z]+ logger=\S+ msg=".*"')
+    assert all(line.match(entry) for entry in log.splitlines() if entry.strip()), log
+
+
+def chorus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flags.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_the_flags_client(cluster: list[Serve]) -> None:
+    a, b = cluster[0], cluster[1]
+    token = {"CHORUS_TOKEN": TOKEN}
+    assert chorus("flags", "enable", "beta", "--url", a.url, env=token).returncode == 0
+    assert (
+        chorus(
+            "flags", "disable", "beta", "--group", "banned", "--url", a.url, env=token
+        ).returncode
+        == 0
+    )
+    assert (
+        chorus(
+            "flags", "enable", "beta", "--percentage-of-actors", "0.5", "--url", a.url, env=token
+        ).returncode
+        == 0
+    )
+    assert eventually(lambda: b.get("/flags/beta").json()["percentage_of_actors"] == 0.5)
+    table = chorus("flags", "list", "--url", b.url)
+    assert table.returncode == 0
+    assert "beta" in table.stdout
+    assert "banned (deny)" in table.stdout
+    got = chorus(
+        "flags", "get", "beta", "--actor", "u1", "--group", "banned", "--url", b.url, "--json"
+    )
+    assert got.returncode == 0
+    assert '"reason": "group"' in got.stdout
+    denied = chorus("flags", "enable", "beta", "--url", a.url, "--token", "wrong")
+    assert denied.returncode == 1
+    assert "401" in denied.stderr
+    assert chorus("flags", "clear", "beta", "--url", a.url, env=token).returncode == 0
+    assert eventually(lambda: b.get("/flags/beta").json()["boolean"] is None)
+    unreachable = chorus("flags", "list", "--url", f"http://127.0.0.1:{free_port()}")
+    assert unreachable.returncode == 1
+
+
+def test_cli_usage_errors() -> None:
+    assert chorus("flags", "get").returncode == 2  # no name
+    assert chorus("bogus").returncode == 2
+    missing = chorus("serve", "--node-id", "x", env={"CHORUS_SECRET": "", "CHORUS_TOKEN": "t"})
+    assert missing.returncode == 2
+    assert "cluster secret is required" in missing.stderr
+
+
+def test_the_demo_runs_and_passes_its_checks() -> None:
+    result = chorus("demo", "--toggles", "10")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all checks passed" in result.stdout
+    assert re.search(r"reads during restart\s+\d+ \(0 wrong\)", result.stdout)

@@ -1,0 +1,131 @@
+"""The HTTP admin, in process (Starlette's TestClient over a LocalMap)."""
+
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from flags import FlagStore, LocalMap
+from flags.http import create_app
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def api() -> Any:
+    store = FlagStore(LocalMap("n1"), defaults={"dark": True})
+    state = {"synced": False, "accepting": True}
+    app = create_app(
+        store,
+        token=TOKEN,
+        node_id="n1",
+        synced=lambda: state["synced"],
+        cluster=lambda: {"node": "n1", "members": ["n1"]},
+        accepting_writes=lambda: state["accepting"],
+    )
+    client = TestClient(app)
+    client.state = state  # type: ignore[attr-defined]
+    client.store = store  # type: ignore[attr-defined]
+    return client
+
+
+def test_put_get_list_delete(api: Any) -> None:
+    assert api.put("/flags/checkout", json={"enabled": True}, headers=AUTH).status_code == 200
+    assert (
+        api.put(
+            "/flags/checkout", json={"group": "banned", "enabled": False}, headers=AUTH
+        ).status_code
+        == 200
+    )
+    assert (
+        api.put("/flags/checkout", json={"actor": "ann", "enabled": True}, headers=AUTH).status_code
+        == 200
+    )
+    assert (
+        api.put(
+            "/flags/ramp", json={"percentage_of_actors": 0.25, "author": "bob"}, headers=AUTH
+        ).status_code
+        == 200
+    )
+    assert (
+        api.put("/flags/sample", json={"percentage_of_time": 0.5}, headers=AUTH).status_code == 200
+    )
+
+    flag = api.get("/flags/checkout", params={"actor": "zed", "group": ["banned"]}).json()
+    assert flag["boolean"] is True
+    assert flag["groups"] == {"banned": False}
+    assert (flag["enabled"], flag["reason"]) == (False, "group")
+    flag = api.get("/flags/checkout", params={"actor": "ann", "group": ["banned"]}).json()
+    assert (flag["enabled"], flag["reason"]) == (True, "actor")
+    names = [f["name"] for f in api.get("/flags").json()["flags"]]
+    assert names == ["checkout", "dark", "ramp", "sample"]
+    assert api.store.audit("ramp")[0].author == "bob"
+
+    assert (
+        api.delete("/flags/checkout", params={"actor": "ann"}, headers=AUTH).json()["actors"] == {}
+    )
+    cleared = api.delete("/flags/checkout", headers=AUTH).json()
+    assert cleared["boolean"] is None
+    assert cleared["groups"] == {}
+
+
+def test_an_unknown_flag_reads_as_off(api: Any) -> None:
+    flag = api.get("/flags/nope").json()
+    assert (flag["enabled"], flag["reason"]) == (False, "no_gate")
+    assert api.get("/flags/dark").json()["reason"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "status"),
+    [
+        ({}, b'{"enabled": true}', 401),
+        ({"Authorization": "Bearer wrong"}, b'{"enabled": true}', 401),
+        ({"Authorization": TOKEN}, b'{"enabled": true}', 401),  # no "Bearer "
+        (AUTH, b"{not json", 400),
+        (AUTH, b"\xff\xfe", 400),
+        (AUTH, b"[1, 2]", 422),
+        (AUTH, b'{"enabled": "yes"}', 422),
+        (AUTH, b'{"enabled": true, "colour": "red"}', 422),
+        (AUTH, b'{"percentage_of_actors": 1.5}', 422),
+        (AUTH, b'{"percentage_of_time": -0.1}', 422),
+        (AUTH, b'{"actor": 42, "enabled": true}', 422),
+        (AUTH, b'{"actor": "ann"}', 422),
+        (AUTH, b"{}", 422),
+        (AUTH, b'{"enabled": true, "author": 5}', 422),
+        (AUTH, b'{"enabled": true, "pad": "' + b"x" * 20_000 + b'"}', 413),
+    ],
+)
+def test_bad_writes_are_rejected_with_json_and_change_nothing(
+    api: Any, headers: dict[str, str], content: bytes, status: int
+) -> None:
+    before = api.get("/flags").json()
+    response = api.put(
+        "/flags/checkout", content=content, headers={**headers, "content-type": "application/json"}
+    )
+    assert response.status_code == status
+    assert "error" in response.json()
+    assert api.get("/flags").json() == before
+    assert len(api.store._map._state._regs) == 0
+
+
+def test_deletes_need_the_token_too(api: Any) -> None:
+    api.put("/flags/checkout", json={"enabled": True}, headers=AUTH)
+    assert api.delete("/flags/checkout").status_code == 401
+    assert api.get("/flags/checkout").json()["boolean"] is True
+
+
+def test_health_ready_cluster_and_shutdown(api: Any) -> None:
+    assert api.get("/health").json() == {"status": "ok", "node": "n1"}
+    assert api.get("/ready").status_code == 503
+    api.state["synced"] = True
+    assert api.get("/ready").status_code == 200
+    assert api.get("/cluster").json()["members"] == ["n1"]
+    api.state["accepting"] = False  # SIGTERM received
+    assert api.get("/ready").status_code == 503
+    assert api.put("/flags/x", json={"enabled": True}, headers=AUTH).status_code == 503
+
+
+def test_an_empty_token_is_refused() -> None:
+    with pytest.raises(ValueError, match="token"):
+        create_app(FlagStore(LocalMap()), token="", node_id="n", synced=lambda: True, cluster=dict)
