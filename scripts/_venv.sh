@@ -12,8 +12,13 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 # Reinstall when pyproject.toml changes, otherwise skip the network.
 if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
-    "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet -e "$spec"
+    echo "setting up .venv (${extras:-chorus}); log in .venv/install.log" >&2
+    if ! { "$venv/bin/python" -m pip install --upgrade pip \
+           && "$venv/bin/python" -m pip install -e "$spec"; } > "$venv/install.log" 2>&1; then
+        tail -n 30 "$venv/install.log" >&2
+        echo "installing failed: see .venv/install.log" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
 PY="$venv/bin/python"
