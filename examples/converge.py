@@ -18,7 +18,7 @@ from hlc import HLC, system_wall_ms
 def show(title: str, *replicas: tuple[str, crdt.LWWMap]) -> None:
     print(f"\n{title}")
     for name, m in replicas:
-        flags = ", ".join(f"{k}={v}" for k, v in sorted(m.items())) or "(empty)"
+        flags = ", ".join(f"{k!s}={v}" for k, v in sorted(m.items())) or "(empty)"
         print(f"  {name}: {flags}   [{len(m)} live, {m.tombstone_count} tombstones]")
 
 

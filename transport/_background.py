@@ -60,16 +60,16 @@ class SyncMap:
 
     def set(self, key: Key, value: Any) -> None:
         """Write on every node (see `ReplicatedMap.set`); returns once applied here."""
-        self._owner._call(self._view.set, key, value)
+        self._owner.run_sync(self._view.set, key, value)
 
     def delete(self, key: Key) -> None:
         """Delete on every node (see `ReplicatedMap.delete`); returns once applied here."""
-        self._owner._call(self._view.delete, key)
+        self._owner.run_sync(self._view.delete, key)
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Like `ReplicatedMap.subscribe`; ``callback`` runs in the node's thread."""
-        unsubscribe: Callable[[], None] = self._owner._call(self._view.subscribe, callback)
-        return lambda: self._owner._call(unsubscribe)
+        unsubscribe: Callable[[], None] = self._owner.run_sync(self._view.subscribe, callback)
+        return lambda: self._owner.run_sync(unsubscribe)
 
 
 class BackgroundNode:
@@ -161,7 +161,16 @@ class BackgroundNode:
 
     # -- the facade ------------------------------------------------------------------
 
-    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+    def run_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` in the node's thread and return its result (or raise).
+
+        For anything that must happen there: building a ``flags.FlagStore`` over
+        ``node.node.map(...)`` and writing through it. (Reading ``FlagStore.enabled``
+        is safe from any thread: it reads an immutable snapshot.)
+
+        Raises:
+            RuntimeError: the node is not running.
+        """
         if self._token is None:
             raise RuntimeError("BackgroundNode is not running")
         return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
@@ -175,7 +184,7 @@ class BackgroundNode:
 
     def map(self, name: str) -> SyncMap:
         """A thread-safe handle on the replicated map ``name``."""
-        return SyncMap(self, self._call(self.node.map, name))
+        return SyncMap(self, self.run_sync(self.node.map, name))
 
     @property
     def synced(self) -> bool:
@@ -189,9 +198,9 @@ class BackgroundNode:
         return result
 
     def members(self) -> frozenset[str]:
-        result: frozenset[str] = self._call(self.node.members)
+        result: frozenset[str] = self.run_sync(self.node.members)
         return result
 
     def owner(self, key: Key) -> str:
-        result: str = self._call(self.node.owner, key)
+        result: str = self.run_sync(self.node.owner, key)
         return result

@@ -275,6 +275,10 @@ class Node:
         """The member that owns ``key`` by rendezvous (HRW) hashing over `members`."""
         return rendezvous_owner(key, self.members())
 
+    def wall_ms(self) -> int:
+        """The node's wall clock, in ms since the epoch (the one its HLC reads)."""
+        return self._wall_ms()
+
     @property
     def clock(self) -> HLC:
         """This node's hybrid logical clock."""
