@@ -320,13 +320,22 @@ def loss_and_interval(
 class SkewRun:
     skews_ms: dict[str, int]
     causal_violations: int  # writes ordered before something their node had seen
+    inversions: int  # writes later in real time but ordered before an earlier write
+    last_written: int  # the chain's last value, in real time
+    final_value: int  # the value every node holds at the end (LWW's answer)
     held_back: dict[str, int]  # entries each node held back for being too far ahead
     accepted_after_s: float | None  # how long the far-ahead node's write took to land everywhere
     timeline: list[tuple[float, str, str, int]]  # (time, node, key, wall_ms of its timestamp)
 
 
 def clock_skew(seed: int = 1, *, max_offset_ms: int = 500, far_ms: int = 2_000) -> SkewRun:
-    """Nodes with skewed clocks: causality holds; what the skew guard holds back."""
+    """Nodes with skewed clocks: causality holds; what the skew guard holds back.
+
+    Causality means a write is ordered after everything its node had *seen*. A
+    write made before a faster clock's write has arrived (in flight, or held back
+    for being too far ahead) can still carry an older timestamp, and lose under LWW:
+    `SkewRun.inversions` counts those.
+    """
 
     async def scenario() -> SkewRun:
         rng = random.Random(seed)
@@ -359,7 +368,10 @@ def clock_skew(seed: int = 1, *, max_offset_ms: int = 500, far_ms: int = 2_000) 
                     break
                 await sim.run_for(0.05)
             held = {n: sim.node(n).stats.held_back for n in skews}
-        return SkewRun(skews, violations, held, landed, timeline)
+            walls = [w for *_, w in timeline]
+            inversions = sum(w < max(walls[:i]) for i, w in enumerate(walls) if i)
+            final = sim.node("exact").map("m").get("chain")
+        return SkewRun(skews, violations, inversions, 39, final, held, landed, timeline)
 
     result: SkewRun = _run(scenario)
     return result
