@@ -10,7 +10,7 @@ hit when one entry was larger than expected (akka/akka#22327).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -61,7 +61,9 @@ class _Piece:
 
 
 class _Splitter:
-    def __init__(self, step: SyncStep, max_bytes: int) -> None:
+    def __init__(
+        self, step: SyncStep, max_bytes: int, position_of: Callable[[Key], int] = key_position
+    ) -> None:
         self.step, self.delta = step, step.delta
         regs = step.delta._regs
         self.entry_bytes = {
@@ -70,7 +72,7 @@ class _Splitter:
         nodes = {entry[2] for entry in regs.values()}
         overhead = _STEP_OVERHEAD + sum(len(n.encode("utf-8")) + 3 for n in nodes)
         self.budget = max_bytes - overhead
-        self.positions = {key: key_position(key) for key in regs} if step.complete else {}
+        self.positions = {key: position_of(key) for key in regs} if step.complete else {}
 
     def complete_piece(self, prefix: Prefix, keys: list[Key]) -> _Piece:
         size = _PREFIX_BYTES + sum(self.entry_bytes[k] for k in keys)
@@ -163,7 +165,9 @@ class _Splitter:
         return steps
 
 
-def split_step(step: SyncStep, max_bytes: int) -> list[SyncStep]:
+def split_step(
+    step: SyncStep, max_bytes: int, *, position_of: Callable[[Key], int] = key_position
+) -> list[SyncStep]:
     """Cut ``step`` into steps whose encodings are at most ``max_bytes`` each.
 
     Sizes are upper bounds computed per entry, so nothing is encoded twice.
@@ -171,6 +175,8 @@ def split_step(step: SyncStep, max_bytes: int) -> list[SyncStep]:
     Args:
         step: any step.
         max_bytes: the largest encoded message allowed, in bytes.
+        position_of: the key-position function (`LWWMap.position_of` reuses the
+            replica's Merkle tree instead of hashing every key again).
 
     Raises:
         ValueError: ``max_bytes`` is under `MIN_MESSAGE_BYTES`.
@@ -186,7 +192,7 @@ def split_step(step: SyncStep, max_bytes: int) -> list[SyncStep]:
         raise ValueError(f"max_bytes must be at least {MIN_MESSAGE_BYTES}, got {max_bytes}")
     if step.done:
         return []
-    splitter = _Splitter(step, max_bytes)
+    splitter = _Splitter(step, max_bytes, position_of)
     pieces = splitter.pieces()
     if sum(p.size for p in pieces) <= splitter.budget:
         return [step]

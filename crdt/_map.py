@@ -7,7 +7,7 @@ from typing import Any, TypeAlias
 
 from hlc import Timestamp
 
-from ._merkle import ROOT, Digest, Entry, MerkleIndex, Prefix, unique_prefixes
+from ._merkle import ROOT, Digest, Entry, MerkleIndex, Prefix, key_position, unique_prefixes
 from ._register import TOMBSTONE, LWWRegister
 from ._values import Key, canonical_value, check_key
 
@@ -283,6 +283,14 @@ class LWWMap:
         tree = self._tree()
         differ = [prefix for prefix, h, count in digest if tree.summary(prefix) != (h, count)]
         return self._subset(tree.keys_under(differ))
+
+    def position_of(self, key: Key) -> int:
+        """The key's 64-bit position in the Merkle tree (cached once the tree is built)."""
+        if self._index is not None:
+            leaf = self._index._leaves.get(key)
+            if leaf is not None:
+                return leaf[0]
+        return key_position(key)
 
     def _subset(self, keys: Iterable[Key]) -> LWWMap:
         result = LWWMap()

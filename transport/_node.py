@@ -168,6 +168,8 @@ class Node:
         self._peers: dict[str, _Peer] = {}
         self._coverage: dict[str, Coverage] = {}
         self._synced = trio.Event()
+        self._candidate_heard = trio.Event()  # a synced peer spoke: see _join
+        self._page_arrived = trio.Event()  # a page of a pull arrived: see _join
         self._outbox: list[LWWMap] = []
         self._outbox_ready = trio.Event()
         self._nursery: trio.Nursery | None = None
@@ -326,6 +328,12 @@ class Node:
                 self._on_message(event.peer, event.data)
             elif isinstance(event, PeerUp):
                 self._peers.setdefault(event.peer, _Peer())
+                # Introduce ourselves at once: a joiner waits for a synced peer's
+                # heartbeat before it pulls, so do not make it wait for the next tick.
+                heartbeat = encode_heartbeat(
+                    self.incarnation, self._synced.is_set(), self._floor_ms
+                )
+                self._send(event.peer, heartbeat, "heartbeat")
             elif isinstance(event, PeerDown):
                 self._declare_down(event.peer, "transport reports it down")
 
@@ -444,6 +452,8 @@ class Node:
         incarnation, record_synced, floor_ms = heartbeat
         record = self._peers[peer]
         record.synced = record_synced
+        if record_synced:
+            self._candidate_heard.set()
         record.floor_ms = floor_ms
         if self._cut_off:
             self._cut_off = False
@@ -508,18 +518,27 @@ class Node:
     # -- anti-entropy and join -----------------------------------------------------------
 
     def _start_sync(self, peer: str) -> None:
-        self._send(peer, crdt.encode_sync_step(crdt.sync_start(self._state)), "sync")
+        if self._synced.is_set():  # a joining node pulls instead (see _join)
+            self._send(peer, crdt.encode_sync_step(crdt.sync_start(self._state)), "sync")
 
     def _on_sync(self, peer: str, step: crdt.SyncStep) -> None:
         if not self._synced.is_set():
-            # A joining node serves neither digests nor pulls: its state is partial,
-            # and answering would make a peer resend everything, or let two joiners
-            # call each other's empty state complete. It merges and answers only
-            # complete tree nodes.
+            # A joining node answers nothing: its state is partial, and answering
+            # would make a peer resend everything, or let two joiners call each
+            # other's empty state complete. It merges pages and counts coverage, and
+            # builds no Merkle tree meanwhile. Its own writes, if any, reach the
+            # others by anti-entropy once it is synced.
             if step.complete:
                 self._coverage.setdefault(peer, Coverage()).add(step.complete)
-            if step.digest.summaries or step.pull:
-                step = attrs.evolve(step, digest=crdt.Digest(()), pull=())
+            if step.delta._regs:
+                self._admit(step.delta)
+            self.stats.sync_rounds += 1
+            self.stats.last_sync_time = trio.current_time()
+            if self._coverage.get(peer, Coverage()).complete:
+                self._synced.set()
+                log.info("node %s: synced from %s (%d keys)", self.node_id, peer, len(self._state))
+            self._page_arrived.set()
+            return
         if step.delta._regs:
             step = attrs.evolve(step, delta=self._hold_back(step.delta))
         self._note_convergence(peer, step)
@@ -527,11 +546,10 @@ class Node:
         self.stats.sync_rounds += 1
         self.stats.last_sync_time = trio.current_time()
         self._after_merge(changed)
-        for part in crdt.split_step(answer, self.max_message_bytes):
+        for part in crdt.split_step(
+            answer, self.max_message_bytes, position_of=self._state.position_of
+        ):
             self._send(peer, crdt.encode_sync_step(part), "sync")
-        if not self._synced.is_set() and self._coverage.get(peer, Coverage()).complete:
-            self._synced.set()
-            log.info("node %s: synced from %s (%d keys)", self.node_id, peer, len(self._state))
 
     def _note_convergence(self, peer: str, step: crdt.SyncStep) -> None:
         """Record when a peer's root digest (an exchange's opening) equalled ours."""
@@ -606,6 +624,15 @@ class Node:
                 peer = self._rng.choice(candidates)
                 missing = self._coverage.setdefault(peer, Coverage()).missing()
                 self._send(peer, crdt.encode_sync_step(crdt.sync_pull(missing)), "sync")
+                # Pull again only when pages stop coming: a large state takes a peer
+                # a while to page out, and pulling again would make it start over.
+                while not self._synced.is_set():
+                    self._page_arrived = trio.Event()
+                    with trio.move_on_after(self._jittered(self._join_retry_s)) as waiting:
+                        await self._page_arrived.wait()
+                    if waiting.cancelled_caught:
+                        break
+                continue
             elif trio.current_time() >= deadline:
                 log.warning(
                     "node %s: no peer answered within %s s; starting alone",
@@ -614,10 +641,9 @@ class Node:
                 )
                 self._synced.set()
                 return
-            with trio.move_on_after(
-                self._jittered(self._join_retry_s if candidates else self._heartbeat_interval_s)
-            ):
-                await self._synced.wait()
+            self._candidate_heard = trio.Event()
+            with trio.move_on_after(self._jittered(self._heartbeat_interval_s)):
+                await self._candidate_heard.wait()  # wake as soon as a synced peer speaks up
 
     def _jittered(self, seconds: float) -> float:
         """``seconds`` +-10%, from the node's seeded generator.

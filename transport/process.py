@@ -149,9 +149,12 @@ class NodeProcess:
     Args:
         node_id, listen, seeds: as for the command line.
         secret: put in the child's environment as CHORUS_SECRET.
+        logs: let the child's logs through to our stderr (default: discarded).
     """
 
-    def __init__(self, node_id: str, listen: str, seeds: Sequence[str], secret: str) -> None:
+    def __init__(
+        self, node_id: str, listen: str, seeds: Sequence[str], secret: str, *, logs: bool = False
+    ) -> None:
         self.node_id = node_id
         env = {**os.environ, "CHORUS_SECRET": secret}
         self.process = subprocess.Popen(
@@ -168,6 +171,7 @@ class NodeProcess:
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            stderr=None if logs else subprocess.DEVNULL,
             text=True,
             env=env,
         )
