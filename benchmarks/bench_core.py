@@ -134,6 +134,19 @@ def main(argv: list[str] | None = None) -> int:
         target="within 2x dict",
     )
 
+    # -- writes ---------------------------------------------------------------------
+    def write_all() -> None:
+        m, clock = crdt.LWWMap(), HLC("node-a")
+        for i in range(n):
+            m.set(f"flag:{i}", i % 7 == 0, clock.now())
+
+    row(
+        results,
+        f"set {n:,} keys (HLC + LWWMap.set)",
+        [t * 1e3 for t in measure(write_all, 3)],
+        "ms",
+    )
+
     # -- merge ----------------------------------------------------------------------
     source = build_map(n)
     merge_empty = measure(lambda m: m.merge(source), repeats, setup=crdt.LWWMap)
@@ -219,6 +232,16 @@ def main(argv: list[str] | None = None) -> int:
             for i in range(n):
                 ymap[f"flag:{i}"] = i % 7 == 0
         update = doc.get_update()
+
+        def y_write_all() -> None:
+            d = pycrdt.Doc()
+            ym = d.get("flags", type=pycrdt.Map)
+            with d.transaction():
+                for i in range(n):
+                    ym[f"flag:{i}"] = i % 7 == 0
+
+        y_set = [t * 1e3 for t in measure(y_write_all, 3)]
+        row(results, f"pycrdt: set {n:,} keys (one transaction)", y_set, "ms")
         y_encode = measure(doc.get_update, repeats)
         row(
             results,

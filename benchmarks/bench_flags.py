@@ -19,7 +19,10 @@ import argparse
 import gc
 import json
 import logging
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -50,6 +53,69 @@ def openfeature_check() -> Callable[[], object] | None:
     api.set_provider(InMemoryProvider(flags))
     client = api.get_client()
     return lambda: client.get_boolean_value("new-checkout", False)
+
+
+def redis_check() -> tuple[Callable[[], object] | None, Callable[[], None], str]:
+    """A redis-py GET against a redis-server we start on 127.0.0.1, if one is installed.
+
+    Returns (check, stop, note).
+    """
+    binary = shutil.which("redis-server")
+    try:
+        import redis
+    except ImportError:
+        return None, lambda: None, "redis-py not installed (pip install 'chorus[bench]')"
+    if binary is None:
+        return None, lambda: None, "no redis-server (apt-get install redis-server): skipped"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(host="127.0.0.1", port=port)
+    for _ in range(100):
+        try:
+            client.set("new-checkout", "1")
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+
+    def stop() -> None:
+        server.terminate()
+        server.wait(5)
+
+    version = client.info()["redis_version"]
+    return lambda: client.get("new-checkout"), stop, f"redis-server {version} on 127.0.0.1"
+
+
+def unleash_rollout_check() -> Callable[[], object] | None:
+    """Unleash's flexibleRollout (30%, sticky by userId): its percentage-of-actors."""
+    try:
+        from UnleashClient import UnleashClient
+        from UnleashClient.cache import FileCache
+    except ImportError:
+        return None
+    cache = FileCache("chorus-bench-rollout", directory=tempfile.mkdtemp())
+    strategy = {
+        "name": "flexibleRollout",
+        "parameters": {"rollout": "30", "stickiness": "userId", "groupId": "ramp"},
+    }
+    cache.bootstrap_from_dict(
+        {"version": 1, "features": [{"name": "ramp", "enabled": True, "strategies": [strategy]}]}
+    )
+    client = UnleashClient(
+        url="http://127.0.0.1:1/api",
+        app_name="chorus-bench-rollout",
+        disable_metrics=True,
+        disable_registration=True,
+        cache=cache,
+    )
+    client.initialize_client(fetch_toggles=False)
+    context = {"userId": "user-42"}
+    return lambda: client.is_enabled("ramp", context)
 
 
 def unleash_check() -> Callable[[], object] | None:
@@ -111,19 +177,28 @@ def main(argv: list[str] | None = None) -> int:
     un = unleash_check()
     if un is not None:
         peers["UnleashClient.is_enabled (offline)"] = (un, 20_000)
+    redis_get, stop_redis, redis_note = redis_check()
+    if redis_get is not None:
+        peers["redis-py GET on 127.0.0.1"] = (redis_get, 20_000)
     peers["chorus enabled(name, actor), percentage gate"] = (
         lambda: store.enabled("ramp", "user-42"),
         300_000,
     )
+    rollout = unleash_rollout_check()
+    if rollout is not None:
+        peers["Unleash flexibleRollout by userId (offline)"] = (rollout, 20_000)
 
     results: dict[str, dict[str, Any]] = {}
-    for name, (check, calls) in peers.items():
-        samples = per_call_ns(check, calls, args.repeats)
-        results[name] = {
-            "median_ns": statistics.median(samples),
-            "min_ns": min(samples),
-            "max_ns": max(samples),
-        }
+    try:
+        for name, (check, calls) in peers.items():
+            samples = per_call_ns(check, calls, args.repeats)
+            results[name] = {
+                "median_ns": statistics.median(samples),
+                "min_ns": min(samples),
+                "max_ns": max(samples),
+            }
+    finally:
+        stop_redis()
 
     # 10 million boolean checks in a row, the way a hot loop would make them.
     enabled = store.enabled
@@ -134,24 +209,27 @@ def main(argv: list[str] | None = None) -> int:
             enabled("new-checkout")
         ten_million.append(time.perf_counter() - start)
 
-    chorus = results["chorus FlagStore.enabled(name)"]["median_ns"]
+    # Boolean checks compare with chorus' boolean check; percentage ones with its
+    # percentage check.
+    boolean = results["chorus FlagStore.enabled(name)"]["median_ns"]
+    percentage = results["chorus enabled(name, actor), percentage gate"]["median_ns"]
     print("chorus flag checks, medians of", args.repeats, "repeats (ns per check)\n")
     print("| check | median | min-max | vs chorus |")
     print("|---|---:|---:|---|")
     for name, r in results.items():
-        ratio = r["median_ns"] / chorus
-        vs = (
-            "1.00x"
-            if name.startswith("chorus FlagStore")
-            else (f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x slower")
-        )
+        base = percentage if ("percentage" in name or "Rollout" in name) else boolean
+        ratio = r["median_ns"] / base
+        r["vs_chorus"] = ratio
+        vs = f"{ratio:.2f}x" if ratio < 10 else f"{ratio:,.0f}x slower"
         print(f"| {name} | {r['median_ns']:,.0f} | {r['min_ns']:,.0f}-{r['max_ns']:,.0f} | {vs} |")
     print(
         f"\n10,000,000 boolean checks: {statistics.median(ten_million):.2f} s median "
-        f"(min {min(ten_million):.2f} s) — Erlang ETS: about 0.15 s"
+        f"(min {min(ten_million):.2f} s); Erlang ETS: about 0.15 s"
     )
+    print(f"redis: {redis_note}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"per_check": results, "ten_million_s": ten_million}, indent=2))
+    document = {"per_check": results, "ten_million_s": ten_million, "redis": redis_note}
+    args.json.write_text(json.dumps(document, indent=2))
     print(f"JSON: {args.json}")
     return 0
 

@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "raw_tcp_rtt_p99_us": percentile(rtt, 0.99),
         "burst_writes": args.burst,
         "burst_writes_per_s": throughput,
+        "latency_samples_us": latencies_us,
     }
     rows = [
         (
