@@ -10,6 +10,7 @@ from ._chunks import split_step as split_step
 from ._codec import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
 from ._codec import FORMAT_VERSION as FORMAT_VERSION
 from ._codec import DecodeError as DecodeError
+from ._codec import decode_cbor as decode_cbor
 from ._codec import decode_digest as decode_digest
 from ._codec import decode_map as decode_map
 from ._codec import decode_register as decode_register
@@ -51,6 +52,7 @@ __all__ = [
     "LWWRegister",
     "Prefix",
     "SyncStep",
+    "decode_cbor",
     "decode_digest",
     "decode_map",
     "decode_register",

@@ -55,19 +55,35 @@ def _dumps(obj: Any) -> bytes:
     return cbor2.dumps(obj)
 
 
+def decode_cbor(data: object, what: str = "message") -> Any:
+    """Decode exactly one CBOR item from untrusted bytes.
+
+    Unlike ``cbor2.loads``, which ignores what follows the first item, trailing
+    bytes are an error.
+
+    Raises:
+        DecodeError: ``data`` is not bytes, is malformed or truncated CBOR (cbor2
+            refuses nesting over 400 deep), or has trailing bytes.
+    """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    stream = io.BytesIO(data)
+    try:
+        obj = cbor2.CBORDecoder(stream).decode()
+    except Exception as exc:  # cbor2 raises several types on hostile input
+        raise DecodeError(f"{what}: malformed CBOR: {exc}") from None
+    if stream.tell() != len(data):
+        raise DecodeError(f"{what}: {len(data) - stream.tell()} trailing bytes")
+    return obj
+
+
 def _loads(data: object, kind: str, max_bytes: int) -> list[Any]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     size = len(data)
     if size > max_bytes:
         raise DecodeError(f"{kind}: {size} bytes is over the {max_bytes}-byte limit")
-    stream = io.BytesIO(data)
-    try:
-        obj = cbor2.CBORDecoder(stream).decode()
-    except Exception as exc:  # cbor2 raises several types on hostile input
-        raise DecodeError(f"{kind}: malformed CBOR: {exc}") from None
-    if stream.tell() != size:
-        raise DecodeError(f"{kind}: {size - stream.tell()} trailing bytes")
+    obj = decode_cbor(data, kind)
     if type(obj) is not list or len(obj) < 2:
         raise DecodeError(f"{kind}: expected [version, kind, ...]")
     version, found = obj[0], obj[1]

@@ -43,6 +43,7 @@ EXPECTED = {
         "LWWRegister",
         "Prefix",
         "SyncStep",
+        "decode_cbor",
         "decode_digest",
         "decode_map",
         "decode_register",

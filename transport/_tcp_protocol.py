@@ -31,12 +31,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import io
 import secrets as _secrets
 from typing import Any
 
 import attrs
 import cbor2
+
+from crdt import DecodeError, decode_cbor
 
 VERSION = 1
 NONCE_BYTES = 32
@@ -84,14 +85,10 @@ def _cbor(obj: Any) -> bytes:
 
 
 def _decode(body: bytes) -> Any:
-    stream = io.BytesIO(body)
     try:
-        obj = cbor2.CBORDecoder(stream).decode()
-    except Exception as exc:
-        raise ProtocolError(f"malformed CBOR: {exc}") from None
-    if stream.tell() != len(body):
-        raise ProtocolError("trailing bytes")
-    return obj
+        return decode_cbor(body, "frame")
+    except DecodeError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 def _text(value: Any, what: str) -> str:

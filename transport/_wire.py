@@ -11,11 +11,9 @@ Every message is one CBOR array ``[1, kind, ...]`` (see crdt's codec):
 
 from __future__ import annotations
 
-import io
-
 import cbor2
 
-from crdt import FORMAT_VERSION, DecodeError
+from crdt import FORMAT_VERSION, DecodeError, decode_cbor
 
 KINDS = frozenset({"heartbeat", "map", "sync"})
 #: Longest incarnation id accepted, in characters.
@@ -61,13 +59,7 @@ def decode_heartbeat(data: bytes) -> tuple[str, bool, int]:
     Raises:
         DecodeError: malformed.
     """
-    stream = io.BytesIO(data)
-    try:
-        obj = cbor2.CBORDecoder(stream).decode()
-    except Exception as exc:
-        raise DecodeError(f"heartbeat: malformed CBOR: {exc}") from None
-    if stream.tell() != len(data):
-        raise DecodeError("heartbeat: trailing bytes")
+    obj = decode_cbor(data, "heartbeat")
     if (
         type(obj) is not list
         or len(obj) != 5

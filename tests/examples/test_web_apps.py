@@ -1,7 +1,6 @@
 """The Flask and FastAPI examples read flags toggled through a real node's HTTP admin."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,16 +13,11 @@ from starlette.testclient import TestClient
 
 from examples import fastapi_app, flask_app
 from flags import FlagStore
+from tests.helpers import eventually, free_port
 from transport import BackgroundNode, Node, TcpTransport
 
 pytestmark = pytest.mark.timeout(120)
 SECRET, TOKEN = "web-example-secret", "web-example-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -73,15 +67,6 @@ def toggle(url: str, body: dict[str, Any]) -> None:
         url + "/flags/new-checkout", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
     )
     response.raise_for_status()
-
-
-def eventually(check: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_flask_app_follows_the_flag(admin: tuple[str, int]) -> None:

@@ -1,9 +1,9 @@
 """chorus serve, chorus flags and chorus demo as real processes on 127.0.0.1."""
 
+import functools
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers import eventually, free_port
+
 pytestmark = pytest.mark.timeout(180)
 SECRET, TOKEN = "e2e-cluster-secret-9f3a", "e2e-admin-token-71bc"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Serve:
@@ -102,13 +98,8 @@ def cluster(tmp_path: Path) -> Iterator[list[Serve]]:
                 node.process.wait(10)
 
 
-def eventually(check: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return False
+def enabled_on(reader: Serve, writer: Serve) -> bool:
+    return bool(reader.get(f"/flags/from-{writer.name}").json()["enabled"])
 
 
 def test_a_write_on_each_node_is_read_back_from_every_other(cluster: list[Serve]) -> None:
@@ -116,9 +107,7 @@ def test_a_write_on_each_node_is_read_back_from_every_other(cluster: list[Serve]
         assert node.put(f"/flags/from-{node.name}", {"enabled": True}).status_code == 200
     for reader in cluster:
         for writer in cluster:
-            assert eventually(
-                lambda r=reader, w=writer: r.get(f"/flags/from-{w.name}").json()["enabled"]
-            )
+            assert eventually(functools.partial(enabled_on, reader, writer))
     members = cluster[0].get("/cluster").json()["members"]
     assert members == ["a", "b", "c"]
 

@@ -1,22 +1,15 @@
 """BackgroundNode: a Node in a thread, used from ordinary (threaded) code."""
 
-import socket
 import threading
-import time
 
 import pytest
 
+from tests.helpers import eventually, free_port
 from transport import BackgroundNode, Node, TcpTransport
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = b"background secret"
 FAST = {"heartbeat_interval_s": 0.1, "failure_timeout_s": 1.0, "join_timeout_s": 2.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make(name: str, port: int, seeds: list[int]) -> BackgroundNode:
@@ -33,15 +26,6 @@ def make(name: str, port: int, seeds: list[int]) -> BackgroundNode:
     return BackgroundNode(build)
 
 
-def wait_until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def test_two_background_nodes_replicate_writes_from_ordinary_threads() -> None:
     pa, pb = free_port(), free_port()
     with make("a", pa, []) as a, make("b", pb, [pa]) as b:
@@ -50,10 +34,10 @@ def test_two_background_nodes_replicate_writes_from_ordinary_threads() -> None:
         flags_a, flags_b = a.map("flags"), b.map("flags")
         flags_a.set("new-checkout", True)
         assert flags_a.get("new-checkout") is True  # applied locally on return
-        assert wait_until(lambda: flags_b.get("new-checkout") is True)
+        assert eventually(lambda: flags_b.get("new-checkout") is True)
         flags_b.delete("new-checkout")
-        assert wait_until(lambda: "new-checkout" not in flags_a)
-        assert wait_until(lambda: a.members() == {"a", "b"})
+        assert eventually(lambda: "new-checkout" not in flags_a)
+        assert eventually(lambda: a.members() == {"a", "b"})
         assert a.owner("user:1") == b.owner("user:1")
 
 

@@ -1,30 +1,16 @@
 """Three real node processes on 127.0.0.1: replication, kill -9 and restart, a wrong secret."""
 
-import socket
+import functools
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import eventually, free_port
 from transport.process import NodeProcess
 
 pytestmark = pytest.mark.timeout(120)
 SECRET = "process test secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def eventually(check, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @pytest.fixture
@@ -36,12 +22,20 @@ def cluster() -> Iterator[tuple[list[int], dict[str, NodeProcess]]]:
             seeds = [f"127.0.0.1:{p}" for p in ports[:i]]
             nodes[f"n{i}"] = NodeProcess(f"n{i}", f"127.0.0.1:{port}", seeds, SECRET)
         for node in nodes.values():
-            assert eventually(lambda n=node: n.request(op="status")["synced"])
+            assert eventually(functools.partial(synced, node))
         yield ports, nodes
     finally:
         for node in nodes.values():
             if node.process.poll() is None:
                 node.kill()
+
+
+def synced(node: NodeProcess) -> bool:
+    return bool(node.request(op="status")["synced"])
+
+
+def holds(node: NodeProcess, expected: dict[str, object]) -> bool:
+    return items(node) == expected
 
 
 def items(node: NodeProcess) -> dict[str, object]:
@@ -52,9 +46,9 @@ def test_writes_on_each_process_appear_on_all(cluster) -> None:  # type: ignore[
     _, nodes = cluster
     for name, node in nodes.items():
         assert node.request(op="set", map="m", key=name, value=name.upper())["ok"]
-    expected = {"n0": "N0", "n1": "N1", "n2": "N2"}
+    expected: dict[str, object] = {"n0": "N0", "n1": "N1", "n2": "N2"}
     for node in nodes.values():
-        assert eventually(lambda n=node: items(n) == expected)
+        assert eventually(functools.partial(holds, node, expected))
     assert eventually(lambda: nodes["n0"].request(op="status")["members"] == ["n0", "n1", "n2"])
 
 

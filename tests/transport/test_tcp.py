@@ -1,6 +1,5 @@
 """TcpTransport over real sockets on 127.0.0.1: the conformance suite and bad input."""
 
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -8,18 +7,13 @@ from typing import Any
 import pytest
 import trio
 
+from tests.helpers import free_port
 from transport import PeerUp, Received, Transport
 from transport._tcp import TcpTransport
 from transport.testing import check_transport
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = b"test secret"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def fast(**options: Any) -> dict[str, Any]:

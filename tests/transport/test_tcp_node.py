@@ -1,6 +1,5 @@
 """Nodes over TcpTransport on 127.0.0.1, in one process with the real clock."""
 
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +10,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import free_port
 from transport import Node, TcpTransport
 
 pytestmark = pytest.mark.timeout(120)
@@ -22,12 +22,6 @@ FAST: dict[str, Any] = {
     "join_timeout_s": 2.0,
 }
 TCP_FAST = {"backoff_initial_s": 0.05, "backoff_max_s": 0.3}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:
@@ -149,7 +143,8 @@ def test_random_writes_converge_to_the_lww_answer_over_tcp(
 
 
 def test_nodes_over_tls() -> None:
-    trustme = pytest.importorskip("trustme")
+    import trustme
+
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost")
     server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
