@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import time
 import tracemalloc
@@ -21,6 +20,7 @@ from typing import Any
 
 import trio
 import trio.testing
+from _report import report
 
 import crdt
 from transport import MemoryNetwork
@@ -186,14 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             "state, live view, map view, Merkle tree",
         ),
     ]
-    print(f"chorus simulated-cluster benchmarks (seed {args.seed})\n")
-    print("| figure | value | note |")
-    print("|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
-    print(f"\nJSON: {args.json}")
+    report(f"chorus simulated-cluster benchmarks (seed {args.seed})", rows, results, args.json)
     return 0
 
 

@@ -13,7 +13,6 @@ Run: ``./scripts/bench-tcp`` (options: ``--nodes 5 --writes 300 --burst 2000``).
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import socket
 import statistics
@@ -21,6 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _report import report
 
 from transport.process import NodeProcess
 
@@ -177,14 +178,12 @@ def main(argv: list[str] | None = None) -> int:
             "until all peers hold all",
         ),
     ]
-    print(f"chorus over TCP on loopback, {args.nodes} processes, {args.writes} writes\n")
-    print("| figure | value | note |")
-    print("|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
-    print(f"\nJSON: {args.json}")
+    report(
+        f"chorus over TCP on loopback, {args.nodes} processes, {args.writes} writes",
+        rows,
+        results,
+        args.json,
+    )
     return 0
 
 
