@@ -195,6 +195,13 @@ def _array_header(length: int) -> bytes:
     raise OverflowError("array too long for CBOR")
 
 
+def _key_of(obj: Any) -> Any:
+    # A pair of str (a Node's (map, key)) is the common non-str key: no recursion.
+    if type(obj) is list and len(obj) == 2 and type(obj[0]) is str and type(obj[1]) is str:
+        return (obj[0], obj[1])
+    return obj if type(obj) is str else key_from_cbor(obj)
+
+
 def _map_columns(m: LWWMap) -> list[Any]:
     regs = m._regs
     entries = list(regs.values())
@@ -233,7 +240,7 @@ def _columns_map(columns: list[Any], kind: str) -> LWWMap:
             raise DecodeError(f"{kind}: bad node id: {exc}") from None
     if set(map(type, keys)) - {str}:  # str keys, the common case, need no walk
         try:
-            keys = [key_from_cbor(key) for key in keys]
+            keys = [_key_of(key) for key in keys]
         except TypeError as exc:
             raise DecodeError(f"{kind}: {exc}") from None
 
