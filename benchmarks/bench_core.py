@@ -59,19 +59,6 @@ def build_map(n: int, node: str = "node-a") -> crdt.LWWMap:
     return m
 
 
-def sync_bytes(a: crdt.LWWMap, b: crdt.LWWMap) -> tuple[int, int]:
-    """Run the round protocol a <-> b over the codec; return (messages, bytes)."""
-    sides, turn = (a, b), 1
-    step = crdt.sync_start(a)
-    messages = total = 0
-    while not step.done:
-        wire = crdt.encode_sync_step(step)
-        messages, total = messages + 1, total + len(wire)
-        step, _ = crdt.sync_respond(sides[turn], crdt.decode_sync_step(wire))
-        turn ^= 1
-    return messages, total
-
-
 def row(
     results: list[dict[str, Any]], name: str, samples: list[float], unit: str, **extra: Any
 ) -> None:
@@ -205,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(k):
             other.set(f"flag:{i * (n // k)}", "changed", Timestamp(BASE_MS + n + i, 0, "node-b"))
         mine = base.copy()
-        messages, total = sync_bytes(mine, other)
+        messages, total = crdt.sync_exchange(mine, other)
         assert mine == other, "sync did not converge"
         row(
             results,

@@ -17,17 +17,6 @@ import crdt
 from hlc import Timestamp
 
 
-def digest_bytes(a: crdt.LWWMap, b: crdt.LWWMap) -> int:
-    sides, turn, total = (a, b), 1, 0
-    step = crdt.sync_start(a)
-    while not step.done:
-        wire = crdt.encode_sync_step(step)
-        total += len(wire)
-        step, _ = crdt.sync_respond(sides[turn], crdt.decode_sync_step(wire))
-        turn ^= 1
-    return total
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -50,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                 theirs.set(
                     f"flag:{i * (n // k)}", "changed", Timestamp(1_800_000_000_000 + i, 0, "b")
                 )
-            record[f"digest_{k}"] = digest_bytes(mine, theirs)
+            record[f"digest_{k}"] = crdt.sync_exchange(mine, theirs)[1]
         if pycrdt is not None:
             doc = pycrdt.Doc()
             ymap = doc.get("flags", type=pycrdt.Map)

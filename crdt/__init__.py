@@ -21,6 +21,7 @@ from ._codec import encode_map as encode_map
 from ._codec import encode_register as encode_register
 from ._codec import encode_sync_step as encode_sync_step
 from ._codec import encode_timestamp as encode_timestamp
+from ._exchange import sync_exchange as sync_exchange
 from ._map import LWWMap as LWWMap
 from ._merkle import DEPTH as DEPTH
 from ._merkle import FANOUT as FANOUT
@@ -64,6 +65,7 @@ __all__ = [
     "encode_sync_step",
     "encode_timestamp",
     "split_step",
+    "sync_exchange",
     "sync_pull",
     "sync_respond",
     "sync_start",

@@ -56,15 +56,11 @@ def _position(key_bytes: bytes) -> int:
     return int.from_bytes(_blake2b(key_bytes).digest()[:8], "big")
 
 
-def entry_hash(key: Key, entry: Entry) -> int:
-    """Return the 64-bit hash of one entry: key, timestamp and value bytes."""
-    return _entry_hash(encode_key(key), entry)
-
-
 _HEAD = struct.Struct(">QIB")
 
 
 def _entry_hash(key_bytes: bytes, entry: Entry) -> int:
+    """The 64-bit hash of one entry: the key's canonical CBOR, timestamp and value bytes."""
     wall_ms, logical, node, payload = entry
     node_bytes = node.encode("utf-8")
     head = _HEAD.pack(wall_ms, logical, len(node_bytes))

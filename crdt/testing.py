@@ -27,10 +27,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from hlc import HLC, MAX_LOGICAL, MAX_WALL_MS, ClockSkewError, Timestamp
 
-from ._codec import decode_sync_step, encode_sync_step
+from ._exchange import sync_exchange
 from ._map import LWWMap
 from ._register import TOMBSTONE, LWWRegister
-from ._sync import sync_respond, sync_start
 from ._values import Key, encode_value
 
 __all__ = [
@@ -336,11 +335,7 @@ class LWWMapReplicas(RuleBasedStateMachine):
 
 
 def _sync_over_codec(a: LWWMap, b: LWWMap) -> None:
-    sides, turn = (a, b), 1
-    step = sync_start(a)
-    for _ in range(16):
-        if step.done:
-            return
-        step, _ = sync_respond(sides[turn], decode_sync_step(encode_sync_step(step)))
-        turn ^= 1
-    raise AssertionError("anti-entropy did not settle within 16 steps")
+    try:
+        sync_exchange(a, b)
+    except RuntimeError as exc:
+        raise AssertionError(str(exc)) from None

@@ -55,6 +55,7 @@ EXPECTED = {
         "encode_sync_step",
         "encode_timestamp",
         "split_step",
+        "sync_exchange",
         "sync_pull",
         "sync_respond",
         "sync_start",

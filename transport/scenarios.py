@@ -273,12 +273,7 @@ def repair_cost(
             theirs.set(
                 f"flag:{i * (total_keys // k)}", "changed", Timestamp(1_800_000_000_000 + i, 0, "b")
             )
-        step, sides, turn, total, messages = crdt.sync_start(mine), (mine, theirs), 1, 0, 0
-        while not step.done:
-            wire = crdt.encode_sync_step(step)
-            total, messages = total + len(wire), messages + 1
-            step, _ = crdt.sync_respond(sides[turn], crdt.decode_sync_step(wire))
-            turn ^= 1
+        messages, total = crdt.sync_exchange(mine, theirs)
         assert mine == theirs
         points.append(RepairPoint(k, total, messages, full))
     return points

@@ -1,3 +1,4 @@
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -6,9 +7,8 @@ from crdt import (
     ROOT,
     LWWMap,
     SyncStep,
-    decode_sync_step,
     encode_map,
-    encode_sync_step,
+    sync_exchange,
     sync_respond,
     sync_start,
 )
@@ -20,18 +20,7 @@ MAX_STEPS = DEPTH + 4  # root, DEPTH levels of children, contents, their answer,
 
 def run_sync(a: LWWMap, b: LWWMap, *, threshold: int = 32) -> tuple[int, int]:
     """Run the protocol over the codec until done. Returns (steps, bytes)."""
-    sides = [a, b]
-    step = sync_start(a)
-    steps, total = 0, 0
-    turn = 1
-    while not step.done:
-        wire = encode_sync_step(step)
-        steps += 1
-        total += len(wire)
-        assert steps <= MAX_STEPS, "sync did not settle"
-        step, _ = sync_respond(sides[turn], decode_sync_step(wire), threshold=threshold)
-        turn ^= 1
-    return steps, total
+    return sync_exchange(a, b, threshold=threshold, max_steps=MAX_STEPS)
 
 
 def big_map(n: int, node: str = "a") -> LWWMap:
@@ -139,3 +128,16 @@ def test_sync_bytes_grow_with_the_difference_not_the_size() -> None:
 def test_step_done() -> None:
     assert SyncStep().done
     assert not sync_start(LWWMap()).done
+
+
+def test_sync_exchange_counts_and_bounds_the_exchange() -> None:
+    a, b = big_map(3_000), big_map(3_000)
+    b.set("flag:7", "changed", Timestamp(1_800_000_000_000, 0, "b"))
+    messages, sent = sync_exchange(a, b)
+    assert a == b
+    assert messages >= 3
+    assert sent > 0
+    c = big_map(3_000)
+    c.set("flag:9", "changed", Timestamp(1_800_000_000_000, 0, "c"))
+    with pytest.raises(RuntimeError, match="did not settle within 2"):
+        sync_exchange(big_map(3_000), c, max_steps=2)
