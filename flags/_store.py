@@ -17,6 +17,7 @@ from ._rules import DEFAULT, NO_GATE, Rules
 log = logging.getLogger("chorus.flags")
 
 MAX_NAME_CHARS = 200
+MAX_TEXT_CHARS = 2000  # description and owner
 GATE_KINDS = ("boolean", "actor", "group", "percentage_of_actors", "percentage_of_time")
 META_FIELDS = ("description", "owner", "expires")
 FlagSubscriber = Callable[[frozenset[str]], None]
@@ -113,6 +114,81 @@ def _check_author(value: object) -> str:
     return value
 
 
+#: How much of a malformed key's repr a warning shows.
+_LOG_KEY_CHARS = 200
+_ABSENT: Any = object()  # map.get's default: tells a deleted key from a None value
+
+
+def _is_name(value: object) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_NAME_CHARS
+
+
+def _is_ratio(value: object) -> bool:
+    # int or float, not bool (True is not 100%); compared before any float(): an
+    # int of 400 digits must not overflow, and NaN fails both comparisons.
+    return type(value) in (int, float) and 0 <= value <= 1  # type: ignore[operator]
+
+
+def _entry_problem(key: object, value: object) -> str | None:
+    """Why ``(key, value)`` is not a flag entry this store knows, or None when it is.
+
+    The shapes it knows are those its writers make: ``(flag, "boolean")`` and
+    ``(flag, "actor"|"group", id)`` to a bool, ``(flag, "percentage_of_actors"|
+    "percentage_of_time")`` to a number in [0, 1], ``(flag, "meta", field)`` to a str
+    and ``(flag, "audit", stamp)`` to a dict. Names and ids are non-empty str of at
+    most `MAX_NAME_CHARS` chars. Pure and total: it never raises.
+    """
+    if type(key) is not tuple or len(key) < 2:
+        return "not a (flag, kind, ...) tuple"
+    name, kind = key[0], key[1]
+    if not _is_name(name):
+        return f"the flag name is not a non-empty str of at most {MAX_NAME_CHARS} chars"
+    if kind == "boolean" or kind == "percentage_of_actors" or kind == "percentage_of_time":
+        if len(key) != 2:
+            return f"{kind} keys have 2 parts, not {len(key)}"
+        if kind == "boolean":
+            return (
+                None if type(value) is bool else f"boolean gate value {_short(value)} is not a bool"
+            )
+        return (
+            None if _is_ratio(value) else f"{kind} value {_short(value)} is not a number in [0, 1]"
+        )
+    if kind == "actor" or kind == "group":
+        if len(key) != 3 or not _is_name(key[2]):
+            return f"{kind} keys are (flag, {kind!r}, id), id a non-empty str"
+        return None if type(value) is bool else f"{kind} gate value {_short(value)} is not a bool"
+    if kind == "meta":
+        if len(key) != 3 or key[2] not in META_FIELDS:
+            return f"meta keys are (flag, 'meta', field), field one of {META_FIELDS}"
+        if type(value) is not str or len(value) > MAX_TEXT_CHARS:
+            return f"metadata value {_short(value)} is not a str of at most {MAX_TEXT_CHARS} chars"
+        if key[2] == "expires":
+            try:
+                datetime.date.fromisoformat(value)
+            except ValueError:
+                return f"expires {_short(value)} is not an ISO date"
+        return None
+    if kind == "audit":
+        if len(key) != 3 or type(key[2]) is not str:
+            return "audit keys are (flag, 'audit', timestamp), timestamp a str"
+        return None if type(value) is dict else f"audit record {_short(value)} is not a dict"
+    return f"unknown kind {_short(kind)}"
+
+
+def _short(value: object, chars: int = 60) -> str:
+    """``repr(value)`` cut to ``chars``; total (an int over 4,300 digits, which CBOR
+    can carry, makes repr raise)."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= chars else text[: chars - 3] + "..."
+
+
+def _key_repr(key: object) -> str:
+    return _short(key, _LOG_KEY_CHARS)
+
+
 class FlagStore:
     """Feature flags over a replicated map: gates in, ``enabled`` out.
 
@@ -135,6 +211,19 @@ class FlagStore:
     The read path, `enabled`, looks the flag up in an immutable snapshot that is
     replaced (only for the flags a change touched) when the map changes: no lock,
     no allocation for boolean flags, no network, and it never raises.
+
+    Entries the store does not know are ignored, never trusted and never fatal: a
+    key of another shape (wrong length, wrong types, an unknown kind) or a value of
+    the wrong type or range (a percentage of ``"abc"`` or 250, a gate that is not a
+    bool), whether written through the raw map or by another version. The flag reads
+    as if the entry were absent; its valid entries, and every other flag, still count.
+    Each one is logged (logger ``chorus.flags``, WARNING) when it arrives.
+
+    Attributes:
+        ignored_entries: how many times an entry was ignored: +1 each time a
+            malformed entry is found in the map at start, or arrives or changes
+            later (a deletion counts nothing). Only ever grows; a value above zero
+            means some writer puts entries in this map that the store does not read.
     """
 
     __slots__ = (
@@ -145,6 +234,7 @@ class FlagStore:
         "_snapshot",
         "_subscribers",
         "_unsubscribe",
+        "ignored_entries",
     )
 
     def __init__(
@@ -165,6 +255,7 @@ class FlagStore:
         self._keys: dict[str, set[tuple[Any, ...]]] = {}  # flag -> its keys in the map
         self._snapshot: dict[str, bool | Rules] = dict(self._defaults)
         self._subscribers: list[FlagSubscriber] = []
+        self.ignored_entries = 0
         self._on_change(frozenset(key for key, _ in list(flags.items())))
         self._unsubscribe = flags.subscribe(self._on_change)
 
@@ -309,8 +400,8 @@ class FlagStore:
         fields: dict[str, str] = {}
         for field, value in (("description", description), ("owner", owner)):
             if value is not None:
-                if type(value) is not str or len(value) > 2000:
-                    raise ValueError(f"{field} must be a str of at most 2000 chars")
+                if type(value) is not str or len(value) > MAX_TEXT_CHARS:
+                    raise ValueError(f"{field} must be a str of at most {MAX_TEXT_CHARS} chars")
                 fields[field] = value
         if expires is not None:
             try:
@@ -391,21 +482,26 @@ class FlagStore:
     # -- describing ------------------------------------------------------------------
 
     def flag(self, name: str) -> Flag:
-        """Describe one flag: every gate, its metadata and its default."""
+        """Describe one flag: every gate, its metadata and its default.
+
+        Only entries of a known shape count (see the class notes); never raises.
+        """
         fields: dict[str, Any] = {"actors": {}, "groups": {}}
-        for key in self._keys.get(name, ()):
-            value = self._map.get(key)
+        for key in tuple(self._keys.get(name, ())):
+            value = self._map.get(key, _ABSENT)
+            # The index holds known shapes only, but the value may have changed since
+            # (its notification still on its way): check it again; the change path
+            # counts and logs it.
+            if value is _ABSENT or _entry_problem(key, value) is not None:
+                continue
             kind = key[1]
-            if kind == "boolean" and type(value) is bool:
+            if kind == "boolean":
                 fields["boolean"] = value
-            elif kind in ("actor", "group") and type(value) is bool:
+            elif kind == "actor" or kind == "group":
                 fields[kind + "s"][key[2]] = value
-            elif kind in ("percentage_of_actors", "percentage_of_time") and type(value) in (
-                int,
-                float,
-            ):
+            elif kind == "percentage_of_actors" or kind == "percentage_of_time":
                 fields[kind] = float(value)
-            elif kind == "meta" and key[2] in META_FIELDS and type(value) is str:
+            elif kind == "meta":
                 fields[key[2]] = value
         return Flag(name=name, default=self._defaults.get(name), **fields)
 
@@ -434,27 +530,27 @@ class FlagStore:
         return any(k[1] in GATE_KINDS for k in self._keys.get(name, ()))
 
     def _on_change(self, keys: frozenset[Any]) -> None:
+        """Index the changed keys, then rebuild the snapshot of every flag they touch.
+
+        Nothing here raises: a malformed entry is ignored (logged, counted), and a
+        failure on one key or one flag does not stop the others.
+        """
         rules_changed: set[str] = set()
         described: set[str] = set()
         for key in keys:
-            if type(key) is not tuple or len(key) < 2 or type(key[0]) is not str:
-                continue  # not ours: leave it alone
-            name, kind = key[0], key[1]
-            index = self._keys.setdefault(name, set())
-            if self._map.get(key) is None:
-                index.discard(key)
-            else:
-                index.add(key)
-            if not index:
-                del self._keys[name]
-            if kind in GATE_KINDS:
-                rules_changed.add(name)
-            if kind in GATE_KINDS or kind == "meta":
-                described.add(name)
+            try:
+                self._index(key, rules_changed, described)
+            except Exception:  # a bug, not bad data: _entry_problem is total
+                self.ignored_entries += 1
+                log.exception("flags: indexing map key %s failed; ignored", _key_repr(key))
         if rules_changed:
             snapshot = dict(self._snapshot)
             for name in rules_changed:
-                compiled = self._compile(name)
+                try:
+                    compiled = self._compile(name)
+                except Exception:  # a bug: keep the flag's last good rules
+                    log.exception("flag %r: rebuilding its rules failed; kept the old", name)
+                    continue
                 if compiled is None:
                     snapshot.pop(name, None)
                 else:
@@ -467,6 +563,31 @@ class FlagStore:
                     callback(changed)
                 except Exception:
                     log.exception("flags: subscriber %r raised", callback)
+
+    def _index(self, key: Any, rules_changed: set[str], described: set[str]) -> None:
+        """Add a changed key to the flag index, or drop it (deleted or now malformed),
+        and note which flags need their rules rebuilt or their subscribers told."""
+        value = self._map.get(key, _ABSENT)
+        problem = None if value is _ABSENT else _entry_problem(key, value)
+        if problem is not None:
+            self.ignored_entries += 1
+            log.warning("flags: ignoring map entry %s: %s", _key_repr(key), problem)
+        if value is not _ABSENT and problem is None:
+            self._keys.setdefault(key[0], set()).add(key)
+        else:
+            # Deleted, or malformed now: a key the index held (so of a known shape,
+            # valid until now) leaves it, and its flag reads as if it were absent.
+            index = self._keys.get(key[0]) if type(key) is tuple and key else None
+            if index is None or key not in index:
+                return  # never indexed: no flag depends on it
+            index.discard(key)
+            if not index:
+                del self._keys[key[0]]
+        name, kind = key[0], key[1]
+        if kind in GATE_KINDS:
+            rules_changed.add(name)
+        if kind in GATE_KINDS or kind == "meta":
+            described.add(name)
 
     def _compile(self, name: str) -> bool | Rules | None:
         flag = self.flag(name)
