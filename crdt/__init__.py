@@ -30,6 +30,7 @@ from ._merkle import Digest as Digest
 from ._merkle import Prefix as Prefix
 from ._register import TOMBSTONE as TOMBSTONE
 from ._register import LWWRegister as LWWRegister
+from ._stability import Stability as Stability
 from ._sync import DEFAULT_THRESHOLD as DEFAULT_THRESHOLD
 from ._sync import SyncStep as SyncStep
 from ._sync import sync_pull as sync_pull
@@ -52,6 +53,7 @@ __all__ = [
     "LWWMap",
     "LWWRegister",
     "Prefix",
+    "Stability",
     "SyncStep",
     "decode_cbor",
     "decode_digest",

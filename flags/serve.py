@@ -51,8 +51,10 @@ async def serve(
 ) -> None:
     """Run a node with its flags and HTTP admin until SIGTERM or SIGINT.
 
-    On the signal: writes get 503, pending deltas are flushed to peers (2 s at most),
-    the HTTP server stops, and the function returns.
+    On the signal: writes get 503, every write this node acknowledged is handed to
+    a peer (`transport.Node.drain`, 5 s at most; what could not be is logged at
+    ERROR with its count), the node leaves the cluster, the HTTP server stops, and
+    the function returns.
 
     Reports ``(cluster address, [HTTP addresses])`` through ``task_status``.
     """
@@ -114,11 +116,14 @@ async def serve(
                     )
                     break
                 accepting = False
-                flushed = await node.flush(2.0)
-                log.info(
-                    "node %s: pending deltas %s",
-                    config.node_id,
-                    "flushed" if flushed else "not all flushed",
-                )
+                lost = await node.drain(5.0)
+                if lost:
+                    log.error(
+                        "node %s: %d acknowledged writes were not handed to any peer and are lost",
+                        config.node_id,
+                        lost,
+                    )
+                else:
+                    log.info("node %s: every write is held by a peer", config.node_id)
                 stop_http.set()
     log.info("node %s stopped", config.node_id)

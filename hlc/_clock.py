@@ -120,6 +120,28 @@ class HLC:
             self._carry()
         return _trusted(self._last_wall, self._last_logical, self._node)
 
+    def now_after(self, floor: Timestamp) -> Timestamp:
+        """Return a timestamp for a local event that must order after ``floor``.
+
+        Like `now`, and also strictly greater than ``floor`` whatever the local wall
+        clock says: no skew guard. For a write that must beat an entry this node has
+        seen but not yet accepted (one held back for being too far ahead), since a
+        last-writer-wins register orders by timestamp alone.
+
+        Returns:
+            A Timestamp of this node greater than ``floor`` and than every timestamp
+            this clock returned or accepted before.
+        """
+        ts = self.now()
+        if (ts.wall_ms, ts.logical) > (floor.wall_ms, floor.logical):
+            return ts
+        self._last_wall, self._last_logical = floor.wall_ms, floor.logical
+        if self._last_logical < MAX_LOGICAL:
+            self._last_logical += 1
+        else:
+            self._carry()
+        return _trusted(self._last_wall, self._last_logical, self._node)
+
     def update(self, remote: Timestamp) -> Timestamp:
         """Accept a timestamp received from another node: the HLC receive rule.
 

@@ -204,8 +204,9 @@ display(Markdown(
 
 Four nodes whose wall clocks are off by -300, 0, +300 and +2,000 ms (the guard,
 `max_offset_ms`, is 500). A chain of read-modify-writes hops between the first
-three; then the +2,000 ms node writes. **Is every write ordered after what its node
-had seen, and what happens to entries from a clock too far ahead?**""",
+three; then the +2,000 ms node tries to write, and so does the +300 ms one. **Is every
+write ordered after what its node had seen, and what happens to entries from a clock
+too far ahead?**""",
         ),
         ("code", SETUP + "\n\nrun = scenarios.clock_skew(seed=SEED)"),
         (
@@ -238,14 +239,17 @@ plt.show()""",
 display(Markdown(
     f"Across {len(run.timeline)} chained writes on nodes up to 600 ms apart, **{run.causal_violations}** "
     f"were ordered before a write their node had already seen: every received timestamp goes "
-    f"through the HLC, so a lagging node writes after what it read. But **{run.inversions}** writes "
-    f"came later in real time than a write their node had *not yet* seen, and carry an older "
-    f"timestamp (the grey line steps down): under last-writer-wins they lose to it. The last write "
-    f"in real time was {run.last_written}; every node ended with **{run.final_value}**. Skew bounds "
-    f"the window for this, which is what the guard is for. Entries more than 500 ms ahead "
-    f"were held back, not dropped ({held}), and the +2,000 ms node's write reached every node "
-    f"after **{run.accepted_after_s:.1f} s**, once the receivers' clocks allowed it. The counters "
-    f"are `node.stats.held_back`, and each hold-back is logged by `chorus.node`."
+    f"through the HLC, and a write is ordered after the entries its node holds back, so a "
+    f"lagging node writes after what it read. **{run.inversions}** writes carry an older "
+    f"timestamp than a write made earlier in real time (the grey line stepping down): that "
+    f"can still happen to a write made while an earlier one is in flight, and skew bounds "
+    f"the window. The last write in real time was {run.last_written}; every node ended with "
+    f"**{run.final_value}**. Entries more than 500 ms ahead of a receiver's clock were held "
+    f"back, not dropped ({held}): the +300 ms node's write reached the -300 ms node after "
+    f"**{run.accepted_after_s:.1f} s**, once its clock allowed it. The +2,000 ms node refused "
+    f"its own write: *{run.far_refused}*. A clock that is wrong delays or refuses its own "
+    f"writes; it never corrupts the others'. The counters are `node.stats.held_back` and "
+    f"`node.stats.writes_refused`."
 ))""",
         ),
     ],

@@ -59,6 +59,7 @@ EXPECTED = {
         "sync_pull",
         "sync_respond",
         "sync_start",
+        "Stability",
     },
     transport: {
         "SIM_EPOCH_MS",
@@ -80,6 +81,8 @@ EXPECTED = {
         "TcpTransport",
         "Transport",
         "TransportClosed",
+        "WriteRefused",
+        "Membership",
         "rendezvous_owner",
     },
     flags: {"AuditEntry", "Flag", "FlagStore", "LocalMap", "actor_score"},

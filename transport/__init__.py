@@ -14,6 +14,7 @@ from ._interface import PeerUp as PeerUp
 from ._interface import Received as Received
 from ._interface import Transport as Transport
 from ._interface import TransportClosed as TransportClosed
+from ._membership import Membership as Membership
 from ._memory import SIM_EPOCH_MS as SIM_EPOCH_MS
 from ._memory import LinkFaults as LinkFaults
 from ._memory import MemoryNetwork as MemoryNetwork
@@ -21,6 +22,7 @@ from ._memory import MemoryTransport as MemoryTransport
 from ._memory import NetworkStats as NetworkStats
 from ._node import Node as Node
 from ._node import NodeStats as NodeStats
+from ._node import WriteRefused as WriteRefused
 from ._replicated import ReplicatedMap as ReplicatedMap
 from ._replicated import Subscriber as Subscriber
 from ._tcp import TcpStats as TcpStats
@@ -31,6 +33,7 @@ __all__ = [
     "BackgroundNode",
     "Event",
     "LinkFaults",
+    "Membership",
     "MemoryNetwork",
     "MemoryTransport",
     "NetworkStats",
@@ -46,5 +49,6 @@ __all__ = [
     "TcpTransport",
     "Transport",
     "TransportClosed",
+    "WriteRefused",
     "rendezvous_owner",
 ]

@@ -1,11 +1,13 @@
-"""Node: replicated maps over a Transport, with membership and anti-entropy."""
+"""Node: replicated maps over a Transport, with membership, anti-entropy and stability."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 import secrets
+import statistics
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, cast
@@ -15,15 +17,41 @@ import trio
 
 import crdt
 from crdt import Coverage, DecodeError, Key, LWWMap
+from crdt._stability import ZERO, Point, Stability
 from hlc import HLC, ClockSkewError, Timestamp, system_wall_ms
 
+from ._holdback import HeldEntries
 from ._hrw import rendezvous_owner
 from ._interface import PeerDown, PeerUp, Received, Transport, TransportClosed
+from ._membership import Membership, name_of
 from ._replicated import ReplicatedMap
-from ._wire import decode_heartbeat, encode_heartbeat, peek_kind
+from ._wire import (
+    Heartbeat,
+    decode_ack,
+    decode_heartbeat,
+    decode_members,
+    encode_ack,
+    encode_heartbeat,
+    encode_members,
+    peek_kind,
+)
 
 log = logging.getLogger("chorus.node")
 _MISSING: Any = object()
+
+
+class WriteRefused(RuntimeError):
+    """This node takes no writes now; ``reason`` says why (and the message).
+
+    A node refuses writes until it has joined the cluster and synced, and whenever
+    its wall clock is further than ``max_offset_ms`` from its peers' median: a write
+    stamped by a wrong clock would beat later writes everywhere (or be beaten by
+    older ones), so the node with the wrong clock refuses its own writes instead.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
 
 
 @attrs.define
@@ -35,18 +63,23 @@ class NodeStats:
     messages_received: dict[str, int] = attrs.field(factory=dict)
     bytes_received: dict[str, int] = attrs.field(factory=dict)
     writes: int = 0
+    writes_refused: int = 0  # WriteRefused raised: not ready, or this node's clock is off
     merges: int = 0
     keys_changed: int = 0
     rejected: int = 0  # malformed or unknown messages, dropped
-    held_back: int = 0  # entries further ahead than max_offset_ms, retried later
+    not_members: int = 0  # map and sync messages from incarnations not (or no longer) members
+    held_back: int = 0  # entries further ahead than max_offset_ms, held for later
+    held_dropped: int = 0  # held entries refused or dropped: see HeldEntries
     deltas_dropped: int = 0  # outbox full: left to anti-entropy
     sync_rounds: int = 0  # sync steps answered
     last_sync_time: float | None = None  # trio time of the last sync step answered
     joins: int = 0  # peers seen coming up or restarting
     leaves: int = 0  # peers declared down
     tombstones_collected: int = 0
-    stale_dropped: int = 0  # entries older than the collection floor, for absent keys
-    state_drops: int = 0  # times this node was cut off too long and re-synced from scratch
+    stale_dropped: int = 0  # entries below the floor, for absent keys
+    state_drops: int = 0  # times this node was removed and re-synced from empty
+    writes_lost: int = 0  # own writes the cluster did not hold when this node was removed
+    unconfirmed: int = 0  # own writes no peer is known to hold yet (now, not cumulative)
 
 
 @attrs.define
@@ -54,17 +87,21 @@ class _Peer:
     incarnation: str | None = None
     last_seen: float = -math.inf
     alive: bool = False
-    converged_wall_ms: int | None = None  # our wall clock when its root digest equalled ours
     synced: bool = False  # as its last heartbeat said: may a joiner pull from it?
-    floor_ms: int = 0  # as its last heartbeat said: how far it collected tombstones
+    cluster: str | None = None
+    membership: bytes = b""
+    wall_ms: int | None = None  # its wall clock in its last heartbeat...
+    wall_at: float = 0.0  # ...received at this trio time
+    members_sent: float = -math.inf  # when we last sent it our membership
+    floor: Point = ZERO  # its tombstone floor, as its last heartbeat said
 
 
 class Node:
     """One member of a chorus cluster: replicated maps over a `Transport`.
 
     Use inside trio: ``async with Node("a", transport) as node:``. Entering starts the
-    node's tasks (receive, broadcast, heartbeat, anti-entropy, join) in a nursery of
-    its own; leaving cancels them and closes the transport.
+    node's tasks (receive, broadcast, heartbeat, anti-entropy, collection, join) in a
+    nursery of its own; leaving cancels them and closes the transport.
 
     Args:
         node_id: this node's name, as peers know it on the transport.
@@ -74,41 +111,52 @@ class Node:
         incarnation: an id for this run of the node (default: 8 random hex digits).
             Timestamps carry ``node_id/incarnation``, so a restart never reuses one,
             even with a clock that went backwards.
-        max_offset_ms: entries further ahead of the local clock are held back and
-            retried every ``held_retry_s`` (HLC skew guard; see `hlc.HLC`).
+        max_offset_ms: the most two clocks may differ, in ms. Entries further ahead
+            of the local clock are held back (see `HeldEntries`); a node whose clock
+            is further than this from its peers' median refuses its own writes.
+        max_hold_ms: entries further ahead than this, in ms, are refused outright
+            (logged and counted in ``stats.held_dropped``; default one hour).
         heartbeat_interval_s: seconds between heartbeats to each peer.
         failure_timeout_s: a peer not heard from for this long is declared down.
             With the defaults a dead peer is noticed within 3 s.
         sync_interval_s: mean seconds between anti-entropy rounds with a random live
             peer; each wait is jittered by +-50%.
-        join_timeout_s: how long a new node waits for a synced peer (heartbeats say
-            which peers are synced) before it decides it is alone (logged as a
-            warning) and reports synced.
+        join_timeout_s: how long a node with seeds waits for a cluster before it
+            founds one alone (logged as a warning); it does so only when no live peer
+            belongs to a cluster and none with a smaller node id is waiting too.
         join_retry_s: while joining, how often to re-pull what has not arrived.
+        held_retry_s: seconds between looks at the held entries.
         max_message_bytes: sync messages are cut to this size (at most the
             transport's limit).
         max_value_bytes: the largest encoded value a write accepts, in bytes.
         outbox_size: deltas queued for broadcast beyond which new ones are dropped
             and left to anti-entropy, so a slow network never blocks writers.
-        tombstone_horizon_s: the hard horizon of tombstones, in seconds (default one
-            day). See "Tombstones" below.
-        gc_interval_s: seconds between tombstone collections (default: a tenth of
-            the horizon, at most 60).
+        tombstone_horizon_s: how long, in seconds, a member may stay silent before
+            the others vote to expel it (default one day). See "Tombstones".
+        gc_interval_s: seconds between tombstone collections and expulsion votes
+            (default 1).
 
-    Tombstones: a delete leaves a tombstone, collected once it is older than the
-    last time every *known* member (heard from within the horizon, up or not) was
-    seen holding exactly our state (its root digest equal to ours), less
-    ``max_offset_ms`` for clock skew; and, whatever the members, once it is older
-    than the hard horizon, or than a live peer's collection floor (heartbeats carry
-    it: that peer checked every member it knew). Incoming entries older than what was
-    collected, for keys
-    this node does not hold, are dropped (``stats.stale_dropped``), so a stale
-    replica cannot bring a deleted value back. A node that has heard from nobody for
-    longer than the horizon, when it next hears from a peer it knew in the same
-    incarnation (a healed partition), drops its state and re-syncs
-    (``stats.state_drops``): its writes from while it was cut off are lost. When the
-    peers it meets are new incarnations (restarted, hence empty), it is the
-    survivor and keeps its state.
+    Membership: members are incarnations (``name/incarnation``) in a replicated
+    `Membership`. A node without seeds founds a cluster. A new node is admitted by
+    votes of a majority of the members; a restarted node (a new incarnation of a
+    member's name) is admitted at once by the first member that hears it, and its
+    old incarnation is removed. A node takes writes only once admitted, synced from
+    a member (pulled after its admission), and with its clock within
+    ``max_offset_ms`` of its peers' median (`ready`).
+
+    Tombstones (causal stability, see `crdt._stability.Stability`): heartbeats carry
+    the sender's HLC reading, the root digest of its state and its coverage vector.
+    When a peer's root digest equals ours, we hold everything it held at that
+    reading. The stable point is the least reading every member is known to cover
+    of every member; tombstones below it are collected, and entries below it for
+    keys this node does not hold are refused (``stats.stale_dropped``), so a
+    deleted key never comes back. No node's clock or membership view decides alone.
+    A member silent for ``tombstone_horizon_s`` holds collection back until a
+    majority of members votes to expel it (a minority never expels the majority,
+    and neither half of an even split expels the other: their tombstones wait for
+    the heal). An expelled node that comes back learns it from the others, drops
+    its state, and joins again under a new incarnation: its writes the others did
+    not hold are lost, logged at ERROR and counted in ``stats.writes_lost``.
 
     Time: timers use trio's clock, so ``trio.testing.MockClock`` drives a whole
     simulated cluster; the HLC reads only ``wall_ms``.
@@ -122,6 +170,7 @@ class Node:
         wall_ms: Callable[[], int] = system_wall_ms,
         incarnation: str | None = None,
         max_offset_ms: int = 500,
+        max_hold_ms: int = 3_600_000,
         heartbeat_interval_s: float = 0.5,
         failure_timeout_s: float = 3.0,
         sync_interval_s: float = 2.0,
@@ -132,7 +181,7 @@ class Node:
         max_value_bytes: int | None = None,
         outbox_size: int = 4096,
         tombstone_horizon_s: float = 86_400.0,
-        gc_interval_s: float | None = None,
+        gc_interval_s: float = 1.0,
     ) -> None:
         if transport.node_id != node_id:
             raise ValueError(f"transport is for {transport.node_id!r}, not {node_id!r}")
@@ -140,9 +189,7 @@ class Node:
         self.incarnation = incarnation or secrets.token_hex(4)
         self._transport = transport
         self._wall_ms = wall_ms
-        self._clock = HLC(
-            f"{node_id}/{self.incarnation}", max_offset_ms=max_offset_ms, wall_ms=wall_ms
-        )
+        self._clock = HLC(self._me, max_offset_ms=max_offset_ms, wall_ms=wall_ms)
         self._max_offset_ms = max_offset_ms
         self._heartbeat_interval_s = heartbeat_interval_s
         self._failure_timeout_s = failure_timeout_s
@@ -155,15 +202,18 @@ class Node:
         self.max_value_bytes = max_value_bytes or self.max_message_bytes // 4
         self._outbox_size = outbox_size
         self._horizon_s = tombstone_horizon_s
-        self._gc_interval_s = gc_interval_s or min(60.0, tombstone_horizon_s / 10)
-        self._floor_ms = 0  # tombstones older than this were collected
-        self._last_contact = -math.inf  # trio time of the last well-formed message
-        self._cut_off = False  # silent for longer than the horizon: see _on_heartbeat
-        self._rng = random.Random(f"{node_id}/{self.incarnation}")
+        self._gc_interval_s = gc_interval_s
+        self._rng = random.Random(self._me)
 
         self.stats = NodeStats()
         self._state = LWWMap()  # every map's entries, keyed (map name, key)
-        self._held = LWWMap()  # entries from too far in the future, retried later
+        self._held = HeldEntries(max_hold_ms=max_hold_ms)
+        self._floor: Point = ZERO  # tombstones below it were collected
+        self._write_floor: Point = ZERO  # our writes stamp above this (see _on_members)
+        self._membership = Membership()
+        self._stability = Stability(self._me)
+        self._heard: dict[str, float] = {}  # member incarnation id -> trio time last heard
+        self._lost_check: dict[Key, tuple[int, int, str, bytes]] = {}  # see _drop_state
         self._maps: dict[str, ReplicatedMap] = {}
         self._peers: dict[str, _Peer] = {}
         self._coverage: dict[str, Coverage] = {}
@@ -173,6 +223,18 @@ class Node:
         self._outbox: list[LWWMap] = []
         self._outbox_ready = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._joining = False
+        self._pulling_from: str | None = None
+        # Own writes no peer is known to hold yet, and the batches they went out in
+        # (keyed by each batch's newest timestamp, which peers acknowledge).
+        self._unconfirmed: dict[Key, tuple[int, int, str, bytes]] = {}
+        self._batches: dict[Point, list[tuple[Key, tuple[int, int, str, bytes]]]] = {}
+        self._confirmed = trio.Event()
+        self._draining = False
+
+    @property
+    def _me(self) -> str:
+        return f"{self.node_id}/{self.incarnation}"
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -196,7 +258,7 @@ class Node:
             await self._nursery_manager.__aexit__(None, None, None)
             raise
         self._nursery = nursery
-        log.info("node %s/%s started", self.node_id, self.incarnation)
+        log.info("node %s started", self._me)
         return self
 
     async def __aexit__(
@@ -208,7 +270,7 @@ class Node:
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
         self._nursery = None
-        log.info("node %s/%s stopped", self.node_id, self.incarnation)
+        log.info("node %s stopped", self._me)
         return await self._nursery_manager.__aexit__(exc_type, exc, tb)
 
     # -- public surface --------------------------------------------------------------
@@ -238,8 +300,65 @@ class Node:
 
     @property
     def synced(self) -> bool:
-        """True once the node has pulled a live peer's whole state, or knows it is alone."""
+        """True once the node has pulled a member's whole state, or founded the cluster."""
         return self._synced.is_set()
+
+    @property
+    def admitted(self) -> bool:
+        """True while this incarnation is a member of the cluster."""
+        return self._me in self._membership.members()
+
+    @property
+    def ready(self) -> bool:
+        """True when the node takes writes: admitted, synced, and its clock not off."""
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why the node is not `ready` (None when it is)."""
+        if self._draining:
+            return "shutting down"
+        if not self._synced.is_set():
+            return "not synced with the cluster yet"
+        if not self.admitted:
+            return "not a member of the cluster (joining)"
+        offset = self.clock_offset_ms()
+        if offset is not None and abs(offset) > self._max_offset_ms:
+            return (
+                f"this node's clock is {offset:+d} ms off its peers' median "
+                f"(max_offset_ms={self._max_offset_ms}): refusing writes"
+            )
+        return None
+
+    def clock_offset_ms(self) -> int | None:
+        """This node's wall clock minus the median of its live peers' and its own, in
+        ms, estimated from heartbeats (network delay counts as error); None with no
+        live peer. With two nodes the median is their mean, so a clock gap beyond
+        ``2 * max_offset_ms`` makes both refuse writes: neither can tell which is right.
+        """
+        now, mine = trio.current_time(), self._wall_ms()
+        walls = [
+            p.wall_ms + int((now - p.wall_at) * 1000)
+            for p in self._peers.values()
+            if p.alive and p.wall_ms is not None
+        ]
+        if not walls:
+            return None
+        return int(mine - statistics.median([mine, *walls]))
+
+    @property
+    def floor(self) -> Timestamp:
+        """Tombstones below this point were collected (``(0, 0)``: none yet)."""
+        return Timestamp(self._floor[0], self._floor[1], "\x00")
+
+    @property
+    def membership(self) -> Membership:
+        """The replicated member set, as this node knows it (do not modify)."""
+        return self._membership
+
+    @property
+    def held(self) -> int:
+        """How many entries are held back for being too far ahead of this clock."""
+        return len(self._held)
 
     async def wait_synced(self, timeout: float | None = None) -> bool:
         """Wait until `synced`.
@@ -269,6 +388,90 @@ class Node:
             return await self._transport.flush(timeout_s)
         return False
 
+    async def wait_replicated(self, timeout_s: float = 2.0) -> bool:
+        """Wait until another node holds every write made here so far.
+
+        A write returns once applied locally; this is the stronger acknowledgement:
+        at least one peer has merged it (it acknowledged the delta, or its coverage
+        report includes it), so it survives this node's crash.
+
+        Args:
+            timeout_s: seconds to wait at most.
+
+        Returns:
+            True when every write made before the call is held by a peer (or was
+            superseded there); False on timeout, or at once when no peer is up.
+        """
+        waiting = dict(self._unconfirmed)
+        with trio.move_on_after(timeout_s):
+            while True:
+                unconfirmed = self._unconfirmed
+                if all(unconfirmed.get(k) != e for k, e in waiting.items()):
+                    return True
+                if not any(p.alive for p in self._peers.values()):
+                    return False
+                self._confirmed = trio.Event()
+                await self._confirmed.wait()
+        return False
+
+    async def drain(self, timeout_s: float = 5.0) -> int:
+        """Stop gracefully: refuse writes, hand every write made here to a peer, leave.
+
+        Writes are resent to every member peer until one acknowledges each, for at
+        most ``timeout_s`` seconds. Then the node leaves the member set (peers stop
+        waiting for it before collecting tombstones) and tells its peers.
+
+        Returns:
+            How many writes no peer is known to hold: 0 when nothing can be lost.
+            Callers log a positive count as an error.
+        """
+        self._draining = True
+        with trio.move_on_after(timeout_s):
+            while self._unconfirmed:
+                peers = [p for p in sorted(self._transport.peers()) if self._from_member(p)]
+                if peers:
+                    delta = LWWMap()
+                    delta._regs.update(self._unconfirmed)
+                    delta._live.update(
+                        (k, self._state._live[k])
+                        for k, e in self._unconfirmed.items()
+                        if e[3] and k in self._state._live
+                    )
+                    self._batches[max(e[:2] for e in self._unconfirmed.values())] = list(
+                        self._unconfirmed.items()
+                    )
+                    for part in crdt.split_step(crdt.SyncStep(delta=delta), self.max_message_bytes):
+                        data = crdt.encode_map(part.delta)
+                        for peer in peers:
+                            self._send(peer, data, "map")
+                self._confirmed = trio.Event()
+                with trio.move_on_after(0.2):
+                    await self._confirmed.wait()
+        left = len(self._unconfirmed)
+        if self._membership.leave(self._me):
+            # Tell the peers until one has it (its heartbeat shows our member set).
+            digest = self._membership.digest()
+            with trio.move_on_after(min(1.0, timeout_s)):
+                while not any(p.alive and p.membership == digest for p in self._peers.values()):
+                    for peer in sorted(self._transport.peers()):
+                        self._send_members(peer, force=True)
+                    await trio.sleep(0.05)
+        log.log(
+            logging.ERROR if left else logging.INFO,
+            "node %s: drained; %d writes not held by any peer",
+            self._me,
+            left,
+        )
+        return left
+
+    def _confirm(self, items: list[tuple[Key, tuple[int, int, str, bytes]]]) -> None:
+        unconfirmed = self._unconfirmed
+        for key, entry in items:
+            if unconfirmed.get(key) == entry:
+                del unconfirmed[key]
+        self.stats.unconfirmed = len(unconfirmed)
+        self._confirmed.set()
+
     def members(self) -> frozenset[str]:
         """The live nodes as this node sees them: itself and peers heard from lately."""
         return frozenset([self.node_id, *(n for n, p in self._peers.items() if p.alive)])
@@ -295,9 +498,16 @@ class Node:
     def _write(self, name: str, key: Key, value: Any, *, delete: bool = False) -> None:
         if self._nursery is None:
             raise RuntimeError(f"node {self.node_id!r} is not running")
+        reason = self.not_ready_reason()
+        if reason is not None:
+            self.stats.writes_refused += 1
+            raise WriteRefused(f"node {self.node_id!r}: {reason}")
         full_key = (name, key)
         scratch = LWWMap()
-        ts = self._clock.now()
+        # Order the write after everything this node has seen of the key, held
+        # entries included, and after what the members that admitted it had seen.
+        after = max(self._held.timestamp(full_key) or ZERO, self._write_floor)
+        ts = self._clock.now_after(Timestamp(after[0], after[1], "\x00"))
         if delete:
             delta = scratch.delete(full_key, ts)
         else:
@@ -308,6 +518,8 @@ class Node:
                     f"value of {size} bytes is over max_value_bytes={self.max_value_bytes}"
                 )
         self.stats.writes += 1
+        self._unconfirmed[full_key] = delta._regs[full_key]
+        self.stats.unconfirmed = len(self._unconfirmed)
         self._after_merge(self._state.merge(delta))
         if len(self._outbox) >= self._outbox_size:
             self.stats.deltas_dropped += 1
@@ -330,10 +542,7 @@ class Node:
                 self._peers.setdefault(event.peer, _Peer())
                 # Introduce ourselves at once: a joiner waits for a synced peer's
                 # heartbeat before it pulls, so do not make it wait for the next tick.
-                heartbeat = encode_heartbeat(
-                    self.incarnation, self._synced.is_set(), self._floor_ms
-                )
-                self._send(event.peer, heartbeat, "heartbeat")
+                self._send(event.peer, self._heartbeat(), "heartbeat")
             elif isinstance(event, PeerDown):
                 self._declare_down(event.peer, "transport reports it down")
 
@@ -344,73 +553,108 @@ class Node:
                 message: Any = crdt.decode_map(data, max_bytes=self.max_message_bytes)
             elif kind == "sync":
                 message = crdt.decode_sync_step(data, max_bytes=self.max_message_bytes)
+            elif kind == "members":
+                message = decode_members(data)
+            elif kind == "ack":
+                message = decode_ack(data)
             else:
                 message = decode_heartbeat(data)
         except DecodeError as exc:
             self.stats.rejected += 1
-            log.warning("node %s: rejected a message from %s: %s", self.node_id, peer, exc)
+            log.warning("node %s: rejected a message from %s: %s", self._me, peer, exc)
             return
         # Only a well-formed message counts as a sign of life.
-        now = trio.current_time()
-        if (
-            now - self._last_contact > self._horizon_s
-            and self._peers
-            and self._last_contact > -math.inf
-        ):
-            self._cut_off = True  # decided by the next heartbeat: see _on_heartbeat
-        self._last_contact = now
         self._count(self.stats.messages_received, self.stats.bytes_received, kind, len(data))
         self._heard_from(peer)
-        if kind == "map":
-            self._admit(message)
-        elif kind == "sync":
-            self._on_sync(peer, message)
-        else:
+        if kind == "heartbeat":
             self._on_heartbeat(peer, message)
+        elif kind == "members":
+            self._on_members(peer, *message)
+        elif kind == "ack":
+            batch = self._batches.pop(message, None)
+            if batch is not None:
+                self._confirm(batch)
+        elif not self._from_member(peer):
+            # Data only from members: a removed incarnation's data stops here, which
+            # is what lets the others cover everything it left (see Stability).
+            self.stats.not_members += 1
+        elif kind == "map":
+            self._acknowledge(peer, message)
+            self._admit(message)
+        else:
+            self._on_sync(peer, message)
+
+    def _acknowledge(self, peer: str, delta: LWWMap) -> None:
+        """Tell a peer we merged its delta (see `wait_replicated`)."""
+        author = f"{peer}/{self._peers[peer].incarnation}"
+        newest = max((e[:2] for e in delta._regs.values() if e[2] == author), default=None)
+        if newest is not None:
+            self._send(peer, encode_ack(newest), "ack")
+
+    def _from_member(self, peer: str) -> bool:
+        record = self._peers.get(peer)
+        return (
+            record is not None
+            and record.incarnation is not None
+            and f"{peer}/{record.incarnation}" in self._membership.members()
+        )
 
     def _hold_back(self, delta: LWWMap) -> LWWMap:
         """Return the part of ``delta`` to merge now, passed through the HLC.
 
         Entries not keyed ``(map name, key)`` are dropped and counted as rejected.
-
-        Entries more than ``max_offset_ms`` ahead of the local clock go to the held
-        map and are retried every ``held_retry_s``: a skewed clock delays them but
-        never loses them, so no replica diverges for good.
+        Entries below the floor for keys this node does not hold were superseded by
+        a collected tombstone: dropped (``stats.stale_dropped``). Entries more than
+        ``max_offset_ms`` ahead of the local clock are held (see `HeldEntries`).
         """
         regs = delta._regs
         if not all(type(k) is tuple and len(k) == 2 and type(k[0]) is str for k in regs):
             good = [k for k in regs if type(k) is tuple and len(k) == 2 and type(k[0]) is str]
             self.stats.rejected += len(regs) - len(good)
             log.warning(
-                "node %s: dropped %d entries not keyed (map, key)",
-                self.node_id,
-                len(regs) - len(good),
+                "node %s: dropped %d entries not keyed (map, key)", self._me, len(regs) - len(good)
             )
             delta = delta._subset(good)
             regs = delta._regs
-        floor, ours = self._floor_ms, self._state._regs
-        if floor and any(e[0] < floor and k not in ours for k, e in regs.items()):
-            fresh = [k for k, e in regs.items() if e[0] >= floor or k in ours]
+        floor, ours = self._floor, self._state._regs
+        if floor > ZERO and any((e[0], e[1]) < floor and k not in ours for k, e in regs.items()):
+            fresh = [k for k, e in regs.items() if (e[0], e[1]) >= floor or k in ours]
             self.stats.stale_dropped += len(regs) - len(fresh)
             delta = delta._subset(fresh)
             regs = delta._regs
-        limit = self._wall_ms() + self._max_offset_ms
-        if any(entry[0] > limit for entry in regs.values()):
-            late = delta._subset([k for k, e in regs.items() if e[0] > limit])
-            delta = delta._subset([k for k, e in regs.items() if e[0] <= limit])
-            self._held.merge(late)
-            self.stats.held_back += len(late._regs)
+        removed = self._membership.removed
+        if removed and any(e[2] in removed for e in regs.values()):
+            # Future entries of an incarnation known to be gone are not waited for.
+            limit = self._wall_ms() + self._max_offset_ms
+            keep = [k for k, e in regs.items() if e[0] <= limit or e[2] not in removed]
+            self._count_held_dropped(len(regs) - len(keep), "their writer is gone")
+            delta = delta._subset(keep)
+        before = len(self._held)
+        delta, refused = self._held.split(delta, self._wall_ms(), self._max_offset_ms)
+        if len(self._held) > before:
+            self.stats.held_back += len(self._held) - before
             log.info(
-                "node %s: held back %d entries ahead of the clock", self.node_id, len(late._regs)
+                "node %s: holding back %d entries ahead of the clock",
+                self._me,
+                len(self._held) - before,
             )
+        self._count_held_dropped(
+            refused, f"over {self._held.max_hold_ms} ms ahead or held set full"
+        )
         newest = delta.max_timestamp()
         if newest is not None:
             try:
                 self._clock.update(newest)
-            except ClockSkewError:  # the wall clock stepped back since `limit`
-                self._held.merge(delta)
+            except ClockSkewError:  # the wall clock stepped back since `split`
+                _, refused = self._held.split(delta, 0, -(2**62))
+                self._count_held_dropped(refused, "held set full")
                 return LWWMap()
         return delta
+
+    def _count_held_dropped(self, count: int, why: str) -> None:
+        if count:
+            self.stats.held_dropped += count
+            log.warning("node %s: dropped %d entries from the future: %s", self._me, count, why)
 
     def _admit(self, delta: LWWMap) -> None:
         changed = self._state.merge(self._hold_back(delta))
@@ -433,55 +677,164 @@ class Node:
     async def _held_loop(self) -> None:
         while True:
             await trio.sleep(self._jittered(self._held_retry_s))
-            if self._held._regs:
-                held, self._held = self._held, LWWMap()
-                self._admit(held)
+            due = self._held.due(self._wall_ms(), self._max_offset_ms)
+            if due._regs:
+                self._admit(due)
 
     # -- membership ----------------------------------------------------------------
 
     def _heard_from(self, peer: str) -> None:
         record = self._peers.setdefault(peer, _Peer())
         record.last_seen = trio.current_time()
+        if record.incarnation is not None:
+            self._heard[f"{peer}/{record.incarnation}"] = record.last_seen
         if not record.alive:
             record.alive = True
             self.stats.joins += 1
-            log.info("node %s: peer %s is up", self.node_id, peer)
+            log.info("node %s: peer %s is up", self._me, peer)
             self._start_sync(peer)
 
-    def _on_heartbeat(self, peer: str, heartbeat: tuple[str, bool, int]) -> None:
-        incarnation, record_synced, floor_ms = heartbeat
+    def _on_heartbeat(self, peer: str, heartbeat: Heartbeat) -> None:
         record = self._peers[peer]
-        record.synced = record_synced
-        if record_synced:
-            self._candidate_heard.set()
-        record.floor_ms = floor_ms
-        if self._cut_off:
-            self._cut_off = False
-            if record.incarnation == incarnation:
-                self._drop_state(f"cut off for over {self._horizon_s} s; {peer} survived")
-            else:
-                log.warning(
-                    "node %s: cut off for over %s s, and %s restarted: keeping this state",
-                    self.node_id,
-                    self._horizon_s,
-                    peer,
-                )
+        incarnation = heartbeat.incarnation
         if record.incarnation is not None and record.incarnation != incarnation:
             self.stats.joins += 1
-            log.info("node %s: peer %s restarted (%s)", self.node_id, peer, incarnation)
+            log.info("node %s: peer %s restarted (%s)", self._me, peer, incarnation)
             self._start_sync(peer)
         record.incarnation = incarnation
+        record.synced = heartbeat.synced
+        record.cluster = heartbeat.cluster
+        record.membership = heartbeat.membership
+        record.floor = heartbeat.floor
+        record.wall_ms, record.wall_at = heartbeat.wall_ms, trio.current_time()
+        sender = f"{peer}/{incarnation}"
+        self._heard[sender] = record.wall_at
+        membership = self._membership
+        ours = membership.cluster
+        if heartbeat.cluster is not None and ours is not None and heartbeat.cluster != ours:
+            if heartbeat.cluster < ours:  # the older cluster wins
+                self._drop_state(f"met {peer} of the older cluster {heartbeat.cluster}", fresh=True)
+            return
+        if sender in membership.removed:
+            self._send_members(peer)  # it must learn that it was removed
+            return
+        if ours is not None and membership.propose(sender, self._me):
+            self._membership_changed()
+        if heartbeat.membership != membership.digest() and (heartbeat.cluster or ours):
+            self._send_members(peer)
+        if record.synced and sender in membership.members():
+            self._candidate_heard.set()
+        # A clock far ahead is refused (see clock_offset_ms and not_ready_reason).
+        with contextlib.suppress(ClockSkewError):
+            self._clock.update(Timestamp(*heartbeat.clock, sender))
+        self._on_stability(sender, heartbeat)
+
+    def _on_stability(self, sender: str, heartbeat: Heartbeat) -> None:
+        stability = self._stability
+        if heartbeat.epoch != stability.epoch or sender not in stability.members:
+            return
+        stability.merge_reports(heartbeat.reports, heartbeat.epoch)
+        mine = stability.index_of(self._me)
+        if mine is not None and self._unconfirmed and len(heartbeat.coverage) > mine:
+            # It holds everything we held when our clock read its coverage of us.
+            covered = heartbeat.coverage[mine]
+            self._confirm([(k, e) for k, e in self._unconfirmed.items() if e[:2] <= covered])
+        # A peer's floor is a stable point of the same members: safe to adopt once
+        # we hold a member's state (a joiner's partial state proves nothing).
+        if self._synced.is_set() and heartbeat.floor > self._floor:
+            self._raise_floor(heartbeat.floor)
+        if self.admitted and self._synced.is_set():
+            summary = self._state.digest().summaries[0]
+            if (summary[1], summary[2]) == heartbeat.root:
+                stability.covered(sender, heartbeat.clock, heartbeat.coverage, heartbeat.epoch)
+
+    def _send_members(self, peer: str, *, force: bool = False) -> None:
+        record = self._peers.setdefault(peer, _Peer())
+        now = trio.current_time()
+        due = force or now - record.members_sent >= self._heartbeat_interval_s
+        if due and self._membership.cluster:
+            record.members_sent = now
+            clock = self._clock.now()
+            self._send(
+                peer, encode_members((clock.wall_ms, clock.logical), self._membership), "members"
+            )
+
+    def _on_members(self, peer: str, clock: Point, other: Membership) -> None:
+        ours = self._membership
+        if other.cluster is None or (ours.cluster is not None and other.cluster != ours.cluster):
+            return  # another cluster: heartbeats settle which one wins
+        was_member = self.admitted
+        try:
+            changed = ours.merge(other)
+        except ValueError:  # pragma: no cover - checked above
+            return
+        if not was_member and self.admitted:
+            # Our first writes go above what the members that admitted us had seen.
+            self._write_floor = max(self._write_floor, clock)
+            self._pulling_from = peer  # it knows we are a member: pull from it first
+            for neighbour in sorted(self._transport.peers()):  # tell them before pulling
+                self._send_members(neighbour, force=True)
+        if changed:
+            self._membership_changed()
+        if other.digest() != ours.digest():
+            self._send_members(peer)
+
+    def _membership_changed(self) -> None:
+        membership = self._membership
+        if self._draining:
+            return
+        if self._me in membership.removed:
+            why = membership.removed[self._me]
+            self._drop_state(f"the cluster removed this incarnation ({why})", fresh=False)
+            return
+        members = membership.members()
+        now = trio.current_time()
+        for member in members:
+            self._heard.setdefault(member, now)
+        if self._me in members and membership.second(self._me):
+            self._membership_changed()  # our votes may have admitted someone
+            return
+        if self._stability.reset(members):
+            log.info("node %s: members are now %s", self._me, ", ".join(sorted(members)))
+        dropped = self._held.purge(lambda writer: writer in membership.removed)
+        self._count_held_dropped(dropped, "their writer is gone")
+        if self.admitted:
+            self._candidate_heard.set()
 
     def _declare_down(self, peer: str, why: str) -> None:
         record = self._peers.get(peer)
         if record is not None and record.alive:
             record.alive = False
             self.stats.leaves += 1
-            log.info("node %s: peer %s is down (%s)", self.node_id, peer, why)
+            log.info("node %s: peer %s is down (%s)", self._me, peer, why)
+
+    def _heartbeat(self) -> bytes:
+        clock = self._clock.now()
+        point = (clock.wall_ms, clock.logical)
+        summary = self._state.digest().summaries[0]
+        coverage: list[Point] = []
+        reports: list[Point] = []
+        if self.admitted:
+            coverage, reports = self._stability.report(point)
+        return encode_heartbeat(
+            Heartbeat(
+                incarnation=self.incarnation,
+                synced=self._synced.is_set() and self.admitted,
+                cluster=self._membership.cluster,
+                membership=self._membership.digest(),
+                epoch=self._stability.epoch,
+                clock=point,
+                wall_ms=self._wall_ms(),
+                root=(summary[1], summary[2]),
+                floor=self._floor,
+                coverage=tuple(coverage),
+                reports=tuple(reports),
+            )
+        )
 
     async def _heartbeat_loop(self) -> None:
         while True:
-            message = encode_heartbeat(self.incarnation, self._synced.is_set(), self._floor_ms)
+            message = self._heartbeat()
             for peer in sorted(self._transport.peers()):
                 self._send(peer, message, "heartbeat")
             now = trio.current_time()
@@ -500,7 +853,12 @@ class Node:
             merged = LWWMap()
             for delta in batch:
                 merged.merge(delta)
+            if len(self._batches) >= 4096:  # acknowledgements lost: coverage confirms
+                del self._batches[next(iter(self._batches))]
             for part in crdt.split_step(crdt.SyncStep(delta=merged), self.max_message_bytes):
+                self._batches[max(e[:2] for e in part.delta._regs.values())] = list(
+                    part.delta._regs.items()
+                )
                 data = crdt.encode_map(part.delta)
                 for peer in sorted(self._transport.peers()):
                     self._send(peer, data, "map")
@@ -518,7 +876,7 @@ class Node:
     # -- anti-entropy and join -----------------------------------------------------------
 
     def _start_sync(self, peer: str) -> None:
-        if self._synced.is_set():  # a joining node pulls instead (see _join)
+        if self._synced.is_set() and self._from_member(peer):  # a joiner pulls (see _join)
             self._send(peer, crdt.encode_sync_step(crdt.sync_start(self._state)), "sync")
 
     def _on_sync(self, peer: str, step: crdt.SyncStep) -> None:
@@ -526,8 +884,11 @@ class Node:
             # A joining node answers nothing: its state is partial, and answering
             # would make a peer resend everything, or let two joiners call each
             # other's empty state complete. It merges pages and counts coverage, and
-            # builds no Merkle tree meanwhile. Its own writes, if any, reach the
-            # others by anti-entropy once it is synced.
+            # builds no Merkle tree meanwhile. It takes no writes until synced.
+            if not self.admitted or peer != self._pulling_from:
+                return  # pages pulled before admission could miss a collection
+            if not (step.complete or step.delta._regs):
+                return  # an anti-entropy opening, not a page
             if step.complete:
                 self._coverage.setdefault(peer, Coverage()).add(step.complete)
             if step.delta._regs:
@@ -535,13 +896,16 @@ class Node:
             self.stats.sync_rounds += 1
             self.stats.last_sync_time = trio.current_time()
             if self._coverage.get(peer, Coverage()).complete:
+                # The source collected below its floor before its pages left: so has
+                # this copy of its state.
+                self._raise_floor(self._peers[peer].floor)
                 self._synced.set()
-                log.info("node %s: synced from %s (%d keys)", self.node_id, peer, len(self._state))
+                log.info("node %s: synced from %s (%d keys)", self._me, peer, len(self._state))
+                self._count_lost_writes()
             self._page_arrived.set()
             return
         if step.delta._regs:
             step = attrs.evolve(step, delta=self._hold_back(step.delta))
-        self._note_convergence(peer, step)
         answer, changed = crdt.sync_respond(self._state, step)
         self.stats.sync_rounds += 1
         self.stats.last_sync_time = trio.current_time()
@@ -551,58 +915,111 @@ class Node:
         ):
             self._send(peer, crdt.encode_sync_step(part), "sync")
 
-    def _note_convergence(self, peer: str, step: crdt.SyncStep) -> None:
-        """Record when a peer's root digest (an exchange's opening) equalled ours."""
-        summaries = step.digest.summaries
-        opening = bool(summaries) and summaries[0][0] == crdt.ROOT and not step.delta._regs
-        if opening and self._state.digest().summaries[0] == summaries[0]:
-            self._peers[peer].converged_wall_ms = self._wall_ms()
-
     async def _gc_loop(self) -> None:
         while True:
             await trio.sleep(self._jittered(self._gc_interval_s))
+            self._vote_expulsions()
             self.collect_tombstones()
 
-    def collect_tombstones(self) -> int:
-        """Collect the tombstones that are safe to drop now (see "Tombstones").
+    def _vote_expulsions(self) -> None:
+        if not self.admitted:
+            return
+        now, changed = trio.current_time(), False
+        for member in sorted(self._membership.members()):
+            silent = member != self._me and now - self._heard.get(member, now) > self._horizon_s
+            if silent and self._membership.vote_expel(member, self._me):
+                changed = True
+                log.warning(
+                    "node %s: voted to expel %s, silent for over %s s",
+                    self._me,
+                    member,
+                    self._horizon_s,
+                )
+        if changed:
+            self._membership_changed()
 
-        Runs every ``gc_interval_s`` on its own; call it to force a collection.
+    def collect_tombstones(self) -> int:
+        """Collect the tombstones below the stable point (see "Tombstones").
+
+        Runs every ``gc_interval_s`` on its own; call it to force a collection. Only
+        an admitted, synced node that knows every member's report computes one.
 
         Returns:
             How many tombstones were dropped.
         """
-        now, now_ms = trio.current_time(), self._wall_ms()
-        known = [p for p in self._peers.values() if now - p.last_seen <= self._horizon_s]
-        safe = min(
-            (-1 if p.converged_wall_ms is None else p.converged_wall_ms for p in known),
-            default=now_ms,
-        )
-        # A live peer's floor is safe too: it checked that every member it knew held
-        # those tombstones. Adopting it keeps the states equal, so digests still match.
-        adopted = max((p.floor_ms for p in self._peers.values() if p.alive), default=0)
-        cutoff = max(
-            safe - self._max_offset_ms, now_ms - int(self._horizon_s * 1000), min(adopted, now_ms)
-        )
-        if cutoff <= self._floor_ms:
+        if not (self.admitted and self._synced.is_set()):
             return 0
-        dropped = self._state.collect_tombstones(Timestamp(cutoff, 0, "\x00"))
-        self._floor_ms = cutoff
+        clock = self._clock.now()
+        self._stability.report((clock.wall_ms, clock.logical))
+        stable = self._stability.stable()
+        if stable is None or stable <= self._floor:
+            return 0
+        return self._raise_floor(stable)
+
+    def _raise_floor(self, point: Point) -> int:
+        lowest = self._held.lowest()
+        if lowest is not None:
+            point = min(point, lowest)  # never refuse what we hold back
+        if point <= self._floor:
+            return 0
+        self._floor = point
+        if not self._state.tombstone_count:
+            return 0
+        dropped = self._state.collect_tombstones(Timestamp(point[0], point[1], "\x00"))
         self.stats.tombstones_collected += dropped
         if dropped:
-            log.info("node %s: collected %d tombstones", self.node_id, dropped)
+            log.info("node %s: collected %d tombstones", self._me, dropped)
         return dropped
 
-    def _drop_state(self, why: str) -> None:
-        log.warning("node %s: dropping its state and re-syncing: %s", self.node_id, why)
+    def _drop_state(self, why: str, *, fresh: bool) -> None:
+        """Drop all state and join again under a new incarnation.
+
+        ``fresh``: forget the membership too (we met an older cluster).
+        """
+        old_me = self._me
+        log.warning("node %s: dropping its state and joining again: %s", old_me, why)
         self.stats.state_drops += 1
         old = self._state
-        self._state, self._held = LWWMap(), LWWMap()
+        self._lost_check = {
+            k: e for k, e in old._regs.items() if name_of(e[2]) == self.node_id and e[3]
+        }
+        self.incarnation = f"{self._rng.getrandbits(32):08x}"
+        self._clock = HLC(
+            self._me,
+            max_offset_ms=self._max_offset_ms,
+            wall_ms=self._wall_ms,
+            last=self._clock.last,
+        )
+        self._state = LWWMap()
+        self._unconfirmed.clear()
+        self._batches.clear()
+        self._held.clear()
         self._coverage.clear()
-        self._floor_ms = 0
+        self._floor = ZERO
+        self._write_floor = ZERO
+        if fresh:
+            self._membership = Membership()
+        self._stability = Stability(self._me, self._membership.members())
         self._after_merge(set(old._live))  # views and subscribers see the keys go
         self._synced = trio.Event()
-        assert self._nursery is not None
-        self._nursery.start_soon(self._join)
+        if self._nursery is not None and not self._joining:
+            self._nursery.start_soon(self._join)
+
+    def _count_lost_writes(self) -> None:
+        if not self._lost_check:
+            return
+        regs = self._state._regs
+        # Lost: the cluster holds neither that entry nor a newer one for its key.
+        lost = sum(1 for k, e in self._lost_check.items() if k not in regs or regs[k] < e)
+        self._lost_check = {}
+        if lost:
+            self.stats.writes_lost += lost
+            log.error(
+                "node %s: %d writes made while this node was cut off are lost: the cluster "
+                "removed it and collected past them",
+                self._me,
+                lost,
+            )
 
     async def _anti_entropy_loop(self) -> None:
         while True:
@@ -611,17 +1028,40 @@ class Node:
             if live:
                 self._start_sync(self._rng.choice(live))
 
+    def _found(self, why: str) -> None:
+        self._membership.found(self._me, f"{self._wall_ms():015d}/{self._me}")
+        self._membership_changed()
+        self._synced.set()
+        log.log(
+            logging.INFO if why == "no seeds" else logging.WARNING,
+            "node %s: founding a new cluster: %s",
+            self._me,
+            why,
+        )
+
     async def _join(self) -> None:
-        if not self._transport.seeded:
-            log.info("node %s: no seeds, starting alone", self.node_id)
-            self._synced.set()
+        self._joining = True
+        try:
+            await self._join_cluster()
+        finally:
+            self._joining = False
+
+    async def _join_cluster(self) -> None:
+        if not self._transport.seeded and self.stats.state_drops == 0:
+            self._found("no seeds")
             return
         deadline = trio.current_time() + self._join_timeout_s
         while not self._synced.is_set():
-            # Only a synced peer may vouch for the cluster's state (heartbeats say who).
-            candidates = sorted(n for n, p in self._peers.items() if p.alive and p.synced)
-            if candidates:
-                peer = self._rng.choice(candidates)
+            members = self._membership.members()
+            candidates = sorted(
+                n
+                for n, p in self._peers.items()
+                if p.alive and p.synced and f"{n}/{p.incarnation}" in members
+            )
+            if self.admitted and candidates:
+                if self._pulling_from not in candidates:
+                    self._pulling_from = self._rng.choice(candidates)
+                peer = self._pulling_from
                 missing = self._coverage.setdefault(peer, Coverage()).missing()
                 self._send(peer, crdt.encode_sync_step(crdt.sync_pull(missing)), "sync")
                 # Pull again only when pages stop coming: a large state takes a peer
@@ -631,19 +1071,19 @@ class Node:
                     with trio.move_on_after(self._jittered(self._join_retry_s)) as waiting:
                         await self._page_arrived.wait()
                     if waiting.cancelled_caught:
+                        self._pulling_from = None  # try another
                         break
                 continue
-            elif trio.current_time() >= deadline:
-                log.warning(
-                    "node %s: no peer answered within %s s; starting alone",
-                    self.node_id,
-                    self._join_timeout_s,
-                )
-                self._synced.set()
-                return
+            if self._membership.cluster is None and trio.current_time() >= deadline:
+                live = {n: p for n, p in self._peers.items() if p.alive}
+                if not any(p.cluster for p in live.values()) and all(
+                    n > self.node_id for n in live
+                ):
+                    self._found(f"no cluster answered within {self._join_timeout_s} s")
+                    return
             self._candidate_heard = trio.Event()
             with trio.move_on_after(self._jittered(self._heartbeat_interval_s)):
-                await self._candidate_heard.wait()  # wake as soon as a synced peer speaks up
+                await self._candidate_heard.wait()  # wake as soon as a synced member speaks
 
     def _jittered(self, seconds: float) -> float:
         """``seconds`` +-10%, from the node's seeded generator.
@@ -654,4 +1094,4 @@ class Node:
         return seconds * self._rng.uniform(0.9, 1.1)
 
     def __repr__(self) -> str:
-        return f"<Node {self.node_id}/{self.incarnation} members={sorted(self.members())}>"
+        return f"<Node {self._me} members={sorted(self.members())}>"

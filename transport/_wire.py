@@ -2,22 +2,65 @@
 
 Every message is one CBOR array ``[1, kind, ...]`` (see crdt's codec):
 
-- ``"heartbeat"``: ``[1, "heartbeat", incarnation, synced, floor_ms]``, sent every
-  heartbeat interval; ``synced`` tells joiners whether this node may be pulled from,
-  ``floor_ms`` how far it has collected tombstones;
+- ``"heartbeat"``: a `Heartbeat`, sent to each peer every heartbeat interval;
+- ``"members"``: ``[1, "members", [wall_ms, logical], membership]``, the sender's
+  HLC reading and its whole `Membership`, sent when heartbeats show the two sides'
+  memberships differ;
+- ``"ack"``: ``[1, "ack", [wall_ms, logical]]``: "I merged your delta whose newest
+  entry of yours is at this HLC reading" (see `Node.wait_replicated`);
 - ``"map"``: a delta, as `crdt.encode_map` writes it;
 - ``"sync"``: an anti-entropy step, as `crdt.encode_sync_step` writes it.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import attrs
 import cbor2
 
 from crdt import FORMAT_VERSION, DecodeError, decode_cbor
+from crdt._stability import Point
+from hlc import MAX_LOGICAL, MAX_WALL_MS
 
-KINDS = frozenset({"heartbeat", "map", "sync"})
+from ._membership import Membership
+
+KINDS = frozenset({"ack", "heartbeat", "members", "map", "sync"})
 #: Longest incarnation id accepted, in characters.
 MAX_INCARNATION = 64
+#: Most members a heartbeat's vectors may list.
+MAX_MEMBERS = 4096
+
+
+@attrs.frozen
+class Heartbeat:
+    """What a node tells each peer every heartbeat interval.
+
+    Attributes:
+        incarnation: the sender's incarnation id (the part after ``name/``).
+        synced: whether a joiner may pull the sender's state.
+        cluster: the sender's cluster id (None while it has joined none).
+        membership: `Membership.digest` of the sender's member set state.
+        epoch: `crdt._stability.membership_epoch` of its current members.
+        clock: its HLC reading ``(wall_ms, logical)`` when it built the heartbeat.
+        wall_ms: its wall clock then, in ms since the epoch (for clock-offset checks).
+        root: ``(hash, count)`` of its whole state's Merkle root at ``clock``.
+        floor: its tombstone floor ``(wall_ms, logical)``.
+        coverage: its coverage vector, in its epoch's member order.
+        reports: the stability reports it knows, in the same order.
+    """
+
+    incarnation: str
+    synced: bool
+    cluster: str | None
+    membership: bytes
+    epoch: bytes
+    clock: Point
+    wall_ms: int
+    root: tuple[int, int]
+    floor: Point
+    coverage: tuple[Point, ...] = ()
+    reports: tuple[Point, ...] = ()
 
 
 def peek_kind(data: bytes) -> str:
@@ -48,27 +91,112 @@ def peek_kind(data: bytes) -> str:
     return kind
 
 
-def encode_heartbeat(incarnation: str, synced: bool = True, floor_ms: int = 0) -> bytes:
-    """Encode a heartbeat: incarnation id, whether synced, tombstone floor (ms)."""
-    return cbor2.dumps([FORMAT_VERSION, "heartbeat", incarnation, synced, floor_ms])
+def encode_heartbeat(heartbeat: Heartbeat) -> bytes:
+    """Encode a `Heartbeat` as ``[1, "heartbeat", field, ...]`` in field order."""
+    return cbor2.dumps(
+        [
+            FORMAT_VERSION,
+            "heartbeat",
+            *(list(v) if type(v) is tuple else v for v in attrs.astuple(heartbeat, recurse=False)),
+        ]
+    )
 
 
-def decode_heartbeat(data: bytes) -> tuple[str, bool, int]:
-    """Return the ``(incarnation id, synced, floor_ms)`` a heartbeat carries.
+def _point(obj: object) -> Point:
+    if (
+        type(obj) is not list
+        or len(obj) != 2
+        or type(obj[0]) is not int
+        or type(obj[1]) is not int
+        or not 0 <= obj[0] <= MAX_WALL_MS
+        or not 0 <= obj[1] <= MAX_LOGICAL
+    ):
+        raise DecodeError("heartbeat: expected an HLC reading [wall_ms, logical]")
+    return (obj[0], obj[1])
+
+
+def decode_heartbeat(data: bytes) -> Heartbeat:
+    """Decode and check a heartbeat.
+
+    Raises:
+        DecodeError: malformed, of another shape, or with out-of-range fields.
+    """
+    obj = decode_cbor(data, "heartbeat")
+    if type(obj) is not list or len(obj) != 13 or obj[:2] != [FORMAT_VERSION, "heartbeat"]:
+        raise DecodeError("heartbeat: expected [1, 'heartbeat', 11 fields]")
+    incarnation, synced, cluster, membership, epoch, clock, wall, root, floor, cov, rep = obj[2:]
+    if (
+        type(incarnation) is not str
+        or not 0 < len(incarnation) <= MAX_INCARNATION
+        or not incarnation.replace("-", "").replace("_", "").isalnum()
+        or not incarnation.isascii()
+        or type(synced) is not bool
+        or not (cluster is None or (type(cluster) is str and len(cluster) <= 256))
+        or type(membership) is not bytes
+        or type(epoch) is not bytes
+        or len(membership) != 8
+        or len(epoch) != 8
+        or type(wall) is not int
+        or not 0 <= wall <= MAX_WALL_MS
+        or type(root) is not list
+        or len(root) != 2
+        or type(root[0]) is not int
+        or type(root[1]) is not int
+        or not 0 <= root[0] < 2**64
+        or not 0 <= root[1] < 2**63
+        or type(cov) is not list
+        or type(rep) is not list
+        or len(cov) > MAX_MEMBERS
+        or len(rep) != len(cov)
+    ):
+        raise DecodeError("heartbeat: a field has the wrong type or range")
+    return Heartbeat(
+        incarnation,
+        synced,
+        cluster,
+        membership,
+        epoch,
+        _point(clock),
+        wall,
+        (root[0], root[1]),
+        _point(floor),
+        tuple(_point(p) for p in cov),
+        tuple(_point(p) for p in rep),
+    )
+
+
+def encode_ack(point: Point) -> bytes:
+    """Encode an ``ack`` of the delta whose newest entry of the receiver is ``point``."""
+    return cbor2.dumps([FORMAT_VERSION, "ack", list(point)])
+
+
+def decode_ack(data: bytes) -> Point:
+    """Decode an ``ack``.
 
     Raises:
         DecodeError: malformed.
     """
-    obj = decode_cbor(data, "heartbeat")
-    if (
-        type(obj) is not list
-        or len(obj) != 5
-        or obj[:2] != [FORMAT_VERSION, "heartbeat"]
-        or type(obj[2]) is not str
-        or not 0 < len(obj[2]) <= MAX_INCARNATION
-        or type(obj[3]) is not bool
-        or type(obj[4]) is not int
-        or not 0 <= obj[4] < 2**48
-    ):
-        raise DecodeError("heartbeat: expected [1, 'heartbeat', incarnation, synced, floor_ms]")
-    return obj[2], obj[3], obj[4]
+    obj: Any = decode_cbor(data, "ack")
+    if type(obj) is not list or len(obj) != 3 or obj[:2] != [FORMAT_VERSION, "ack"]:
+        raise DecodeError("ack: expected [1, 'ack', [wall_ms, logical]]")
+    return _point(obj[2])
+
+
+def encode_members(clock: Point, membership: Membership) -> bytes:
+    """Encode a ``members`` message: the sender's HLC reading and membership."""
+    return cbor2.dumps([FORMAT_VERSION, "members", list(clock), membership.to_wire()])
+
+
+def decode_members(data: bytes) -> tuple[Point, Membership]:
+    """Decode a ``members`` message.
+
+    Raises:
+        DecodeError: malformed.
+    """
+    obj: Any = decode_cbor(data, "members")
+    if type(obj) is not list or len(obj) != 4 or obj[:2] != [FORMAT_VERSION, "members"]:
+        raise DecodeError("members: expected [1, 'members', clock, membership]")
+    try:
+        return _point(obj[2]), Membership.from_wire(obj[3])
+    except ValueError as exc:
+        raise DecodeError(str(exc)) from None

@@ -18,6 +18,7 @@ import crdt
 from hlc import Timestamp
 
 from ._memory import MemoryNetwork
+from ._node import WriteRefused
 from .simulation import Simulation
 
 
@@ -139,7 +140,7 @@ def rolling_deploy(
 ) -> DeployRun:
     """Three nodes restarted one by one under steady reads and writes; then all at once.
 
-    Readiness is `Node.synced`, what ``GET /ready`` reports. After the rolling
+    Readiness is `Node.ready`, what ``GET /ready`` reports. After the rolling
     restart every node is killed at once; they come back empty, and reads fall back
     to the caller's default (``map.get(key, default)``, as `flags.FlagStore` defaults
     do), the failure the design accepts: the state lives as long as one node lives.
@@ -167,7 +168,7 @@ def rolling_deploy(
                 now = trio.current_time() - start
                 if now - last_write >= write_every_s and sim.live and not went_down:
                     counter += 1
-                    writer = rng.choice([n for n in sim.live if sim.node(n).synced])
+                    writer = rng.choice([n for n in sim.live if sim.node(n).ready])
                     sim.node(writer).map("flags").set("release", counter)
                     history.append((now, counter))
                     last_write = now
@@ -177,13 +178,13 @@ def rolling_deploy(
                     restarting[name] = now + 0.3  # the process takes 0.3 s to come back
                 for name, back in list(restarting.items()):
                     if now >= back:
-                        await sim.start(name)
+                        await sim.start(name, ready=False)
                         del restarting[name]
                 if not went_down and now >= all_down_at:
                     for name in list(sim.live):
                         sim.crash(name)
                     await sim.run_for(0.5)
-                    await sim.start(*names)
+                    await sim.start(*names, ready=False)
                     went_down = True
                 times.append(now)
                 expected.append(counter)
@@ -193,10 +194,10 @@ def rolling_deploy(
                         value[name].append(None)
                         continue
                     node = sim.node(name)
-                    ready[name].append(1 if node.synced else 0)
+                    ready[name].append(1 if node.ready else 0)
                     seen = node.map("flags").get("release")
                     value[name].append(seen)
-                    if node.synced and not went_down:
+                    if node.ready and not went_down:
                         ready_reads += 1
                         stale += seen != counter
                         settled = max((v for t, v in history if t <= now - lag_s), default=0)
@@ -319,12 +320,18 @@ class SkewRun:
     last_written: int  # the chain's last value, in real time
     final_value: int  # the value every node holds at the end (LWW's answer)
     held_back: dict[str, int]  # entries each node held back for being too far ahead
-    accepted_after_s: float | None  # how long the far-ahead node's write took to land everywhere
+    accepted_after_s: float | None  # how long "fast"'s write took to land on "slow"
+    far_refused: str  # why the node far off the others' clocks refused its own write
     timeline: list[tuple[float, str, str, int]]  # (time, node, key, wall_ms of its timestamp)
 
 
 def clock_skew(seed: int = 1, *, max_offset_ms: int = 500, far_ms: int = 2_000) -> SkewRun:
     """Nodes with skewed clocks: causality holds; what the skew guard holds back.
+
+    "slow" and "fast" are 600 ms apart, each within ``max_offset_ms`` of the median:
+    slow holds fast's entries back until its clock allows them. "far" is ``far_ms``
+    ahead of the others: it refuses its own writes (`transport.WriteRefused`) rather
+    than stamp them in the future.
 
     Causality means a write is ordered after everything its node had *seen*. A
     write made before a faster clock's write has arrived (in flight, or held back
@@ -338,7 +345,7 @@ def clock_skew(seed: int = 1, *, max_offset_ms: int = 500, far_ms: int = 2_000) 
         async with Simulation(
             MemoryNetwork(seed), skew_ms=skews, max_offset_ms=max_offset_ms
         ) as sim:
-            await sim.start(*skews)
+            await sim.start(*skews, ready=False)
             await sim.run_for(2)
             violations = 0
             timeline = []
@@ -354,11 +361,16 @@ def clock_skew(seed: int = 1, *, max_offset_ms: int = 500, far_ms: int = 2_000) 
                 timeline.append((trio.current_time() - start, name, "chain", ts.wall_ms))
                 await sim.run_for(rng.uniform(0.01, 0.1))
             await sim.run_for(1)
-            sim.node("far").map("m").set("from-far", 1)
+            try:
+                sim.node("far").map("m").set("from-far", 1)
+                refused = ""
+            except WriteRefused as exc:
+                refused = exc.reason
+            sim.node("fast").map("m").set("from-fast", 1)
             written = trio.current_time()
             landed = None
             while trio.current_time() - written < 10:
-                if all(sim.node(n).map("m").get("from-far") == 1 for n in skews):
+                if sim.node("slow").map("m").get("from-fast") == 1:
                     landed = trio.current_time() - written
                     break
                 await sim.run_for(0.05)
@@ -366,7 +378,7 @@ def clock_skew(seed: int = 1, *, max_offset_ms: int = 500, far_ms: int = 2_000) 
             walls = [w for *_, w in timeline]
             inversions = sum(w < max(walls[:i]) for i, w in enumerate(walls) if i)
             final = sim.node("exact").map("m").get("chain")
-        return SkewRun(skews, violations, inversions, 39, final, held, landed, timeline)
+        return SkewRun(skews, violations, inversions, 39, final, held, landed, refused, timeline)
 
     result: SkewRun = _run(scenario)
     return result

@@ -32,7 +32,7 @@ import trio.testing
 
 from crdt import LWWMap
 
-from ._memory import MemoryNetwork
+from ._memory import SIM_EPOCH_MS, MemoryNetwork
 from ._node import Node
 
 T = TypeVar("T")
@@ -61,7 +61,7 @@ class Simulation:
     Args:
         network: the network to use (default: a new ``MemoryNetwork(seed)``).
         seed: the seed of the default network.
-        skew_ms: per-node wall-clock skew, in ms (default 0).
+        skew_ms: per-node wall-clock skew, in ms (default 0); see `set_skew`.
         node_options: keyword arguments for every `Node` (timeouts, intervals...).
     """
 
@@ -100,10 +100,20 @@ class Simulation:
 
     # -- nodes ---------------------------------------------------------------------
 
-    async def start(self, *node_ids: str, **options: Any) -> list[Node]:
+    async def start(
+        self, *node_ids: str, ready: bool = True, ready_timeout: float = 60.0, **options: Any
+    ) -> list[Node]:
         """Start nodes (empty, with fresh incarnations) and return them.
 
-        ``options`` override `node_options` for these nodes.
+        Args:
+            node_ids: the nodes' names.
+            ready: wait until every node started is `Node.ready` (admitted, synced,
+                clock within bounds), at most ``ready_timeout`` simulated seconds,
+                starting them together.
+            options: override `node_options` for these nodes.
+
+        Raises:
+            TimeoutError: ``ready`` and some node was not ready in time.
         """
         started = []
         for node_id in node_ids:
@@ -113,7 +123,7 @@ class Simulation:
             node = Node(
                 node_id,
                 transport,
-                wall_ms=self.network.wall_clock(self.skew_ms.get(node_id, 0)),
+                wall_ms=self._wall_clock(node_id),
                 incarnation=self.network.incarnation(node_id),
                 **{**self.node_options, **options},
             )
@@ -121,7 +131,27 @@ class Simulation:
             self._scopes[node_id] = await self._nursery.start(self._host, node)
             self._nodes[node_id] = node
             started.append(node)
+        if ready:
+            deadline = trio.current_time() + ready_timeout
+            while not all(node.ready for node in started):
+                if trio.current_time() > deadline:
+                    waiting = {n.node_id: n.not_ready_reason() for n in started if not n.ready}
+                    raise TimeoutError(f"nodes not ready after {ready_timeout} s: {waiting}")
+                await self.run_for(0.05)
         return started
+
+    def _wall_clock(self, node_id: str) -> Callable[[], int]:
+        skews = self.skew_ms
+
+        def wall_ms() -> int:
+            return SIM_EPOCH_MS + skews.get(node_id, 0) + math.floor(trio.current_time() * 1000)
+
+        return wall_ms
+
+    def set_skew(self, node_id: str, skew_ms: int) -> None:
+        """Set a node's wall-clock skew, in ms, at once: a clock step (as NTP makes),
+        forward or back. Applies to the running node and to later restarts."""
+        self.skew_ms[node_id] = skew_ms
 
     async def _host(self, node: Node, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
         with trio.CancelScope() as scope:
@@ -136,7 +166,7 @@ class Simulation:
         del self._nodes[node_id]
 
     async def restart(self, node_id: str, **options: Any) -> Node:
-        """Crash a node (if running) and start it again, empty."""
+        """Crash a node (if running) and start it again, empty (see `start`)."""
         if node_id in self._nodes:
             self.crash(node_id)
             await trio.sleep(0)

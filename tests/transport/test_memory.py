@@ -123,9 +123,10 @@ def test_stats_by_kind() -> None:
     async def main() -> None:
         net = MemoryNetwork()
         a, _ = net.transport("a"), net.transport("b")
-        from transport._wire import encode_heartbeat
+        from transport._wire import Heartbeat, encode_heartbeat
 
-        a.send("b", encode_heartbeat("i1", True))
+        beat = Heartbeat("i1", True, None, bytes(8), bytes(8), (1, 0), 1, (0, 0), (0, 0))
+        a.send("b", encode_heartbeat(beat))
         a.send("b", b"garbage")
         assert net.stats.sent_by_kind == {"heartbeat": 1, "other": 1}
 

@@ -8,7 +8,7 @@ import crdt
 from crdt import Key, LWWMap
 from hlc import Timestamp
 from transport import MemoryNetwork
-from transport._wire import encode_heartbeat
+from transport._wire import Heartbeat, encode_heartbeat
 from transport.simulation import Simulation
 
 pytestmark = pytest.mark.timeout(60)
@@ -145,7 +145,7 @@ def test_first_node_is_synced_at_once_and_a_joiner_after_pulling(sim_run: Any) -
             assert await a.wait_synced(0)
             for i in range(500):
                 a.map("m").set(i, "v" * 50)
-            (b,) = await sim.start("b")
+            (b,) = await sim.start("b", ready=False)
             assert not b.synced
             assert await b.wait_synced(10)
             assert len(b.map("m")) == 500
@@ -172,15 +172,29 @@ def test_joiner_pulls_in_messages_under_the_limit(sim_run: Any) -> None:
 def test_joiner_alone_after_join_timeout_warns(sim_run: Any, caplog: Any) -> None:
     async def main() -> None:
         async with Simulation(seed=9, join_timeout_s=2.0) as sim:
-            await sim.start("a")
+            (a,) = await sim.start("a")
+            a.map("m").set("from-a", 1)
             sim.network.clog("b")
-            (b,) = await sim.start("b")
+            (b,) = await sim.start("b", ready=False)
             assert not await b.wait_synced(1.0)
-            assert await b.wait_synced(5.0)
+            assert await b.wait_synced(5.0)  # founded a cluster of its own
+            b.map("m").set("from-b", 2)
+            old = b.incarnation
+            # When the two clusters meet, the younger one gives way: b drops its state
+            # (its write is lost, and counted) and joins a's cluster as a new incarnation.
+            sim.network.unclog("b")
+            await sim.run_for(5)
+            assert b.incarnation != old
+            assert b.ready
+            assert b.stats.state_drops == 1
+            assert b.stats.writes_lost == 1
+            assert await sim.settle(10) is not None
+            assert dict(b.map("m").items()) == {"from-a": 1}
 
     with caplog.at_level(logging.WARNING, logger="chorus.node"):
         sim_run(main)
-    assert "starting alone" in caplog.text
+    assert "founding a new cluster: no cluster answered within 2.0 s" in caplog.text
+    assert "of the older cluster" in caplog.text
 
 
 def test_failure_detection_and_restart(sim_run: Any) -> None:
@@ -206,18 +220,21 @@ def test_failure_detection_and_restart(sim_run: Any) -> None:
 
 def test_skewed_clock_delays_but_never_loses_writes(sim_run: Any) -> None:
     async def main() -> None:
-        async with Simulation(seed=11, skew_ms={"fast": 2_000}, max_offset_ms=500) as sim:
-            await sim.start("a", "fast")
+        # Each clock is within 500 ms of the median, but "fast" is 800 ms ahead of "a".
+        skew = {"a": -400, "b": 0, "fast": 400}
+        async with Simulation(seed=11, skew_ms=skew, max_offset_ms=500) as sim:
+            await sim.start("a", "b", "fast")
             await sim.run_for(1)
             sim.node("fast").map("m").set("k", "from the future")
-            await sim.run_for(0.5)
-            assert sim.node("a").map("m").get("k") is None  # held back: 2 s ahead
+            await sim.run_for(0.1)
+            assert sim.node("a").map("m").get("k") is None  # held back: 800 ms ahead
             assert sim.node("a").stats.held_back >= 1
+            assert sim.node("b").map("m").get("k") == "from the future"
             assert await sim.settle(timeout=10) is not None
             assert sim.node("a").map("m").get("k") == "from the future"
             # a's next write is ordered after what it accepted
             a_ts = sim.node("a").clock.now()
-            assert a_ts.wall_ms >= 1_700_000_000_000 + 2_000
+            assert a_ts.wall_ms >= 1_700_000_000_000 + 400
 
     sim_run(main)
 
@@ -241,16 +258,20 @@ def test_garbage_from_a_peer_is_rejected_and_nothing_is_lost(sim_run: Any) -> No
                 cbor2.dumps([1, "map", 1, 2]),  # right kind, wrong shape
                 cbor2.dumps([1, "sync", "x"]),
                 cbor2.dumps([1, "heartbeat", 5, True, 0]),
-                encode_heartbeat("i", True, 0) + b"\x00",
+                encode_heartbeat(
+                    Heartbeat("i", True, None, bytes(8), bytes(8), (1, 0), 1, (0, 0), (0, 0))
+                )
+                + b"\x00",
             ]:
                 assert rogue.send("a", data)
             await sim.run_for(1)
             a = sim.node("a")
             assert a.stats.rejected == 7
             assert "rogue" not in a.members()  # garbage is no sign of life
-            rogue.send("a", crdt.encode_map(stray))  # well-formed, keys not (map, key)
+            rogue.send("a", crdt.encode_map(stray))  # well-formed, from a non-member
             await sim.run_for(1)
-            assert a.stats.rejected == 8
+            assert a.stats.rejected == 7
+            assert a.stats.not_members == 1
             assert a.state() == before
             a.map("m").set("still", "serving")
             assert a.map("m").get("still") == "serving"
@@ -344,7 +365,7 @@ def test_two_joiners_do_not_sync_from_each_other(sim_run: Any) -> None:
             for i in range(100):
                 a.map("m").set(i, i)
             sim.network.partition({"a"}, {"b", "c"})  # a is unreachable for now
-            b, c = await sim.start("b", "c", join_timeout_s=30.0)
+            b, c = await sim.start("b", "c", join_timeout_s=30.0, ready=False)
             await sim.run_for(5)
             assert not b.synced  # b and c are both empty: neither may vouch for the other
             assert not c.synced

@@ -50,7 +50,10 @@ def test_clock_skew_keeps_causality_and_holds_far_entries_back() -> None:
     run = scenarios.clock_skew(seed=1)
     assert run.causal_violations == 0
     assert run.accepted_after_s is not None
-    assert run.accepted_after_s >= (2_000 - 500) / 1000  # waited for clocks to allow it
-    assert sum(run.held_back.values()) > 0
-    assert run.inversions > 0  # the anomaly the notebook shows: real-time order can invert
+    assert run.accepted_after_s >= (600 - 500) / 1000  # waited for slow's clock to allow it
+    assert run.held_back["slow"] > 0
+    assert "off its peers' median" in run.far_refused
+    # Writes here are 10-100 ms apart and land in 1-5 ms, and a write is ordered after
+    # the entries its node holds back: for this seed no write inverts real-time order.
+    assert run.inversions == 0
     assert run.final_value in range(40)
