@@ -10,15 +10,19 @@ Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio r
   ``{"percentage_of_actors": p}`` or ``{"percentage_of_time": p}``, with an optional
   ``"author"``.
 - ``DELETE /flags/{name}`` (``?actor=`` or ``?group=`` for one gate): clear gates.
+- Writes take ``?ack=replicated``: answer only once another node holds the change
+  (503, with ``"written": true``, if none confirms it within 2 s; the change stays
+  applied here and keeps replicating).
 - ``GET /health``: 200 while the process serves.
-- ``GET /ready``: 503 until the node has synced with a peer (or knows it is alone),
-  then 200: the load balancer's readiness probe during a rolling deploy.
-- ``GET /cluster``: this node's id, members and counters.
+- ``GET /ready``: 200 once the node is admitted, synced and its clock agrees with its
+  peers'; 503 with the reason otherwise: the readiness probe of a rolling deploy.
+- ``GET /cluster``: this node's id, members, clock offset, floor and counters.
 
 Writes need ``Authorization: Bearer <token>``. Errors are JSON ``{"error": ...}``: 401
 without a valid token, 400 for a body that is not JSON, 422 for JSON of the wrong
-shape (unknown fields, bad percentages), 503 while shutting down. A rejected request
-changes nothing.
+shape (unknown fields, bad percentages), 503 while the node refuses writes (shutting
+down, joining, or its clock is off: the error says which). A rejected request changes
+nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
@@ -34,6 +38,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from transport import WriteRefused
 
 from ._store import Flag, FlagStore
 
@@ -56,6 +62,10 @@ def flag_json(flag: Flag) -> dict[str, Any]:
     return attrs.asdict(flag)
 
 
+#: How long ``?ack=replicated`` waits for another node, in seconds.
+REPLICATED_TIMEOUT_S = 2.0
+
+
 def create_app(
     store: FlagStore,
     *,
@@ -64,6 +74,8 @@ def create_app(
     synced: Callable[[], bool],
     cluster: Callable[[], dict[str, Any]],
     accepting_writes: Callable[[], bool] = lambda: True,
+    not_ready: Callable[[], str | None] = lambda: None,
+    replicated: Callable[[float], Awaitable[bool]] | None = None,
 ) -> Starlette:
     """Build the admin app over ``store``.
 
@@ -74,6 +86,10 @@ def create_app(
         synced: tells whether the node has synced (for ``/ready``).
         cluster: returns the ``/cluster`` document.
         accepting_writes: False while shutting down: writes then get 503.
+        not_ready: why the node takes no writes now (None when it does): writes and
+            ``/ready`` then get 503 with that reason.
+        replicated: ``await replicated(timeout_s)`` is True once another node holds
+            every write made here (for ``?ack=replicated``); None: not offered.
 
     Raises:
         ValueError: ``token`` is empty.
@@ -104,7 +120,27 @@ def create_app(
             return _error(401, "a valid 'Authorization: Bearer <token>' header is required")
         if not accepting_writes():
             return _error(503, "this node is shutting down")
+        reason = not_ready()
+        if reason is not None:
+            return _error(503, f"this node takes no writes now: {reason}")
+        if request.query_params.get("ack", "local") not in ("local", "replicated"):
+            return _error(422, "ack must be 'local' or 'replicated'")
         return None
+
+    async def answer_write(request: Request, name: str) -> JSONResponse:
+        document = flag_json(store.flag(name))
+        wanted = request.query_params.get("ack") == "replicated"
+        if wanted and (replicated is None or not await replicated(REPLICATED_TIMEOUT_S)):
+            return JSONResponse(
+                {
+                    "error": "written on this node, but no other node confirmed it "
+                    f"within {REPLICATED_TIMEOUT_S} s (it keeps replicating)",
+                    "written": True,
+                    "flag": document,
+                },
+                status_code=503,
+            )
+        return JSONResponse(document)
 
     async def list_flags(request: Request) -> JSONResponse:
         return JSONResponse({"node": node_id, "flags": [flag_json(f) for f in store.all()]})
@@ -129,8 +165,10 @@ def create_app(
         except _Rejected as exc:
             log.warning("http: rejected PUT %s: %s", name, exc)
             return _error(exc.status, str(exc))
+        except WriteRefused as exc:
+            return _error(503, str(exc))
         log.info("http: %s changed by %s", name, body.get("author") or "http")
-        return JSONResponse(flag_json(store.flag(name)))
+        return await answer_write(request, name)
 
     async def delete_flag(request: Request) -> JSONResponse:
         denied = write_guard(request)
@@ -143,15 +181,22 @@ def create_app(
             store.clear(name, actor=actor, group=group, author=request.query_params.get("author"))
         except ValueError as exc:
             return _error(422, str(exc))
-        return JSONResponse(flag_json(store.flag(name)))
+        except WriteRefused as exc:
+            return _error(503, str(exc))
+        return await answer_write(request, name)
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "node": node_id})
 
     async def ready(request: Request) -> JSONResponse:
-        if synced() and accepting_writes():
+        reason = (
+            "shutting down"
+            if not accepting_writes()
+            else ("not synced with the cluster yet" if not synced() else not_ready())
+        )
+        if reason is None:
             return JSONResponse({"ready": True, "node": node_id})
-        return JSONResponse({"ready": False, "node": node_id}, status_code=503)
+        return JSONResponse({"ready": False, "node": node_id, "reason": reason}, status_code=503)
 
     async def cluster_view(request: Request) -> JSONResponse:
         return JSONResponse(cluster())

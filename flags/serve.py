@@ -67,11 +67,22 @@ async def serve(
             store = FlagStore(node.map(config.flags_map))
 
             def cluster() -> dict[str, Any]:
+                membership = node.membership
                 return {
                     "node": node.node_id,
                     "incarnation": node.incarnation,
                     "synced": node.synced,
+                    "ready": node.ready,
+                    "not_ready_reason": node.not_ready_reason(),
+                    "clock_offset_ms": node.clock_offset_ms(),
                     "members": sorted(node.members()),
+                    "membership": {
+                        "cluster": membership.cluster,
+                        "members": sorted(membership.members()),
+                        "removed": dict(sorted(membership.removed.items())),
+                    },
+                    "floor": str(node.floor),
+                    "held": node.held,
                     "stats": attrs.asdict(node.stats),
                 }
 
@@ -82,6 +93,8 @@ async def serve(
                 synced=lambda: node.synced,
                 cluster=cluster,
                 accepting_writes=lambda: accepting,
+                not_ready=node.not_ready_reason,
+                replicated=node.wait_replicated,
             )
             http_config = HypercornConfig()
             http_config.bind = [config.http]

@@ -129,3 +129,58 @@ def test_health_ready_cluster_and_shutdown(api: Any) -> None:
 def test_an_empty_token_is_refused() -> None:
     with pytest.raises(ValueError, match="token"):
         create_app(FlagStore(LocalMap()), token="", node_id="n", synced=lambda: True, cluster=dict)
+
+
+def test_a_node_that_takes_no_writes_says_why(api: Any) -> None:
+    store = FlagStore(LocalMap("n1"))
+    why = {"reason": "this node's clock is +10000 ms off its peers' median"}
+    app = create_app(
+        store,
+        token=TOKEN,
+        node_id="n1",
+        synced=lambda: True,
+        cluster=dict,
+        not_ready=lambda: why["reason"],
+    )
+    client = TestClient(app)
+    answer = client.put("/flags/f", json={"enabled": True}, headers=AUTH)
+    assert answer.status_code == 503
+    assert "off its peers' median" in answer.json()["error"]
+    assert store.flag("f").boolean is None  # nothing written
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.json()["reason"] == why["reason"]
+    why["reason"] = None  # type: ignore[assignment]
+    assert client.get("/ready").status_code == 200
+    assert client.put("/flags/f", json={"enabled": True}, headers=AUTH).status_code == 200
+
+
+@pytest.mark.parametrize("confirmed", [True, False])
+def test_ack_replicated_waits_for_another_node(confirmed: bool) -> None:
+    store = FlagStore(LocalMap("n1"))
+    asked: list[float] = []
+
+    async def replicated(timeout_s: float) -> bool:
+        asked.append(timeout_s)
+        return confirmed
+
+    app = create_app(
+        store, token=TOKEN, node_id="n1", synced=lambda: True, cluster=dict, replicated=replicated
+    )
+    client = TestClient(app)
+    answer = client.put("/flags/f?ack=replicated", json={"enabled": True}, headers=AUTH)
+    assert asked == [2.0]
+    assert store.enabled("f")  # applied here either way
+    if confirmed:
+        assert answer.status_code == 200
+    else:
+        assert answer.status_code == 503
+        assert answer.json()["written"] is True
+        assert "no other node confirmed it" in answer.json()["error"]
+    assert client.delete("/flags/f?ack=replicated", headers=AUTH).status_code == (
+        200 if confirmed else 503
+    )
+    assert client.put("/flags/f", json={"enabled": True}, headers=AUTH).status_code == 200
+    assert asked == [2.0, 2.0]  # plain writes do not wait
+    bad = client.put("/flags/f?ack=quorum", json={"enabled": True}, headers=AUTH)
+    assert bad.status_code == 422
