@@ -55,7 +55,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         http=args.http,
         secret=secret,
         token=token,
-        node_options={"join_timeout_s": args.join_timeout},
+        node_options={"join_timeout_s": args.join_timeout, "bootstrap": args.bootstrap},
     )
     trio.run(serve, config)
     return 0
@@ -188,7 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--join-timeout",
         type=float,
         default=3.0,
-        help="seconds to wait for a peer before starting alone",
+        help="with --bootstrap: seconds to wait for a cluster before founding one",
+    )
+    serve.add_argument(
+        "--bootstrap",
+        action="store_true",
+        help="found a new cluster if none answers within --join-timeout (for starting "
+        "a whole cluster at once; without it a node with --join waits for its cluster)",
     )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(run=_serve)

@@ -54,7 +54,8 @@ class _Cluster:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.http[name]}"
 
-    def start(self, name: str) -> None:
+    def start(self, name: str, *, bootstrap: bool = False) -> None:
+        """Start (or restart) a node; ``bootstrap`` for the first start of all."""
         join = ",".join(f"127.0.0.1:{p}" for n, p in self.gossip.items() if n != name)
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         self.processes[name] = subprocess.Popen(
@@ -73,6 +74,7 @@ class _Cluster:
                 join,
                 "--join-timeout",
                 "2",
+                *(["--bootstrap"] if bootstrap else []),
             ],
             env=self.env,
             stdout=log,
@@ -175,7 +177,7 @@ def run_demo(nodes: int = 3, toggles: int = 20) -> int:
         try:
             print(f"chorus demo: {nodes} nodes on 127.0.0.1, each a real `chorus serve` process\n")
             for name in cluster.names:
-                cluster.start(name)
+                cluster.start(name, bootstrap=True)
             for name in cluster.names:
                 ok = cluster.wait_ready(name)
                 checks.append((f"{name} ready", ok))

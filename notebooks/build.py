@@ -124,7 +124,7 @@ plt.show()""",
             "md",
             """# Scale: what does a write cost as the cluster grows, and what does repair cost?
 
-**How do write latency, messages and bytes per write change from 3 to 100 nodes? How
+**How do write latency, messages and bytes per write change from 3 to 50 nodes? How
 do message loss and the anti-entropy interval set the time to converge? And how much
 does repairing k differing keys cost with digest anti-entropy, against the full-state
 resync that keathley/rollout does on join?**""",
@@ -134,7 +134,7 @@ resync that keathley/rollout does on join?**""",
             SETUP
             + """
 
-sizes = (3, 5, 10, 20, 50, 100)
+sizes = (3, 5, 10, 20, 35, 50)
 points = scenarios.scale_writes(seed=SEED, sizes=sizes)
 losses = scenarios.loss_and_interval(seed=SEED)
 repairs = scenarios.repair_cost(total_keys=20_000, differing=(1, 10, 100, 1000, 5000))""",

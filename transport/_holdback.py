@@ -106,7 +106,8 @@ class HeldEntries:
             entry = regs.get(key)
             if entry is not None and entry[0] == wall and entry[1] == logical:
                 keys.append(key)
-        return self._take(keys)
+        # Two pushes can match one entry (equal readings from two writers): once each.
+        return self._take(list(dict.fromkeys(keys)))
 
     def purge(self, gone: Callable[[str], bool]) -> int:
         """Drop every held entry whose writer ``gone(node id)`` says is gone.

@@ -33,7 +33,11 @@ class Membership:
       for the first member);
     - ``removed``: incarnation id -> why (`REPLACED`, `EXPELLED`, or `LEFT` when it
       stopped gracefully); removal is final;
-    - ``votes``: ``("admit" | "expel", incarnation id)`` -> the members who voted.
+    - ``votes``: ``("admit", incarnation id)`` -> the members who voted;
+    - ``accusations``: ``(voter, target)`` -> ``(made, withdrawn)`` counts: the voter
+      has not heard the target for the horizon while ``made > withdrawn``; it
+      withdraws the accusation when it hears the target again (as SWIM members
+      refute suspicion). Only the voter changes its own entries; merge takes maxima.
 
     Members are admitted and not removed. The rules (`decide`), applied by every
     replica to the same merged state:
@@ -43,10 +47,15 @@ class Membership:
       a rolling restart needs no vote; so is a new incarnation of a name that was a
       member before (it left, or was expelled);
     - an incarnation of a new name needs votes from a strict majority of the members,
-      so a minority cannot grow itself into a majority;
-    - a member is `EXPELLED` (after the runtime's horizon of silence) only by votes
-      from a strict majority of the members, the target counted: a minority never
-      removes the majority, and neither half of an even split removes the other;
+      so a minority cannot grow itself into a majority; only members vouched for by a
+      majority vote and count (see ``vouched``);
+    - a member is `EXPELLED` (after the runtime's horizon of silence) only by standing
+      accusations from a strict majority of the voting members, the target counted,
+      and only accusations by members nobody stands accusing count. A minority
+      never removes the majority, neither half of an even split removes the other,
+      and members that accuse each other (a split into three, say) cancel out:
+      their tombstones wait for the heal rather than risk both sides removing each
+      other;
     - ``vouched``: the incarnations a majority of members has sponsored (or voted in);
     - an incarnation not yet vouched for, all of whose sponsors were expelled, is
       expelled too: it took its state from replicas the majority had cut off (say, a
@@ -62,15 +71,24 @@ class Membership:
     admitted: dict[str, frozenset[str]] = attrs.field(factory=dict)
     removed: dict[str, str] = attrs.field(factory=dict)
     votes: dict[tuple[str, str], set[str]] = attrs.field(factory=dict)
+    accusations: dict[tuple[str, str], tuple[int, int]] = attrs.field(factory=dict)
     vouched: set[str] = attrs.field(factory=set)
     _digest: bytes | None = attrs.field(default=None, eq=False, repr=False, alias="_digest")
+    _members: frozenset[str] | None = attrs.field(
+        default=None, eq=False, repr=False, alias="_members"
+    )
+
+    def _dirty(self) -> None:
+        self._digest = self._members = None
 
     # -- reads -----------------------------------------------------------------------
 
     def members(self) -> frozenset[str]:
         """The incarnation ids admitted and not removed."""
-        removed = self.removed
-        return frozenset(i for i in self.admitted if i not in removed)
+        if self._members is None:
+            removed = self.removed
+            self._members = frozenset(i for i in self.admitted if i not in removed)
+        return self._members
 
     def member_of_name(self, name: str) -> str | None:
         """The member incarnation with node name ``name``, if any."""
@@ -92,27 +110,40 @@ class Membership:
         """Found a cluster with ``me`` as its first member (no-op if one is set)."""
         if self.cluster is not None:
             return False
-        self._digest = None
+        self._dirty()
         self.cluster = cluster
         self.admitted[me] = frozenset()
         self.vouched.add(me)
         return True
 
-    def propose(self, candidate: str, voter: str) -> bool:
+    def propose(self, candidate: str, voter: str, *, fresh: bool = True) -> bool:
         """``voter``, a member, heard ``candidate`` ask to join; record what follows.
+
+        Args:
+            candidate: the incarnation heard.
+            voter: the member that heard it.
+            fresh: the candidate holds no state yet (it is not synced). An
+                incarnation this set does not know that already holds state took it
+                from elsewhere (say, the minority side of a split): it is not admitted
+                here, but learns this set and its fate from it.
 
         Returns:
             True if the state changed.
         """
-        if voter not in self.members() or candidate in self.removed:
+        if candidate in self.vouched or candidate in self.removed:
+            return False  # the common case: a heartbeat from a settled member
+        if voter not in self.members():
             return False
-        self._digest = None
         sponsors = self.admitted.get(candidate)
+        if sponsors is None and not fresh:
+            return False
+        self._dirty()
         if sponsors is not None:
             # Sponsor it too, until a majority has: then it is vouched for.
             if candidate in self.vouched or voter in sponsors:
                 return False
             self.admitted[candidate] = sponsors | {voter}
+            self._dirty()
             self.decide()
             return True
         name = name_of(candidate)
@@ -120,11 +151,13 @@ class Membership:
         if older is not None:
             self.admitted[candidate] = frozenset([voter])
             self.removed[older] = REPLACED
+            self._dirty()
             return True
         if any(name_of(i) == name for i in self.admitted):
             # A name the members counted before (its incarnation left or was expelled)
             # comes back: the member count does not grow past what a majority agreed.
             self.admitted[candidate] = frozenset([voter])
+            self._dirty()
             return True
         changed = self._vote("admit", candidate, voter)
         return self.decide() or changed
@@ -133,17 +166,35 @@ class Membership:
         """Record that member ``me`` stops gracefully (its writes handed over)."""
         if me not in self.members():
             return False
-        self._digest = None
+        self._dirty()
         self.removed[me] = LEFT
         return True
 
     def vote_expel(self, target: str, voter: str) -> bool:
         """``voter`` has not heard from member ``target`` for the horizon."""
         members = self.members()
-        if voter not in members or target not in members:
+        if voter not in members or target not in members or voter == target:
             return False
-        changed = self._vote("expel", target, voter)
-        return self.decide() or changed
+        made, withdrawn = self.accusations.get((voter, target), (0, 0))
+        if made > withdrawn:
+            return False
+        self._dirty()
+        self.accusations[(voter, target)] = (withdrawn + 1, withdrawn)
+        self.decide()
+        return True
+
+    def withdraw(self, target: str, voter: str) -> bool:
+        """``voter`` hears ``target`` again: its accusation, if any, no longer stands."""
+        made, withdrawn = self.accusations.get((voter, target), (0, 0))
+        if made <= withdrawn:
+            return False
+        self._dirty()
+        self.accusations[(voter, target)] = (made, made)
+        return True
+
+    def accused_by(self, voter: str) -> frozenset[str]:
+        """The members ``voter`` stands accusing."""
+        return frozenset(t for (v, t), (m, w) in self.accusations.items() if v == voter and m > w)
 
     def second(self, voter: str) -> bool:
         """``voter``, a member, votes for every incarnation waiting to be admitted.
@@ -157,7 +208,7 @@ class Membership:
         """
         if voter not in self.members():
             return False
-        self._digest = None
+        self._dirty()
         changed = False
         for (what, target), voters in self.votes.items():
             if (
@@ -171,7 +222,7 @@ class Membership:
         return self.decide() or changed
 
     def _vote(self, what: str, target: str, voter: str) -> bool:
-        self._digest = None
+        self._dirty()
         voters = self.votes.setdefault((what, target), set())
         if voter in voters:
             return False
@@ -188,13 +239,13 @@ class Membership:
             ValueError: ``other`` belongs to another cluster.
         """
         if other.cluster is None:
-            if other.admitted or other.removed or other.votes:
+            if other.admitted or other.removed or other.votes or other.accusations:
                 raise ValueError("a membership without a cluster must be empty")
             return False
         if self.cluster is not None and other.cluster != self.cluster:
             raise ValueError(f"cluster {other.cluster!r} is not {self.cluster!r}")
         before = self.digest()
-        self._digest = None
+        self._dirty()
         self.cluster = other.cluster
         self.vouched |= other.vouched
         for incarnation_id, sponsors in other.admitted.items():
@@ -207,6 +258,9 @@ class Membership:
                 self.removed[incarnation_id] = why
         for key, voters in other.votes.items():
             self.votes.setdefault(key, set()).update(voters)
+        for key, (made, withdrawn) in other.accusations.items():
+            mine = self.accusations.get(key, (0, 0))
+            self.accusations[key] = (max(made, mine[0]), max(withdrawn, mine[1]))
         self.decide()
         return self.digest() != before
 
@@ -216,30 +270,49 @@ class Membership:
         Returns:
             True if anything was admitted or removed.
         """
-        self._digest = None
+        self._dirty()
         changed = False
         while True:
+            self._dirty()
             members = self.members()
-            quorum = len(members) // 2 + 1
+            # Only members a majority vouched for vote and count: an incarnation one
+            # member admitted cannot help two sides of a split each find a majority.
+            # If none is left (each restarted or left in turn), all members vote.
+            voting = (members & self.vouched) or members
+            quorum = len(voting) // 2 + 1
+            # Vouch first: an incarnation a majority sponsored votes in what follows.
+            newly = {
+                i
+                for i in members - self.vouched
+                if len(self.admitted[i] & voting) >= quorum and voting != members
+            }
+            if newly:
+                self.vouched |= newly
+                continue
             step = False
             for (what, target), voters in sorted(self.votes.items()):
-                if len(voters & members) < quorum:
+                if len(voters & voting) < quorum:
                     continue
                 if what == "admit" and target not in self.admitted and target not in self.removed:
-                    self.admitted[target] = frozenset(voters & members)
+                    self.admitted[target] = frozenset(voters & voting)
                     self.vouched.add(target)
                     step = True
                     break  # the member set changed: recount
-                if what == "expel" and target in members:
-                    self.removed[target] = EXPELLED
-                    step = True
-                    break
+            if not step:
+                standing = [
+                    (v, t) for (v, t), (m, w) in self.accusations.items() if m > w and v in voting
+                ]
+                accused = {t for _, t in standing}
+                for target in sorted({t for _, t in standing} & members):
+                    accusers = {v for v, t in standing if t == target and v not in accused}
+                    if len(accusers) >= quorum and voting - {target}:
+                        self.removed[target] = EXPELLED
+                        step = True
+                        break
             if not step:
                 by_name: dict[str, str] = {}
                 for incarnation_id in sorted(members):
                     sponsors = self.admitted[incarnation_id]
-                    if incarnation_id not in self.vouched and len(sponsors & members) >= quorum:
-                        self.vouched.add(incarnation_id)
                     if incarnation_id not in self.vouched and all(
                         self.removed.get(s) == EXPELLED for s in sponsors
                     ):
@@ -265,12 +338,11 @@ class Membership:
         for incarnation_id in self.vouched:
             if self.admitted.get(incarnation_id):
                 self.admitted[incarnation_id] = frozenset()
-        for key in [
-            k
-            for k in self.votes
-            if k[1] in self.removed or (k[0] == "admit" and k[1] in self.admitted)
-        ]:
+        for key in [k for k in self.votes if k[1] in self.removed or k[1] in self.admitted]:
             del self.votes[key]
+        for pair in [p for p in self.accusations if p[0] in self.removed or p[1] in self.removed]:
+            del self.accusations[pair]
+        self._dirty()
 
     # -- wire form -----------------------------------------------------------------------
 
@@ -282,6 +354,7 @@ class Membership:
             sorted(self.removed.items()),
             sorted([what, target, sorted(voters)] for (what, target), voters in self.votes.items()),
             sorted(self.vouched),
+            sorted([v, t, m, w] for (v, t), (m, w) in self.accusations.items()),
         ]
 
     @classmethod
@@ -291,9 +364,13 @@ class Membership:
         Raises:
             ValueError: ``obj`` is not of that shape.
         """
-        if type(obj) is not list or len(obj) != 5:
-            raise ValueError("membership: expected [cluster, admitted, removed, votes, vouched]")
-        cluster, admitted, removed, votes, vouched = obj
+        if type(obj) is not list or len(obj) != 6:
+            raise ValueError(
+                "membership: expected [cluster, admitted, removed, votes, vouched, accusations]"
+            )
+        cluster, admitted, removed, votes, vouched, accusations = obj
+        if type(accusations) is not list:
+            raise ValueError("membership: accusations is not a list")
         if type(vouched) is not list or not all(type(v) is str for v in vouched):
             raise ValueError("membership: vouched is not a list of str")
         if cluster is not None and type(cluster) is not str:
@@ -319,7 +396,7 @@ class Membership:
             if (
                 type(vote) is not list
                 or len(vote) != 3
-                or vote[0] not in ("admit", "expel")
+                or vote[0] != "admit"
                 or type(vote[1]) is not str
                 or type(vote[2]) is not list
                 or not all(type(v) is str for v in vote[2])
@@ -327,9 +404,20 @@ class Membership:
                 raise ValueError("membership: malformed vote")
             result.votes.setdefault((vote[0], vote[1]), set()).update(vote[2])
         result.vouched.update(vouched)
+        for entry in accusations:
+            if (
+                type(entry) is not list
+                or len(entry) != 4
+                or not all(type(x) is str for x in entry[:2])
+                or not all(type(x) is int and 0 <= x < 2**32 for x in entry[2:])
+            ):
+                raise ValueError("membership: malformed accusation")
+            result.accusations[(entry[0], entry[1])] = (entry[2], entry[3])
         if any(why not in (REPLACED, EXPELLED, LEFT) for why in result.removed.values()):
             raise ValueError("membership: unknown removal reason")
-        if cluster is None and (result.admitted or result.removed or result.votes):
+        if cluster is None and (
+            result.admitted or result.removed or result.votes or result.accusations
+        ):
             raise ValueError("membership: entries without a cluster")
         return result
 
@@ -338,6 +426,10 @@ def _pairs(obj: object) -> Iterable[list[str]]:
     if type(obj) is not list:
         raise ValueError("membership: expected a list of pairs")
     for pair in obj:
-        if type(pair) is not list or len(pair) != 2 or not all(type(s) is str for s in pair):
+        if (
+            type(pair) not in (list, tuple)
+            or len(pair) != 2
+            or not all(type(s) is str for s in pair)
+        ):
             raise ValueError("membership: expected [str, str] pairs")
         yield pair

@@ -23,7 +23,7 @@ from hlc import HLC, ClockSkewError, Timestamp, system_wall_ms
 from ._holdback import HeldEntries
 from ._hrw import rendezvous_owner
 from ._interface import PeerDown, PeerUp, Received, Transport, TransportClosed
-from ._membership import Membership, name_of
+from ._membership import LEFT, Membership, name_of
 from ._replicated import ReplicatedMap
 from ._wire import (
     Heartbeat,
@@ -92,7 +92,8 @@ class _Peer:
     membership: bytes = b""
     wall_ms: int | None = None  # its wall clock in its last heartbeat...
     wall_at: float = 0.0  # ...received at this trio time
-    members_sent: float = -math.inf  # when we last sent it our membership
+    members_sent: float = -math.inf  # when we last sent it our membership...
+    members_sent_digest: bytes = b""  # ...and its digest then
     floor: Point = ZERO  # its tombstone floor, as its last heartbeat said
 
 
@@ -121,9 +122,10 @@ class Node:
             With the defaults a dead peer is noticed within 3 s.
         sync_interval_s: mean seconds between anti-entropy rounds with a random live
             peer; each wait is jittered by +-50%.
-        join_timeout_s: how long a node with seeds waits for a cluster before it
-            founds one alone (logged as a warning); it does so only when no live peer
-            belongs to a cluster and none with a smaller node id is waiting too.
+        join_timeout_s: with ``bootstrap``, how long a node with seeds waits for a
+            cluster before it founds one (logged as a warning); it does so only when
+            no live peer belongs to a cluster and none with a smaller node id is
+            waiting too.
         join_retry_s: while joining, how often to re-pull what has not arrived.
         held_retry_s: seconds between looks at the held entries.
         max_message_bytes: sync messages are cut to this size (at most the
@@ -135,6 +137,12 @@ class Node:
             the others vote to expel it (default one day). See "Tombstones".
         gc_interval_s: seconds between tombstone collections and expulsion votes
             (default 1).
+        bootstrap: a node with seeds may found a new cluster when none answers
+            within ``join_timeout_s`` (for starting a whole cluster at once). Without
+            it (the default) a node with seeds waits for its cluster however long it
+            takes, and reports not ready meanwhile: a node restarted while cut off
+            must not start a second cluster, whose writes the first would discard.
+            A node without seeds always founds one.
 
     Membership: members are incarnations (``name/incarnation``) in a replicated
     `Membership`. A node without seeds founds a cluster. A new node is admitted by
@@ -182,6 +190,7 @@ class Node:
         outbox_size: int = 4096,
         tombstone_horizon_s: float = 86_400.0,
         gc_interval_s: float = 1.0,
+        bootstrap: bool = False,
     ) -> None:
         if transport.node_id != node_id:
             raise ValueError(f"transport is for {transport.node_id!r}, not {node_id!r}")
@@ -203,6 +212,7 @@ class Node:
         self._outbox_size = outbox_size
         self._horizon_s = tombstone_horizon_s
         self._gc_interval_s = gc_interval_s
+        self._bootstrap = bootstrap
         self._rng = random.Random(self._me)
 
         self.stats = NodeStats()
@@ -326,6 +336,14 @@ class Node:
             return (
                 f"this node's clock is {offset:+d} ms off its peers' median "
                 f"(max_offset_ms={self._max_offset_ms}): refusing writes"
+            )
+        lead = self._clock.last.wall_ms - self._wall_ms()
+        if lead > 2 * self._max_offset_ms:
+            # A clock that stepped far ahead and back leaves the HLC ahead: writes
+            # would be stamped in the future until real time catches up.
+            return (
+                f"this node's hybrid clock is {lead} ms ahead of its wall clock "
+                f"(over 2 * max_offset_ms): refusing writes until real time catches up"
             )
         return None
 
@@ -507,6 +525,13 @@ class Node:
         # Order the write after everything this node has seen of the key, held
         # entries included, and after what the members that admitted it had seen.
         after = max(self._held.timestamp(full_key) or ZERO, self._write_floor)
+        if after[0] - self._wall_ms() > 2 * self._max_offset_ms:
+            self.stats.writes_refused += 1
+            raise WriteRefused(
+                f"node {self.node_id!r}: an entry for {key!r} from "
+                f"{after[0] - self._wall_ms()} ms in the future is held back here; "
+                "a write now would have to be stamped after it (retry later)"
+            )
         ts = self._clock.now_after(Timestamp(after[0], after[1], "\x00"))
         if delete:
             delta = scratch.delete(full_key, ts)
@@ -579,13 +604,12 @@ class Node:
             # is what lets the others cover everything it left (see Stability).
             self.stats.not_members += 1
         elif kind == "map":
-            self._acknowledge(peer, message)
-            self._admit(message)
+            self._acknowledge(peer, self._admit(message))
         else:
             self._on_sync(peer, message)
 
     def _acknowledge(self, peer: str, delta: LWWMap) -> None:
-        """Tell a peer we merged its delta (see `wait_replicated`)."""
+        """Tell a peer we merged (not held back) its entries (see `wait_replicated`)."""
         author = f"{peer}/{self._peers[peer].incarnation}"
         newest = max((e[:2] for e in delta._regs.values() if e[2] == author), default=None)
         if newest is not None:
@@ -622,7 +646,7 @@ class Node:
             self.stats.stale_dropped += len(regs) - len(fresh)
             delta = delta._subset(fresh)
             regs = delta._regs
-        removed = self._membership.removed
+        removed = {w for w, why in self._membership.removed.items() if why != LEFT}
         if removed and any(e[2] in removed for e in regs.values()):
             # Future entries of an incarnation known to be gone are not waited for.
             limit = self._wall_ms() + self._max_offset_ms
@@ -656,10 +680,13 @@ class Node:
             self.stats.held_dropped += count
             log.warning("node %s: dropped %d entries from the future: %s", self._me, count, why)
 
-    def _admit(self, delta: LWWMap) -> None:
-        changed = self._state.merge(self._hold_back(delta))
+    def _admit(self, delta: LWWMap) -> LWWMap:
+        """Merge what ``delta`` has that may be merged now; return that part."""
+        accepted = self._hold_back(delta)
+        changed = self._state.merge(accepted)
         self.stats.merges += 1
         self._after_merge(changed)
+        return accepted
 
     def _after_merge(self, changed: set[Key]) -> None:
         if not changed:
@@ -718,7 +745,8 @@ class Node:
         if sender in membership.removed:
             self._send_members(peer)  # it must learn that it was removed
             return
-        if ours is not None and membership.propose(sender, self._me):
+        fresh = not heartbeat.synced
+        if ours is not None and membership.propose(sender, self._me, fresh=fresh):
             self._membership_changed()
         if heartbeat.membership != membership.digest() and (heartbeat.cluster or ours):
             self._send_members(peer)
@@ -740,9 +768,11 @@ class Node:
             covered = heartbeat.coverage[mine]
             self._confirm([(k, e) for k, e in self._unconfirmed.items() if e[:2] <= covered])
         # A peer's floor is a stable point of the same members: safe to adopt once
-        # we hold a member's state (a joiner's partial state proves nothing).
+        # we hold a member's state (a joiner's partial state proves nothing). A true
+        # stable point is below every member's clock: never adopt one from the future.
         if self._synced.is_set() and heartbeat.floor > self._floor:
-            self._raise_floor(heartbeat.floor)
+            now = self._clock.now()
+            self._raise_floor(min(heartbeat.floor, heartbeat.clock, (now.wall_ms, now.logical)))
         if self.admitted and self._synced.is_set():
             summary = self._state.digest().summaries[0]
             if (summary[1], summary[2]) == heartbeat.root:
@@ -750,10 +780,14 @@ class Node:
 
     def _send_members(self, peer: str, *, force: bool = False) -> None:
         record = self._peers.setdefault(peer, _Peer())
-        now = trio.current_time()
-        due = force or now - record.members_sent >= self._heartbeat_interval_s
+        now, digest = trio.current_time(), self._membership.digest()
+        # Once per heartbeat interval at most, and the same state again only after a
+        # few intervals (in case it was lost): a joining crowd changes it often.
+        since = now - record.members_sent
+        repeat = digest == record.members_sent_digest
+        due = force or since >= self._heartbeat_interval_s * (4 if repeat else 1)
         if due and self._membership.cluster:
-            record.members_sent = now
+            record.members_sent, record.members_sent_digest = now, digest
             clock = self._clock.now()
             self._send(
                 peer, encode_members((clock.wall_ms, clock.logical), self._membership), "members"
@@ -776,6 +810,9 @@ class Node:
                 self._send_members(neighbour, force=True)
         if changed:
             self._membership_changed()
+            # Answer at once: the sender learns what we now hold (a leaving node
+            # waits for that) without waiting for our next heartbeat.
+            self._send(peer, self._heartbeat(), "heartbeat")
         if other.digest() != ours.digest():
             self._send_members(peer)
 
@@ -796,7 +833,10 @@ class Node:
             return
         if self._stability.reset(members):
             log.info("node %s: members are now %s", self._me, ", ".join(sorted(members)))
-        dropped = self._held.purge(lambda writer: writer in membership.removed)
+        # A writer that left handed its writes over: they wait for our clock. One
+        # that was replaced (restarted) or expelled will never vouch for them.
+        removed = membership.removed
+        dropped = self._held.purge(lambda writer: removed.get(writer, LEFT) != LEFT)
         self._count_held_dropped(dropped, "their writer is gone")
         if self.admitted:
             self._candidate_heard.set()
@@ -924,17 +964,22 @@ class Node:
     def _vote_expulsions(self) -> None:
         if not self.admitted:
             return
+        membership = self._membership
         now, changed = trio.current_time(), False
-        for member in sorted(self._membership.members()):
-            silent = member != self._me and now - self._heard.get(member, now) > self._horizon_s
-            if silent and self._membership.vote_expel(member, self._me):
+        accused = membership.accused_by(self._me)
+        for member in sorted(membership.members() - {self._me}):
+            if now - self._heard.get(member, now) > self._horizon_s:
+                if membership.vote_expel(member, self._me):
+                    changed = True
+                    log.warning(
+                        "node %s: accuses %s of silence for over %s s (expelled by a majority)",
+                        self._me,
+                        member,
+                        self._horizon_s,
+                    )
+            elif member in accused and membership.withdraw(member, self._me):
                 changed = True
-                log.warning(
-                    "node %s: voted to expel %s, silent for over %s s",
-                    self._me,
-                    member,
-                    self._horizon_s,
-                )
+                log.info("node %s: hears %s again: accusation withdrawn", self._me, member)
         if changed:
             self._membership_changed()
 
@@ -1074,7 +1119,11 @@ class Node:
                         self._pulling_from = None  # try another
                         break
                 continue
-            if self._membership.cluster is None and trio.current_time() >= deadline:
+            if (
+                self._bootstrap
+                and self._membership.cluster is None
+                and trio.current_time() >= deadline
+            ):
                 live = {n: p for n, p in self._peers.items() if p.alive}
                 if not any(p.cluster for p in live.values()) and all(
                     n > self.node_id for n in live

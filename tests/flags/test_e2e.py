@@ -24,9 +24,18 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 class Serve:
     """One `chorus serve` process."""
 
-    def __init__(self, name: str, join: list[int], tmp: Path, *, join_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        join: list[int],
+        tmp: Path,
+        *,
+        join_timeout: float = 2.0,
+        bootstrap: bool = False,
+    ) -> None:
         self.name, self.gossip, self.http = name, free_port(), free_port()
         self.join, self.tmp, self.join_timeout = join, tmp, join_timeout
+        self.bootstrap = bootstrap
         self.start()
 
     def start(self) -> None:
@@ -48,6 +57,7 @@ class Serve:
                 ",".join(f"127.0.0.1:{p}" for p in self.join),
                 "--join-timeout",
                 str(self.join_timeout),
+                *(["--bootstrap"] if self.bootstrap else []),
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -127,14 +137,21 @@ def test_a_restarted_node_is_not_ready_until_synced_then_matches(
     flags_a = a.get("/flags").json()["flags"]
     assert b.get("/flags").json()["flags"] == flags_a  # matched as soon as it was ready
 
-    lonely = Serve("lonely", [free_port()], tmp_path, join_timeout=3.0)  # its seed never answers
+    # Its seed never answers: it waits for its cluster and says so, however long.
+    lonely = Serve("lonely", [free_port()], tmp_path, join_timeout=1.0)
+    # Told to bootstrap, it founds a cluster of its own after the join timeout.
+    founder = Serve("founder", [free_port()], tmp_path, join_timeout=1.0, bootstrap=True)
     try:
         assert lonely.wait("/health", 200)
-        assert lonely.status("/ready") == 503
-        assert lonely.wait("/ready", 200, timeout=15)  # alone after the join timeout
+        assert founder.wait("/ready", 200, timeout=15)
+        time.sleep(1.0)
+        answer = lonely.get("/ready")
+        assert answer.status_code == 503
+        assert answer.json()["reason"] == "not synced with the cluster yet"
     finally:
-        lonely.process.kill()
-        lonely.process.wait(10)
+        for node in (lonely, founder):
+            node.process.kill()
+            node.process.wait(10)
 
 
 def test_unauthorised_and_malformed_requests_change_nothing(cluster: list[Serve]) -> None:

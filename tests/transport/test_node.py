@@ -169,15 +169,23 @@ def test_joiner_pulls_in_messages_under_the_limit(sim_run: Any) -> None:
     sim_run(main)
 
 
-def test_joiner_alone_after_join_timeout_warns(sim_run: Any, caplog: Any) -> None:
+def test_a_bootstrapping_joiner_founds_after_the_timeout_and_gives_way_later(
+    sim_run: Any, caplog: Any
+) -> None:
     async def main() -> None:
         async with Simulation(seed=9, join_timeout_s=2.0) as sim:
             (a,) = await sim.start("a")
             a.map("m").set("from-a", 1)
             sim.network.clog("b")
-            (b,) = await sim.start("b", ready=False)
+            sim.network.clog("c")
+            # Without bootstrap, a node with seeds waits for its cluster, not ready.
+            (c,) = await sim.start("c", ready=False)
+            (b,) = await sim.start("b", ready=False, bootstrap=True)
             assert not await b.wait_synced(1.0)
             assert await b.wait_synced(5.0)  # founded a cluster of its own
+            assert not c.synced
+            assert c.not_ready_reason() == "not synced with the cluster yet"
+            sim.crash("c")
             b.map("m").set("from-b", 2)
             old = b.incarnation
             # When the two clusters meet, the younger one gives way: b drops its state
