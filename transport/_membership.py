@@ -371,7 +371,7 @@ class Membership:
         cluster, admitted, removed, votes, vouched, accusations = obj
         if type(accusations) is not list:
             raise ValueError("membership: accusations is not a list")
-        if type(vouched) is not list or not all(type(v) is str for v in vouched):
+        if not _strings(vouched):
             raise ValueError("membership: vouched is not a list of str")
         if cluster is not None and type(cluster) is not str:
             raise ValueError("membership: cluster is not a str")
@@ -379,14 +379,10 @@ class Membership:
         if type(admitted) is not list:
             raise ValueError("membership: admitted is not a list")
         for entry in admitted:
-            if (
-                type(entry) is not list
-                or len(entry) != 2
-                or type(entry[0]) is not str
-                or type(entry[1]) is not list
-                or not all(type(s) is str for s in entry[1])
-            ):
+            if type(entry) is not list or len(entry) != 2 or not _strings(entry[1]):
                 raise ValueError("membership: expected [incarnation, [sponsor, ...]]")
+            if type(entry[0]) is not str:
+                raise ValueError("membership: an incarnation id is not a str")
             result.admitted[entry[0]] = frozenset(entry[1])
         for pair in _pairs(removed):
             result.removed[pair[0]] = pair[1]
@@ -398,8 +394,7 @@ class Membership:
                 or len(vote) != 3
                 or vote[0] != "admit"
                 or type(vote[1]) is not str
-                or type(vote[2]) is not list
-                or not all(type(v) is str for v in vote[2])
+                or not _strings(vote[2])
             ):
                 raise ValueError("membership: malformed vote")
             result.votes.setdefault((vote[0], vote[1]), set()).update(vote[2])
@@ -420,6 +415,10 @@ class Membership:
         ):
             raise ValueError("membership: entries without a cluster")
         return result
+
+
+def _strings(obj: object) -> bool:
+    return type(obj) is list and all(type(x) is str for x in obj)
 
 
 def _pairs(obj: object) -> Iterable[list[str]]:
