@@ -960,6 +960,32 @@ class Node:
             await trio.sleep(self._jittered(self._gc_interval_s))
             self._vote_expulsions()
             self.collect_tombstones()
+            self._check_clock_lead()
+
+    def _check_clock_lead(self) -> None:
+        """Start over when the HLC runs far ahead of a wall clock its peers agree with.
+
+        That happens after the wall clock stepped far ahead and back (the skew guard
+        bounds every other cause to ``2 * max_offset_ms``). The incarnation's own
+        writes were stamped in the future: its peers hold them back, and drop them
+        once this incarnation is replaced. Waiting for real time to catch up could
+        take hours; a new incarnation with a fresh clock takes a join.
+        """
+        lead = self._clock.last.wall_ms - self._wall_ms()
+        offset = self.clock_offset_ms()
+        if (
+            lead > 2 * self._max_offset_ms
+            and offset is not None
+            and abs(offset) <= self._max_offset_ms
+            and self.admitted
+            and self._synced.is_set()
+        ):
+            self._drop_state(
+                f"its hybrid clock ran {lead} ms ahead of its wall clock, which agrees "
+                "with its peers' (a clock stepped ahead and back): a fresh clock",
+                fresh=False,
+                new_clock=True,
+            )
 
     def _vote_expulsions(self) -> None:
         if not self.admitted:
@@ -1016,10 +1042,12 @@ class Node:
             log.info("node %s: collected %d tombstones", self._me, dropped)
         return dropped
 
-    def _drop_state(self, why: str, *, fresh: bool) -> None:
+    def _drop_state(self, why: str, *, fresh: bool, new_clock: bool = False) -> None:
         """Drop all state and join again under a new incarnation.
 
         ``fresh``: forget the membership too (we met an older cluster).
+        ``new_clock``: start the new incarnation's HLC from the wall clock, not above
+        the old one's (which ran ahead of real time).
         """
         old_me = self._me
         log.warning("node %s: dropping its state and joining again: %s", old_me, why)
@@ -1033,7 +1061,7 @@ class Node:
             self._me,
             max_offset_ms=self._max_offset_ms,
             wall_ms=self._wall_ms,
-            last=self._clock.last,
+            last=None if new_clock else self._clock.last,
         )
         self._state = LWWMap()
         self._unconfirmed.clear()
