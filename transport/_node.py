@@ -343,7 +343,8 @@ class Node:
             # would be stamped in the future until real time catches up.
             return (
                 f"this node's hybrid clock is {lead} ms ahead of its wall clock "
-                f"(over 2 * max_offset_ms): refusing writes until real time catches up"
+                "(over 2 * max_offset_ms; a clock stepped ahead and back): refusing writes "
+                "until it joins again with a fresh clock"
             )
         return None
 

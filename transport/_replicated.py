@@ -81,6 +81,8 @@ class ReplicatedMap:
         Raises:
             TypeError: the key or value is of an unsupported type.
             ValueError: the encoded value is larger than the node's ``max_value_bytes``.
+            WriteRefused: the node takes no writes now (not ready: joining, shutting
+                down, or its clock is off); ``reason`` says which. Nothing is written.
         """
         self._node._write(self._name, key, value)
 
@@ -89,6 +91,7 @@ class ReplicatedMap:
 
         Raises:
             TypeError: the key is of an unsupported type.
+            WriteRefused: as for `set`.
         """
         self._node._write(self._name, key, None, delete=True)
 
