@@ -344,7 +344,7 @@ class Node:
             return (
                 f"this node's hybrid clock is {lead} ms ahead of its wall clock "
                 "(over 2 * max_offset_ms; a clock stepped ahead and back): refusing writes "
-                "until it joins again with a fresh clock"
+                "until real time catches up, or a restart gives it a fresh clock"
             )
         return None
 
@@ -961,32 +961,6 @@ class Node:
             await trio.sleep(self._jittered(self._gc_interval_s))
             self._vote_expulsions()
             self.collect_tombstones()
-            self._check_clock_lead()
-
-    def _check_clock_lead(self) -> None:
-        """Start over when the HLC runs far ahead of a wall clock its peers agree with.
-
-        That happens after the wall clock stepped far ahead and back (the skew guard
-        bounds every other cause to ``2 * max_offset_ms``). The incarnation's own
-        writes were stamped in the future: its peers hold them back, and drop them
-        once this incarnation is replaced. Waiting for real time to catch up could
-        take hours; a new incarnation with a fresh clock takes a join.
-        """
-        lead = self._clock.last.wall_ms - self._wall_ms()
-        offset = self.clock_offset_ms()
-        if (
-            lead > 2 * self._max_offset_ms
-            and offset is not None
-            and abs(offset) <= self._max_offset_ms
-            and self.admitted
-            and self._synced.is_set()
-        ):
-            self._drop_state(
-                f"its hybrid clock ran {lead} ms ahead of its wall clock, which agrees "
-                "with its peers' (a clock stepped ahead and back): a fresh clock",
-                fresh=False,
-                new_clock=True,
-            )
 
     def _vote_expulsions(self) -> None:
         if not self.admitted:
