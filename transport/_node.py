@@ -448,14 +448,12 @@ class Node:
         with trio.move_on_after(timeout_s):
             while self._unconfirmed:
                 peers = [p for p in sorted(self._transport.peers()) if self._from_member(p)]
-                if peers:
-                    delta = LWWMap()
-                    delta._regs.update(self._unconfirmed)
-                    delta._live.update(
-                        (k, self._state._live[k])
-                        for k, e in self._unconfirmed.items()
-                        if e[3] and k in self._state._live
-                    )
+                # A write since superseded here by another node's is that write's
+                # business now: only our entries still current are resent.
+                regs = self._state._regs
+                self._confirm([(k, e) for k, e in self._unconfirmed.items() if regs.get(k) != e])
+                if peers and self._unconfirmed:
+                    delta = self._state._subset(self._unconfirmed)
                     self._batches[max(e[:2] for e in self._unconfirmed.values())] = list(
                         self._unconfirmed.items()
                     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import trio
 
 import crdt
 from hlc import Timestamp
@@ -352,5 +353,24 @@ def test_a_clock_stepped_ahead_and_back_fences_only_that_node(sim_run: Any) -> N
             c = await sim.restart("c")
             assert c.ready
             assert await sim.settle(10) is not None
+
+    sim_run(main)
+
+
+def test_8c_drain_does_not_resend_a_write_superseded_here(sim_run: Any) -> None:
+    async def main() -> None:
+        async with Simulation(seed=113) as sim:
+            await sim.start("a", "b")
+            a, b = sim.node("a"), sim.node("b")
+            sim.network.set_link("a", "b", loss=1.0, both_ways=False)  # a's sends vanish
+            a.map("m").set("k", "from a")
+            await sim.run_for(0.1)
+            b.map("m").set("k", "from b, later")
+            await sim.run_for(0.1)
+            assert a.map("m").get("k") == "from b, later"
+            started = trio.current_time()
+            assert await a.drain(5.0) == 0  # nothing of a's is current, so nothing to lose
+            assert trio.current_time() - started < 2.0
+            assert b.map("m").get("k") == "from b, later"
 
     sim_run(main)
