@@ -56,7 +56,7 @@ class WriteRefused(RuntimeError):
 
 @attrs.define
 class NodeStats:
-    """Counters of one node, readable at any time (all cumulative)."""
+    """Counters of one node, readable at any time (cumulative, but for ``unconfirmed``)."""
 
     messages_sent: dict[str, int] = attrs.field(factory=dict)
     bytes_sent: dict[str, int] = attrs.field(factory=dict)
