@@ -145,12 +145,13 @@ class Node:
             A node without seeds always founds one.
 
     Membership: members are incarnations (``name/incarnation``) in a replicated
-    `Membership`. A node without seeds founds a cluster. A new node is admitted by
+    `Membership` (see its rules). A node without seeds founds a cluster; one with
+    seeds joins one, founding one only with ``bootstrap``. A new node is admitted by
     votes of a majority of the members; a restarted node (a new incarnation of a
     member's name) is admitted at once by the first member that hears it, and its
     old incarnation is removed. A node takes writes only once admitted, synced from
-    a member (pulled after its admission), and with its clock within
-    ``max_offset_ms`` of its peers' median (`ready`).
+    a member (pulled after its admission), and with its clocks sane (`ready`); else
+    writes raise `WriteRefused`. `drain` hands every write to a peer and leaves.
 
     Tombstones (causal stability, see `crdt._stability.Stability`): heartbeats carry
     the sender's HLC reading, the root digest of its state and its coverage vector.
@@ -160,9 +161,9 @@ class Node:
     keys this node does not hold are refused (``stats.stale_dropped``), so a
     deleted key never comes back. No node's clock or membership view decides alone.
     A member silent for ``tombstone_horizon_s`` holds collection back until a
-    majority of members votes to expel it (a minority never expels the majority,
-    and neither half of an even split expels the other: their tombstones wait for
-    the heal). An expelled node that comes back learns it from the others, drops
+    majority of members stands accusing it (a minority never expels the majority,
+    neither half of an even split expels the other, and members accusing each other
+    cancel out: their tombstones wait for the heal). An expelled node that comes back learns it from the others, drops
     its state, and joins again under a new incarnation: its writes the others did
     not hold are lost, logged at ERROR and counted in ``stats.writes_lost``.
 
