@@ -163,8 +163,9 @@ class Node:
     A member silent for ``tombstone_horizon_s`` holds collection back until a
     majority of members stands accusing it (a minority never expels the majority,
     neither half of an even split expels the other, and members accusing each other
-    cancel out: their tombstones wait for the heal). An expelled node that comes back learns it from the others, drops
-    its state, and joins again under a new incarnation: its writes the others did
+    cancel out: their tombstones wait for the heal). An expelled node that comes
+    back learns it from the others, drops its state, and joins again under a new
+    incarnation: its writes the others did
     not hold are lost, logged at ERROR and counted in ``stats.writes_lost``.
 
     Time: timers use trio's clock, so ``trio.testing.MockClock`` drives a whole
