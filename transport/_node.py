@@ -165,8 +165,8 @@ class Node:
     neither half of an even split expels the other, and members accusing each other
     cancel out: their tombstones wait for the heal). An expelled node that comes
     back learns it from the others, drops its state, and joins again under a new
-    incarnation: its writes the others did
-    not hold are lost, logged at ERROR and counted in ``stats.writes_lost``.
+    incarnation: its writes the others did not hold are lost, logged at ERROR and
+    counted in ``stats.writes_lost``.
 
     Time: timers use trio's clock, so ``trio.testing.MockClock`` drives a whole
     simulated cluster; the HLC reads only ``wall_ms``.
