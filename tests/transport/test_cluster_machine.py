@@ -3,9 +3,9 @@
 Rules write and delete on random nodes; split the cluster (for longer than the
 expulsion horizon too), cut single links both ways or one way (non-transitive
 links), lose and duplicate messages, clog nodes, crash and restart them (never the
-last member: with it the cluster's state would be gone; restarts in the middle of a
-split included); skew clocks from -30 s to +30 s and step
-them forward and back; force tombstone collections at random times.
+last synced member: with it the cluster's state would be gone; restarts in the
+middle of a split included); skew clocks from -30 s to +30 s and step them forward
+and back; force tombstone collections at random times.
 
 After healing the network and the clocks and a bounded quiet period, checked
 Jepsen-style:
@@ -208,9 +208,11 @@ class ClusterMachine(RuleBasedStateMachine):
     def crash(self, index: int) -> None:
         name = sorted(self.up)[index % len(self.up)]
         sim = self.driver.simulation
-        members = self.driver.call_sync(lambda: [n for n in sim.live if sim.node(n).admitted])
-        if members == [name]:
-            return  # the last member: with it the cluster, and its state, would be gone
+        holders = self.driver.call_sync(
+            lambda: [n for n in sim.live if sim.node(n).admitted and sim.node(n).synced]
+        )
+        if holders == [name]:
+            return  # the last synced member: with it the cluster's state would be gone
         self.driver.call_sync(self.driver.simulation.crash, name)
         del self.up[name]
         self.down.append(name)
