@@ -90,10 +90,6 @@ class Stability:
         self._reports = [ZERO] * len(ordered)
         return True
 
-    def rename(self, me: str) -> None:
-        """Take a new incarnation id (after a restart in place); keeps the epoch."""
-        self._me = me
-
     def covered(self, source: str, at: Point, vector: Sequence[Point], epoch: bytes) -> bool:
         """Record that our state equalled ``source``'s when its HLC read ``at``.
 

@@ -47,10 +47,6 @@ class HeldEntries:
         entry = self._held._regs.get(key)
         return None if entry is None else (entry[0], entry[1])
 
-    def entry(self, key: Key) -> tuple[int, int, str, bytes] | None:
-        """The held entry for ``key`` as ``(wall_ms, logical, node, payload)``."""
-        return self._held._regs.get(key)
-
     def lowest(self) -> Point | None:
         """The smallest held ``(wall_ms, logical)``, or None when nothing is held."""
         heap, regs = self._heap, self._held._regs

@@ -671,8 +671,11 @@ class Node:
             try:
                 self._clock.update(newest)
             except ClockSkewError:  # the wall clock stepped back since `split`
-                _, refused = self._held.split(delta, 0, -(2**62))
-                self._count_held_dropped(refused, "held set full")
+                # Hold all of it (an offset below any timestamp), under the usual bound.
+                _, refused = self._held.split(delta, self._wall_ms(), -(2**62))
+                self._count_held_dropped(
+                    refused, f"over {self._held.max_hold_ms} ms ahead or held set full"
+                )
                 return LWWMap()
         return delta
 
