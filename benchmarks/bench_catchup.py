@@ -18,7 +18,7 @@ from pathlib import Path
 
 from transport.process import NodeProcess
 
-SECRET = "catch-up benchmark secret"
+SECRET = "ca7c40b3e4c4a1b2c3d4e5f60718293a"
 
 
 def free_port() -> int:

@@ -25,7 +25,7 @@ from _report import report
 
 from transport.process import NodeProcess
 
-SECRET = "benchmark secret"
+SECRET = "be4c4a1b2c3d4e5f60718293a4b5c6d7"
 ECHO_SERVER = """
 import sys, trio
 async def echo(stream):

@@ -5,6 +5,7 @@
     chorus flags enable new-checkout --url http://127.0.0.1:8400
     chorus flags get new-checkout --actor user-42
     chorus demo
+    chorus secret > cluster.secret
 
 Secrets never go on the command line of ``serve``: the cluster secret comes from
 ``--secret-file`` or ``CHORUS_SECRET``, the admin token from ``--token-file`` or
@@ -42,10 +43,16 @@ def _read_secret(
 def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     import trio
 
+    from transport import WeakSecretError, check_secret
+
     from ._logging import configure
     from .serve import ServeConfig, serve
 
     secret = _read_secret(args.secret_file, "CHORUS_SECRET", "cluster secret", parser)
+    try:
+        check_secret(secret)
+    except WeakSecretError as exc:
+        parser.error(str(exc))
     token = _read_secret(args.token_file, "CHORUS_TOKEN", "admin token", parser)
     configure(args.log_level)
     config = ServeConfig(
@@ -58,6 +65,13 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         node_options={"join_timeout_s": args.join_timeout, "bootstrap": args.bootstrap},
     )
     trio.run(serve, config)
+    return 0
+
+
+def _secret(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from transport import new_secret
+
+    print(new_secret())
     return 0
 
 
@@ -229,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     flags.add_argument("--json", action="store_true", help="print JSON instead of a table")
     flags.add_argument("--timeout", type=float, default=10.0, help="seconds (default %(default)s)")
     flags.set_defaults(run=_flags)
+
+    secret = commands.add_parser(
+        "secret", help="print a new cluster secret (256 random bits, as 64 hex characters)"
+    )
+    secret.set_defaults(run=_secret)
 
     demo = commands.add_parser(
         "demo", help="a local cluster of real processes: toggles and a rolling restart"

@@ -25,10 +25,15 @@ from ._node import NodeStats as NodeStats
 from ._node import WriteRefused as WriteRefused
 from ._replicated import ReplicatedMap as ReplicatedMap
 from ._replicated import Subscriber as Subscriber
+from ._secret import MIN_SECRET_BITS as MIN_SECRET_BITS
+from ._secret import WeakSecretError as WeakSecretError
+from ._secret import check_secret as check_secret
+from ._secret import new_secret as new_secret
 from ._tcp import TcpStats as TcpStats
 from ._tcp import TcpTransport as TcpTransport
 
 __all__ = [
+    "MIN_SECRET_BITS",
     "SIM_EPOCH_MS",
     "BackgroundNode",
     "Event",
@@ -49,6 +54,9 @@ __all__ = [
     "TcpTransport",
     "Transport",
     "TransportClosed",
+    "WeakSecretError",
     "WriteRefused",
+    "check_secret",
+    "new_secret",
     "rendezvous_owner",
 ]

@@ -12,15 +12,23 @@ import functools
 import logging
 import random
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import attrs
 import trio
 
+from ._addresses import AddressBook, Dial
 from ._interface import Event, PeerDown, PeerUp, Received, Transport, TransportClosed
+from ._secret import check_secret
 from ._tcp_protocol import Authenticated, Connection, Message, Peers, ProtocolError
 
 log = logging.getLogger("chorus.tcp")
+_MAX_KNOWN_HOSTS = 4096
+
+
+@contextlib.contextmanager
+def _no_limit() -> Iterator[None]:
+    yield
 
 
 def parse_address(address: str | tuple[str, int]) -> tuple[str, int]:
@@ -53,11 +61,13 @@ class TcpStats:
     connections_accepted: int = 0
     connections_dialled: int = 0
     handshakes_failed: int = 0  # wrong secret, malformed, timed out
-    connections_refused: int = 0  # over max_pending_handshakes
+    connections_refused: int = 0  # over a pending-handshake limit (total, reserve, source)
     protocol_errors: int = 0  # bad frames after the handshake
     sends_dropped: int = 0  # a peer's queue was full
     idle_closed: int = 0
     slow_closed: int = 0  # a peer that stopped reading
+    addresses_dropped: int = 0  # gossiped addresses refused: max_learned_addresses reached
+    addresses_forgotten: int = 0  # learned addresses that stopped answering, or moved
 
 
 class _Link:
@@ -81,7 +91,8 @@ class TcpTransport(Transport):
             latter re-resolved every ``resolve_interval_s`` (a Kubernetes headless
             service lists every pod). Peers also tell each other the addresses they
             know, so one seed is enough.
-        secret: the cluster secret (bytes, or str as UTF-8). Never sent: see
+        secret: the cluster secret (bytes, or str as UTF-8), at least 128 random
+            bits (`check_secret`; make one with ``chorus secret``). Never sent: see
             `_tcp_protocol`.
         ssl_context, client_ssl_context: TLS for accepted and for dialled
             connections (a server-side and a client-side ``ssl.SSLContext``; give
@@ -91,18 +102,28 @@ class TcpTransport(Transport):
             address; set it when listening on 0.0.0.0).
         max_message_bytes: the largest message, in bytes.
         queue_size: messages queued per peer; beyond it `send` drops (returns False).
-        handshake_timeout_s, idle_timeout_s, write_timeout_s, connect_timeout_s:
-            a connection is closed when its handshake takes longer, when nothing
-            arrives for ``idle_timeout_s`` (Node heartbeats keep it busy), or when a
-            write blocks for ``write_timeout_s`` (a peer that stopped reading).
+        handshake_timeout_s, first_byte_timeout_s, idle_timeout_s, write_timeout_s,
+            connect_timeout_s: a connection is closed when its handshake takes longer,
+            when an accepted one sends nothing for ``first_byte_timeout_s``, when
+            nothing arrives for ``idle_timeout_s`` (Node heartbeats keep it busy), or
+            when a write blocks for ``write_timeout_s`` (a peer that stopped reading).
         backoff_initial_s, backoff_max_s: reconnection delays double from the first
             to the cap, each jittered by +-50%.
-        max_pending_handshakes: unauthenticated inbound connections beyond this are
-            closed at once (a connection flood cannot starve the node).
+        max_pending_handshakes, reserved_handshakes, max_pending_per_source: limits on
+            unauthenticated inbound connections, beyond which a new one is closed at
+            once. Sources that are not known peers (seed addresses, addresses peers
+            connected from or listen at) share all but ``reserved_handshakes`` of the
+            ``max_pending_handshakes`` slots (the reserve is at most half), at most
+            ``max_pending_per_source`` per IP address: a flood of idle connections
+            cannot keep known peers out.
+        forget_after_s, probe_interval_s, max_learned_addresses: how long learned
+            addresses are dialled without answering, and how many are kept (see
+            `AddressBook`). Seeds are dialled for as long as they resolve.
 
     Raises:
-        ValueError: an address is malformed, the secret is empty, or only one of the
-            two TLS contexts is given.
+        ValueError: an address is malformed, or only one of the two TLS contexts is
+            given.
+        WeakSecretError: (a ValueError) the secret shows under 128 bits.
     """
 
     def __init__(
@@ -118,6 +139,7 @@ class TcpTransport(Transport):
         max_message_bytes: int = 1 << 20,
         queue_size: int = 1024,
         handshake_timeout_s: float = 5.0,
+        first_byte_timeout_s: float = 1.0,
         idle_timeout_s: float = 10.0,
         write_timeout_s: float = 5.0,
         connect_timeout_s: float = 5.0,
@@ -125,11 +147,14 @@ class TcpTransport(Transport):
         backoff_max_s: float = 5.0,
         resolve_interval_s: float = 30.0,
         max_pending_handshakes: int = 64,
+        reserved_handshakes: int = 16,
+        max_pending_per_source: int = 8,
+        forget_after_s: float = 300.0,
+        probe_interval_s: float = 60.0,
+        max_learned_addresses: int = 256,
     ) -> None:
         self._node_id = node_id
-        self._secret = secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
-        if not self._secret:
-            raise ValueError("the cluster secret must not be empty")
+        self._secret = check_secret(secret)
         self._listen = parse_address(listen)
         self._seeds = [parse_address(s) for s in seeds]
         if (ssl_context is None) != (client_ssl_context is None):
@@ -140,20 +165,28 @@ class TcpTransport(Transport):
         self._max_message_bytes = max_message_bytes
         self._queue_size = queue_size
         self._handshake_timeout_s = handshake_timeout_s
+        self._first_byte_timeout_s = first_byte_timeout_s
         self._idle_timeout_s = idle_timeout_s
         self._write_timeout_s = write_timeout_s
         self._connect_timeout_s = connect_timeout_s
         self._backoff = (backoff_initial_s, backoff_max_s)
         self._resolve_interval_s = resolve_interval_s
         self._max_pending = max_pending_handshakes
+        self._reserved = min(reserved_handshakes, max_pending_handshakes // 2)
+        self._max_per_source = max_pending_per_source
+        self._probe_interval_s = probe_interval_s
         self.stats = TcpStats()
+        self._book = AddressBook(forget_after_s, probe_interval_s, max_learned_addresses)
         self._links: dict[str, _Link] = {}
         self._gone: dict[str, trio.Event] = {}
         self._known: dict[str, str] = {}  # peer -> its advertised address
+        self._known_hosts: set[str] = set()  # IPs of seeds and authenticated peers
         self._dialling: set[str] = set()  # addresses with a dial loop
         self._own_nonces: dict[bytes, str] = {}  # our hello nonces -> address dialled
         self._self_addresses: set[str] = set()
         self._pending = 0
+        self._pending_unknown = 0
+        self._pending_by_source: dict[str, int] = {}
         self._events_send, self._events_receive = trio.open_memory_channel[Event](1024)
         self._nursery: trio.Nursery | None = None
         self._closed = False
@@ -233,16 +266,25 @@ class TcpTransport(Transport):
 
     async def _resolve_loop(self, seed: tuple[str, int]) -> None:
         host, port = seed
+        name = format_address(host, port)
         while True:
             try:
                 infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
             except OSError as exc:
                 log.warning("tcp %s: cannot resolve seed %s: %s", self._node_id, host, exc)
                 infos = []
-            for info in infos:
-                ip, resolved_port = str(info[4][0]), int(info[4][1])
-                self._dial(format_address(ip, resolved_port))
+            resolved = frozenset(format_address(str(i[4][0]), int(i[4][1])) for i in infos)
+            if resolved:  # a failed lookup keeps the last answer
+                self._book.set_seed(name, resolved)
+                self._add_known_hosts(str(i[4][0]) for i in infos)
+            for address in sorted(resolved):
+                self._dial(address)
             await trio.sleep(self._resolve_interval_s)
+
+    def _add_known_hosts(self, hosts: Iterable[str]) -> None:
+        for host in hosts:
+            if len(self._known_hosts) < _MAX_KNOWN_HOSTS:
+                self._known_hosts.add(host)
 
     def _dial(self, address: str) -> None:
         if address in self._dialling or address in self._self_addresses or self._nursery is None:
@@ -252,16 +294,33 @@ class TcpTransport(Transport):
         self._dialling.add(address)
         self._nursery.start_soon(self._dial_loop, address)
 
+    def _peer_at(self, address: str) -> str | None:
+        peer = self._book.node_at(address)
+        if peer is None:
+            peer = next((p for p, a in self._known.items() if a == address), None)
+        return peer
+
     async def _dial_loop(self, address: str) -> None:
         host, port = parse_address(address)
         delay = self._backoff[0]
         try:
             while address not in self._self_addresses:
-                peer = next((p for p, a in self._known.items() if a == address), None)
+                step = self._book.next_step(address, trio.current_time())
+                if step is Dial.STOP:
+                    self.stats.addresses_forgotten = self._book.forgotten
+                    log.info("tcp %s: no longer dialling %s", self._node_id, address)
+                    return
+                peer = self._peer_at(address)
                 if peer is not None and peer in self._links:
                     await self._gone.setdefault(peer, trio.Event()).wait()
+                    self._book.seen(address, trio.current_time())
                     continue
-                authenticated = False
+                if step is Dial.PROBE:
+                    await trio.sleep(self._probe_interval_s * self._rng.uniform(0.5, 1.5))
+                    if self._book.next_step(address, trio.current_time()) is Dial.STOP:
+                        continue
+                node: str | None = None
+                linked = False
                 try:
                     with trio.fail_after(self._connect_timeout_s):
                         stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
@@ -270,12 +329,15 @@ class TcpTransport(Transport):
                             stream, self._client_ssl_context, server_hostname=host
                         )
                     self.stats.connections_dialled += 1
-                    authenticated = await self._run(stream, client=True, address=address)
+                    node, linked = await self._run(stream, client=True, address=address)
                 except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                     log.debug("tcp %s: dial %s failed: %s", self._node_id, address, exc)
                 except Exception:  # one connection's failure must not stop the transport
                     log.exception("tcp %s: connection to %s failed", self._node_id, address)
-                if authenticated:
+                if node is not None:
+                    self._book.answered(address, node, trio.current_time())
+                    self.stats.addresses_forgotten = self._book.forgotten
+                if linked:  # a link that was up: reconnect quickly
                     delay = self._backoff[0]
                 await trio.sleep(delay * self._rng.uniform(0.5, 1.5))
                 delay = min(delay * 2, self._backoff[1])
@@ -284,27 +346,65 @@ class TcpTransport(Transport):
 
     # -- accepting -----------------------------------------------------------------
 
-    async def _accept(self, stream: trio.SocketStream) -> None:
+    def _admit(self, source: str) -> bool:
+        """Take a pending-handshake slot for an inbound connection from ``source``."""
         if self._pending >= self._max_pending:
+            return False
+        if source not in self._known_hosts:
+            if self._pending_unknown >= self._max_pending - self._reserved:
+                return False
+            if self._pending_by_source.get(source, 0) >= self._max_per_source:
+                return False
+            self._pending_unknown += 1
+        self._pending += 1
+        self._pending_by_source[source] = self._pending_by_source.get(source, 0) + 1
+        return True
+
+    def _release(self, source: str, known: bool) -> None:
+        self._pending -= 1
+        self._pending_unknown -= not known
+        left = self._pending_by_source[source] - 1
+        if left:
+            self._pending_by_source[source] = left
+        else:
+            del self._pending_by_source[source]
+
+    async def _accept(self, stream: trio.SocketStream) -> None:
+        try:
+            source = str(stream.socket.getpeername()[0])
+        except OSError:  # it hung up already
+            await trio.aclose_forcefully(stream)
+            return
+        known = source in self._known_hosts
+        if not self._admit(source):
             self.stats.connections_refused += 1
-            await stream.aclose()
+            await trio.aclose_forcefully(stream)
             return
         self.stats.connections_accepted += 1
         try:
             wrapped: trio.abc.Stream = stream
             if self._ssl_context is not None:
                 wrapped = trio.SSLStream(stream, self._ssl_context, server_side=True)
-            await self._run(wrapped, client=False, address=None)
+            await self._run(wrapped, client=False, address=None, source=(source, known))
         except Exception:  # one connection's failure must not stop the transport
             log.exception("tcp %s: an accepted connection failed", self._node_id)
             await trio.aclose_forcefully(stream)
 
     # -- one connection ----------------------------------------------------------------
 
-    async def _run(self, stream: trio.abc.Stream, *, client: bool, address: str | None) -> bool:
+    async def _run(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        client: bool,
+        address: str | None,
+        source: tuple[str, bool] | None = None,
+    ) -> tuple[str | None, bool]:
         """Handshake, then carry messages until the connection ends.
 
-        Returns True if the handshake succeeded.
+        ``source`` is an accepted connection's (IP, known) slot, released once the
+        handshake ends. Returns the peer's node id (None if the handshake failed)
+        and whether a link was up (False for a duplicate of an existing link).
         """
         assert self._advertise is not None
         proto = Connection(
@@ -315,23 +415,25 @@ class TcpTransport(Transport):
             max_frame_bytes=self._max_message_bytes + 64,
         )
         if client and address is not None:
-            self._own_nonces[proto._nonce] = address
-        self._pending += not client
+            self._own_nonces[proto.nonce] = address
         try:
             authenticated = await self._handshake(stream, proto)
         finally:
-            self._pending -= not client
+            if source is not None:
+                self._release(*source)
             if client:
-                self._own_nonces.pop(proto._nonce, None)
+                self._own_nonces.pop(proto.nonce, None)
         if authenticated is None:
             await trio.aclose_forcefully(stream)
-            return False
+            return None, False
+        if source is not None:
+            self._add_known_hosts([source[0]])
         link = self._register(
             authenticated, initiator=self._node_id if client else authenticated.node_id
         )
         if link is None:
             await trio.aclose_forcefully(stream)
-            return True
+            return authenticated.node_id, False
         try:
             with link.cancel_scope:
                 async with trio.open_nursery() as nursery:
@@ -340,8 +442,9 @@ class TcpTransport(Transport):
                     nursery.cancel_scope.cancel()
         finally:
             self._unregister(link)
+            self._book.seen(authenticated.listen, trio.current_time())
             await trio.aclose_forcefully(stream)
-        return True
+        return authenticated.node_id, True
 
     async def _handshake(self, stream: trio.abc.Stream, proto: Connection) -> Authenticated | None:
         try:
@@ -349,16 +452,18 @@ class TcpTransport(Transport):
                 out = proto.data_to_send()
                 if out:
                     await stream.send_all(out)
+                first = not proto.client
                 while True:
-                    data = bytes(await stream.receive_some(65536))
+                    with trio.fail_after(self._first_byte_timeout_s) if first else _no_limit():
+                        data = bytes(await stream.receive_some(65536))
+                    first = False
                     if not data:
                         raise ProtocolError("connection closed during the handshake")
-                    try:
-                        events = proto.receive_data(data)
-                    except ProtocolError as exc:
-                        if "own node id" in str(exc):
-                            self._note_self_dial(data)
-                        raise
+                    events = proto.receive_data(data)
+                    if not proto.client and proto.peer_nonce in self._own_nonces:
+                        # A hello with one of our own nonces: we dialled ourselves.
+                        self._self_addresses.add(self._own_nonces[proto.peer_nonce])
+                        raise ProtocolError("we dialled ourselves")
                     out = proto.data_to_send()
                     if out:
                         await stream.send_all(out)
@@ -369,12 +474,6 @@ class TcpTransport(Transport):
             self.stats.handshakes_failed += 1
             log.warning("tcp %s: handshake failed: %s", self._node_id, exc or type(exc).__name__)
             return None
-
-    def _note_self_dial(self, data: bytes) -> None:
-        # A hello carrying one of our own nonces: we dialled ourselves. Stop that.
-        for nonce, address in self._own_nonces.items():
-            if nonce in data:
-                self._self_addresses.add(address)
 
     def _register(self, auth: Authenticated, initiator: str) -> _Link | None:
         peer = auth.node_id
@@ -392,7 +491,12 @@ class TcpTransport(Transport):
         self._emit(PeerUp(peer))
         log.info("tcp %s: connected to %s (%s)", self._node_id, peer, auth.listen)
         if not auth.listen.startswith(("0.0.0.0:", "[::]:")):
-            self._dial(auth.listen)  # so we reconnect to it if the link drops
+            # It listens there: dial it if the link drops. Its other addresses go.
+            self._book.answered(auth.listen, peer, trio.current_time())
+            self.stats.addresses_forgotten = self._book.forgotten
+            with contextlib.suppress(ValueError):
+                self._add_known_hosts([parse_address(auth.listen)[0]])
+            self._dial(auth.listen)
         return link
 
     def _unregister(self, link: _Link) -> None:
@@ -438,8 +542,18 @@ class TcpTransport(Transport):
                 if isinstance(event, Message):
                     await self._events_send.send(Received(link.peer, event.data))
                 elif isinstance(event, Peers):
-                    for address in event.addresses:
-                        self._dial(address)
+                    self._learn(event.addresses)
+
+    def _learn(self, addresses: Iterable[str]) -> None:
+        now = trio.current_time()
+        for address in addresses:
+            try:
+                parse_address(address)
+            except ValueError:
+                continue
+            if self._book.learn(address, now):
+                self._dial(address)
+        self.stats.addresses_dropped = self._book.dropped
 
     async def _write_loop(
         self, stream: trio.abc.Stream, proto: Connection, link: _Link, scope: trio.CancelScope

@@ -7,16 +7,27 @@ Frames: a 4-byte big-endian length, then that many bytes; longer than
 ``max_frame_bytes`` is an error.
 
 Handshake, mutual challenge-response over a shared secret (like Erlang's cookie,
-but never sent)::
+but never sent). Neither side says who it is before the other has proved it knows
+the secret::
 
-    client -> server   [1, "hello", client_id, client_listen, nonce_c]
-    server -> client   [1, "challenge", server_id, server_listen, nonce_s, proof_s]
+    client -> server   [1, "hello", nonce_c]
+    server -> client   [1, "challenge", nonce_s]
     client -> server   [1, "proof", proof_c]
+    server -> client   [1, "welcome", server_id, server_listen, proof_s]
+    client -> server   [1, "identity", client_id, client_listen, proof_i]
 
-with ``proof_s = HMAC(secret, "chorus server" | nonce_c | nonce_s | ids)`` and
-``proof_c`` likewise with "chorus client". Each side checks the other's proof, so a
-party without the secret learns nothing and can inject nothing; the server's fresh
-nonce makes a replayed client proof worthless. Nonces are 32 random bytes.
+with ``proof_c = HMAC(secret, "chorus client" | nonce_c | nonce_s)``, ``proof_s``
+over ``"chorus server" | nonce_c | nonce_s | server_id | server_listen`` and
+``proof_i`` over ``"chorus identity" | nonce_c | nonce_s | client_id |
+client_listen | server_id``. Nonces are 32 random bytes.
+
+So a party without the secret that connects to a node gets one random nonce and
+nothing else: no node id, no address, and no MAC to test guesses of the secret
+against offline. A server learns the client's proof before proving itself (someone
+has to go first); what it could do with it is guess the secret offline, which is why
+`check_secret` refuses secrets under 128 bits. The server's fresh nonce makes a
+replayed client proof worthless, the client's makes a replayed welcome worthless,
+and both ids are bound into the last two proofs and the session keys.
 
 After the handshake every frame is ``tag(32) | kind(1) | payload`` where ``tag`` is
 HMAC-SHA256 under a per-direction session key (derived from the secret and both
@@ -112,11 +123,14 @@ def _mac(key: bytes, *parts: bytes) -> bytes:
 
 
 class _State(enum.Enum):
-    # client: SENT_HELLO -> (challenge) -> OPEN
-    # server: AWAIT_HELLO -> (hello) -> SENT_CHALLENGE -> (proof) -> OPEN
+    # client: SENT_HELLO -> (challenge) -> SENT_PROOF -> (welcome) -> OPEN
+    # server: AWAIT_HELLO -> (hello) -> SENT_CHALLENGE -> (proof) -> SENT_WELCOME
+    #         -> (identity) -> OPEN
     SENT_HELLO = "sent hello"
+    SENT_PROOF = "sent proof"
     AWAIT_HELLO = "await hello"
     SENT_CHALLENGE = "sent challenge"
+    SENT_WELCOME = "sent welcome"
     OPEN = "open"
     CLOSED = "closed"
 
@@ -126,10 +140,13 @@ class Connection:
 
     Args:
         node_id: our node id; listen: the address peers may dial us at.
-        secret: the cluster secret (bytes).
+        secret: the cluster secret (bytes; `check_secret` is the caller's job).
         client: True on the dialling side, which speaks first.
         max_frame_bytes: the largest frame accepted or sent, in bytes.
         nonce: for tests only; 32 random bytes by default.
+
+    Raises:
+        ValueError: the secret is empty.
     """
 
     def __init__(
@@ -148,16 +165,17 @@ class Connection:
         self.client = client
         self.max_frame_bytes = max_frame_bytes
         self.peer: str | None = None
+        self._peer_listen = ""
         self._secret = secret
-        self._nonce = nonce or _secrets.token_bytes(NONCE_BYTES)
-        self._their_nonce = b""
+        self.nonce = nonce or _secrets.token_bytes(NONCE_BYTES)
+        self.peer_nonce = b""
         self._buffer = bytearray()
         self._send_key = self._recv_key = b""
         self._send_seq = self._recv_seq = 0
         self._outgoing = bytearray()
         if client:
             self._state = _State.SENT_HELLO
-            self._frame(_cbor([VERSION, "hello", node_id, listen, self._nonce]))
+            self._send_handshake("hello", self.nonce)
         else:
             self._state = _State.AWAIT_HELLO
 
@@ -209,53 +227,62 @@ class Connection:
         obj = _decode(body)
         if type(obj) is not list or len(obj) < 2 or obj[0] != VERSION:
             raise ProtocolError("unsupported handshake version")
-        kind = obj[1]
-        if state is _State.AWAIT_HELLO and kind == "hello" and len(obj) == 5:
-            self.peer = _text(obj[2], "node id")
-            self._peer_listen = _text(obj[3], "listen address")
-            self._their_nonce = _nonce(obj[4])
-            if self.peer == self.node_id:
-                raise ProtocolError("peer claims our own node id")
-            proof = self._proof(b"chorus server")
-            self._frame(
-                _cbor([VERSION, "challenge", self.node_id, self.listen, self._nonce, proof])
-            )
+        kind, fields = obj[1], obj[2:]
+        if state is _State.AWAIT_HELLO and kind == "hello" and len(fields) == 1:
+            self.peer_nonce = _nonce(fields[0])
+            self._send_handshake("challenge", self.nonce)
             self._state = _State.SENT_CHALLENGE
             return None
-        if state is _State.SENT_HELLO and kind == "challenge" and len(obj) == 6:
-            self.peer = _text(obj[2], "node id")
-            self._peer_listen = _text(obj[3], "listen address")
-            self._their_nonce = _nonce(obj[4])
-            if self.peer == self.node_id:
-                raise ProtocolError("peer claims our own node id")
-            if not hmac.compare_digest(_bytes(obj[5]), self._proof(b"chorus server")):
-                raise ProtocolError("server failed to prove it knows the secret")
-            self._frame(_cbor([VERSION, "proof", self._proof(b"chorus client")]))
-            return self._opened()
-        if state is _State.SENT_CHALLENGE and kind == "proof" and len(obj) == 3:
-            if not hmac.compare_digest(_bytes(obj[2]), self._proof(b"chorus client")):
+        if state is _State.SENT_HELLO and kind == "challenge" and len(fields) == 1:
+            self.peer_nonce = _nonce(fields[0])
+            self._send_handshake("proof", self._proof(b"chorus client"))
+            self._state = _State.SENT_PROOF
+            return None
+        if state is _State.SENT_CHALLENGE and kind == "proof" and len(fields) == 1:
+            if not hmac.compare_digest(_bytes(fields[0]), self._proof(b"chorus client")):
                 raise ProtocolError("client failed to prove it knows the secret")
-            return self._opened()
+            proof = self._proof(b"chorus server", self.node_id, self.listen)
+            self._send_handshake("welcome", self.node_id, self.listen, proof)
+            self._state = _State.SENT_WELCOME
+            return None
+        if state is _State.SENT_PROOF and kind == "welcome" and len(fields) == 3:
+            peer, listen = _text(fields[0], "node id"), _text(fields[1], "listen address")
+            if not hmac.compare_digest(
+                _bytes(fields[2]), self._proof(b"chorus server", peer, listen)
+            ):
+                raise ProtocolError("server failed to prove it knows the secret")
+            if peer == self.node_id:
+                raise ProtocolError("peer claims our own node id")
+            proof = self._proof(b"chorus identity", self.node_id, self.listen, peer)
+            self._send_handshake("identity", self.node_id, self.listen, proof)
+            return self._opened(peer, listen)
+        if state is _State.SENT_WELCOME and kind == "identity" and len(fields) == 3:
+            peer, listen = _text(fields[0], "node id"), _text(fields[1], "listen address")
+            expected = self._proof(b"chorus identity", peer, listen, self.node_id)
+            if not hmac.compare_digest(_bytes(fields[2]), expected):
+                raise ProtocolError("client failed to prove its identity")
+            if peer == self.node_id:
+                raise ProtocolError("peer claims our own node id")
+            return self._opened(peer, listen)
         raise ProtocolError(f"unexpected {kind!r:.20} in state {state.value}")
 
-    def _client_server(self) -> tuple[bytes, bytes, bytes, bytes]:
-        assert self.peer is not None
+    def _nonces(self) -> tuple[bytes, bytes]:
+        """(client nonce, server nonce)."""
         if self.client:
-            return self._nonce, self._their_nonce, self.node_id.encode(), self.peer.encode()
-        return self._their_nonce, self._nonce, self.peer.encode(), self.node_id.encode()
+            return self.nonce, self.peer_nonce
+        return self.peer_nonce, self.nonce
 
-    def _proof(self, label: bytes) -> bytes:
-        nonce_c, nonce_s, client_id, server_id = self._client_server()
-        return _mac(self._secret, label, nonce_c, nonce_s, client_id, server_id)
+    def _proof(self, label: bytes, *texts: str) -> bytes:
+        return _mac(self._secret, label, *self._nonces(), *(t.encode() for t in texts))
 
-    def _opened(self) -> Authenticated:
-        nonce_c, nonce_s, client_id, server_id = self._client_server()
-        c2s = _mac(self._secret, b"chorus c2s", nonce_c, nonce_s, client_id, server_id)
-        s2c = _mac(self._secret, b"chorus s2c", nonce_c, nonce_s, client_id, server_id)
+    def _opened(self, peer: str, listen: str) -> Authenticated:
+        self.peer, self._peer_listen = peer, listen
+        client_id, server_id = (self.node_id, peer) if self.client else (peer, self.node_id)
+        c2s = self._proof(b"chorus c2s", client_id, server_id)
+        s2c = self._proof(b"chorus s2c", client_id, server_id)
         self._send_key, self._recv_key = (c2s, s2c) if self.client else (s2c, c2s)
         self._state = _State.OPEN
-        assert self.peer is not None
-        return Authenticated(self.peer, self._peer_listen)
+        return Authenticated(peer, listen)
 
     def _on_sealed(self, body: bytes) -> Event:
         if len(body) < TAG_BYTES + 1:
@@ -299,6 +326,9 @@ class Connection:
         tag = _mac(self._send_key, self._send_seq.to_bytes(8, "big"), rest)
         self._send_seq += 1
         self._frame(tag + rest)
+
+    def _send_handshake(self, kind: str, *fields: object) -> None:
+        self._frame(_cbor([VERSION, kind, *fields]))
 
     def _frame(self, body: bytes) -> None:
         self._outgoing += len(body).to_bytes(4, "big")

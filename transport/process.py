@@ -41,6 +41,7 @@ from typing import Any
 import trio
 
 from ._node import Node
+from ._secret import WeakSecretError, check_secret
 from ._tcp import TcpTransport
 
 
@@ -139,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     secret = os.environ.get("CHORUS_SECRET")
     if not secret:
         parser.error("set the cluster secret in the CHORUS_SECRET environment variable")
+    try:
+        check_secret(secret)
+    except WeakSecretError as exc:
+        parser.error(str(exc))
     trio.run(_serve, args, secret)
     return 0
 

@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import eventually, free_port
 
 pytestmark = pytest.mark.timeout(180)
-SECRET, TOKEN = "e2e-cluster-secret-9f3a", "e2e-admin-token-71bc"
+SECRET, TOKEN = "e2ec1a55e7f39a04b6d8e2ec1a55e7f3", "e2e-admin-token-71bc"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

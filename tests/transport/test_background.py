@@ -8,7 +8,7 @@ from tests.helpers import eventually, free_port
 from transport import BackgroundNode, Node, TcpTransport
 
 pytestmark = pytest.mark.timeout(60)
-SECRET = b"background secret"
+SECRET = b"bac6e7f8a9b0c1d2e3f4a5b6c7d8e9f0"
 FAST = {"heartbeat_interval_s": 0.1, "failure_timeout_s": 1.0, "join_timeout_s": 2.0}
 
 

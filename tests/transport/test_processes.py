@@ -10,7 +10,7 @@ from tests.helpers import eventually, free_port
 from transport.process import NodeProcess
 
 pytestmark = pytest.mark.timeout(120)
-SECRET = "process test secret"
+SECRET = "9e0c355ecae7b1d2f3a4b5c6d7e8f901"
 
 
 @pytest.fixture
@@ -67,7 +67,12 @@ def test_kill_9_and_restart_catches_up(cluster) -> None:  # type: ignore[no-unty
 
 def test_a_node_with_the_wrong_secret_is_refused(cluster) -> None:  # type: ignore[no-untyped-def]
     ports, nodes = cluster
-    rogue = NodeProcess("rogue", f"127.0.0.1:{free_port()}", [f"127.0.0.1:{ports[0]}"], "wrong")
+    rogue = NodeProcess(
+        "rogue",
+        f"127.0.0.1:{free_port()}",
+        [f"127.0.0.1:{ports[0]}"],
+        "0e1f5ecae7a1b2c3d4e5f60718293a4b",
+    )
     try:
         rogue.request(op="set", map="m", key="evil", value=1)
         time.sleep(2)

@@ -10,10 +10,12 @@ import trio
 from tests.helpers import free_port
 from transport import PeerUp, Received, Transport
 from transport._tcp import TcpTransport
+from transport._tcp_protocol import Connection
 from transport.testing import check_transport
 
 pytestmark = pytest.mark.timeout(60)
-SECRET = b"test secret"
+SECRET = b"7e57c0de5ec4e7a1b2c3d4e5f6071829"
+OTHER_SECRET = b"0e1f5ecae7a1b2c3d4e5f60718293a4b"
 
 
 def fast(**options: Any) -> dict[str, Any]:
@@ -65,7 +67,7 @@ def test_a_node_with_the_wrong_secret_learns_nothing_and_changes_nothing() -> No
     async def main() -> None:
         port = free_port()
         a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), **fast())
-        rogue = TcpTransport("rogue", secret=b"guess", seeds=[f"127.0.0.1:{port}"], **fast())
+        rogue = TcpTransport("rogue", secret=OTHER_SECRET, seeds=[f"127.0.0.1:{port}"], **fast())
         async with serving(a, rogue):
             await trio.sleep(1.0)
             assert a.peers() == frozenset()
@@ -74,6 +76,20 @@ def test_a_node_with_the_wrong_secret_learns_nothing_and_changes_nothing() -> No
             assert rogue.send("a", b"x") is False
 
     trio.run(main)
+
+
+async def authenticate(stream: trio.abc.Stream, client: Connection) -> bytes:
+    """Drive a client-side handshake over ``stream``; return every byte it sent."""
+    sent = b""
+    while not client.open:
+        out = client.data_to_send()
+        sent += out
+        await stream.send_all(out)
+        with trio.fail_after(5):
+            client.receive_data(bytes(await stream.receive_some(65536)))
+    out = client.data_to_send()  # the identity
+    await stream.send_all(out)
+    return sent + out
 
 
 async def raw(port: int, data: bytes, *, read: bool = True) -> bytes:
@@ -123,20 +139,15 @@ def test_a_replayed_handshake_is_refused_over_the_wire() -> None:
         port = free_port()
         a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), **fast())
         async with serving(a):
-            # Record a genuine client's hello and proof, then replay them.
-            from transport._tcp_protocol import Connection
-
+            # Record a genuine client's side of a handshake, then replay it.
             client = Connection("b", "127.0.0.1:1", SECRET, client=True, max_frame_bytes=1 << 20)
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             async with stream:
-                hello = client.data_to_send()
-                await stream.send_all(hello)
-                client.receive_data(await stream.receive_some(65536))
-                proof = client.data_to_send()
-                await stream.send_all(proof)
+                sent = await authenticate(stream, client)
+                await wait_for_peer(a, "b")
             await trio.sleep(0.2)
             failed = a.stats.handshakes_failed
-            await raw(port, hello + proof)
+            await raw(port, sent)
             assert a.stats.handshakes_failed == failed + 1
             assert a.peers() == frozenset()
 
@@ -207,17 +218,13 @@ def test_addresses() -> None:
 
 def test_an_authenticated_but_silent_connection_is_closed_after_the_idle_timeout() -> None:
     async def main() -> None:
-        from transport._tcp_protocol import Connection
-
         port = free_port()
         a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), **fast(idle_timeout_s=0.5))
         async with serving(a):
             client = Connection("b", "127.0.0.1:1", SECRET, client=True, max_frame_bytes=1 << 20)
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             async with stream:
-                await stream.send_all(client.data_to_send())
-                client.receive_data(await stream.receive_some(65536))
-                await stream.send_all(client.data_to_send())
+                await authenticate(stream, client)
                 await wait_for_peer(a, "b")
                 with trio.fail_after(5):  # then say nothing: a must hang up
                     while await stream.receive_some(65536):

@@ -14,7 +14,7 @@ from tests.helpers import free_port
 from transport import Node, TcpTransport
 
 pytestmark = pytest.mark.timeout(120)
-SECRET = b"node test secret"
+SECRET = b"40de7e57a1b2c3d4e5f60718293a4b5c"
 FAST: dict[str, Any] = {
     "heartbeat_interval_s": 0.1,
     "failure_timeout_s": 1.0,

@@ -1,3 +1,4 @@
+import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,7 +11,7 @@ from transport._tcp_protocol import (
     ProtocolError,
 )
 
-SECRET = b"cluster secret"
+SECRET = b"c1a55e7e5ec7e7a0b1c2d3e4f5061728"
 LIMIT = 1 << 16
 
 
@@ -21,9 +22,22 @@ def pair(secret_a: bytes = SECRET, secret_b: bytes = SECRET) -> tuple[Connection
 
 
 def handshake(client: Connection, server: Connection) -> None:
-    assert server.receive_data(client.data_to_send()) == []
+    assert server.receive_data(client.data_to_send()) == []  # hello
+    assert client.receive_data(server.data_to_send()) == []  # challenge
+    assert server.receive_data(client.data_to_send()) == []  # proof
     assert client.receive_data(server.data_to_send()) == [Authenticated("b", "127.0.0.1:2")]
     assert server.receive_data(client.data_to_send()) == [Authenticated("a", "127.0.0.1:1")]
+
+
+def frame(obj: object) -> bytes:
+    body = cbor2.dumps(obj)
+    return len(body).to_bytes(4, "big") + body
+
+
+def unframe(data: bytes) -> object:
+    size = int.from_bytes(data[:4], "big")
+    assert len(data) == 4 + size
+    return cbor2.loads(data[4:])
 
 
 def test_handshake_then_messages_both_ways() -> None:
@@ -51,29 +65,48 @@ def test_bytes_may_arrive_one_at_a_time() -> None:
     assert events == [Message(b"x" * 100)]
 
 
+def test_an_unauthenticated_client_learns_one_random_nonce_and_nothing_else() -> None:
+    challenges = []
+    for _ in range(2):
+        server = Connection(
+            "server-node-id", "10.1.2.3:7000", SECRET, client=False, max_frame_bytes=LIMIT
+        )
+        server.receive_data(frame([1, "hello", b"\x00" * 32]))
+        challenge = server.data_to_send()
+        kind_and_nonce = unframe(challenge)
+        assert isinstance(kind_and_nonce, list)
+        assert kind_and_nonce[:2] == [1, "challenge"]
+        assert len(kind_and_nonce) == 3
+        assert len(kind_and_nonce[2]) == 32
+        assert b"10.1.2.3" not in challenge
+        assert b"server-node-id" not in challenge
+        challenges.append(kind_and_nonce[2])
+        # A wrong proof gets the connection closed, and nothing more is sent.
+        with pytest.raises(ProtocolError, match="client failed"):
+            server.receive_data(frame([1, "proof", b"\x00" * 32]))
+        assert server.data_to_send() == b""
+        assert server.peer is None
+    assert challenges[0] != challenges[1]  # a fresh nonce, not a function of the hello
+
+
 def test_a_server_without_the_secret_is_refused_by_the_client() -> None:
-    client, server = pair(secret_b=b"other")
-    server.receive_data(client.data_to_send())
+    client = Connection("a", "c", SECRET, client=True, max_frame_bytes=LIMIT)
+    client.data_to_send()
+    assert client.receive_data(frame([1, "challenge", b"\x01" * 32])) == []
+    client.data_to_send()  # the proof: a rogue server may guess the secret offline
     with pytest.raises(ProtocolError, match="server failed"):
-        client.receive_data(server.data_to_send())
+        client.receive_data(frame([1, "welcome", "b", "s", b"\x00" * 32]))
     assert not client.open
-    assert client.data_to_send() == b""  # it never answered with a proof
+    assert client.data_to_send() == b""  # it never told the server who it is
 
 
-def test_a_client_without_the_secret_is_refused() -> None:
-    server = Connection("b", "s", SECRET, client=False, max_frame_bytes=LIMIT)
-    intruder = Connection("a", "c", b"guess", client=True, max_frame_bytes=LIMIT)
-    server.receive_data(intruder.data_to_send())
-    challenge = server.data_to_send()
-    with pytest.raises(ProtocolError):
-        intruder.receive_data(challenge)  # it sees the server proof does not match
-    # Even if it ignores that and answers, its proof is wrong.
-    import cbor2
-
-    fake_proof = cbor2.dumps([1, "proof", b"\x00" * 32])
+def test_a_server_with_another_secret_refuses_the_client() -> None:
+    client, server = pair(secret_b=b"0e1f5ecae7a1b2c3d4e5f60718293a4b")
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
     with pytest.raises(ProtocolError, match="client failed"):
-        server.receive_data(len(fake_proof).to_bytes(4, "big") + fake_proof)
-    assert not server.open
+        server.receive_data(client.data_to_send())
+    assert server.data_to_send() == b""
 
 
 def test_a_replayed_handshake_is_refused() -> None:
@@ -83,12 +116,35 @@ def test_a_replayed_handshake_is_refused() -> None:
     client.receive_data(server.data_to_send())
     proof = client.data_to_send()
     server.receive_data(proof)
-    # A recording of that conversation, replayed to a new server connection:
+    welcome = server.data_to_send()
+    # A recording of the client's side, replayed to a new server connection:
     replay = Connection("b", "127.0.0.1:2", SECRET, client=False, max_frame_bytes=LIMIT)
     replay.receive_data(hello)
     replay.data_to_send()  # a fresh challenge, with a new nonce
     with pytest.raises(ProtocolError, match="client failed"):
         replay.receive_data(proof)
+    # And of the server's side, replayed to a new client:
+    victim = Connection("a", "127.0.0.1:1", SECRET, client=True, max_frame_bytes=LIMIT)
+    victim.receive_data(unframe_challenge(server))
+    with pytest.raises(ProtocolError, match="server failed"):
+        victim.receive_data(welcome)
+
+
+def unframe_challenge(server: Connection) -> bytes:
+    return frame([1, "challenge", server.nonce])
+
+
+def test_a_changed_identity_is_refused() -> None:
+    client, server = pair()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    identity = unframe(client.data_to_send())
+    assert isinstance(identity, list)
+    identity[2] = "mallory"  # a relay rewriting who the client is
+    with pytest.raises(ProtocolError, match="identity"):
+        server.receive_data(frame(identity))
 
 
 def test_tampered_reordered_and_replayed_frames_are_refused() -> None:
@@ -133,7 +189,8 @@ def test_oversized_frames_are_refused() -> None:
         b"\xff\xff",  # not CBOR
         b"\x83\x02ehello\x00",  # wrong version
         b"\x82\x01dnope",  # unknown kind
-        b"\x85\x01ehelloaa\x61c\x41x",  # short nonce
+        b"\x83\x01ehelloAx",  # short nonce
+        b"\x83\x01eproofAx",  # a proof before the hello
     ],
 )
 def test_bad_handshakes_are_refused(frame_body: bytes) -> None:
@@ -147,8 +204,11 @@ def test_bad_handshakes_are_refused(frame_body: bytes) -> None:
 def test_a_peer_claiming_our_id_is_refused() -> None:
     client = Connection("b", "c", SECRET, client=True, max_frame_bytes=LIMIT)
     server = Connection("b", "s", SECRET, client=False, max_frame_bytes=LIMIT)
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
     with pytest.raises(ProtocolError, match="own node id"):
-        server.receive_data(client.data_to_send())
+        client.receive_data(server.data_to_send())
 
 
 def test_messages_before_the_handshake_cannot_be_sent() -> None:
