@@ -104,9 +104,10 @@ class AddressBook:
         return True
 
     def seen(self, address: str, now: float) -> None:
-        """A link over ``address`` was up until ``now``: it still answers."""
+        """A link over ``address`` was up until ``now``: it still answers. (An
+        address that never answered a handshake is not refreshed.)"""
         entry = self._learned.get(address)
-        if entry is not None:
+        if entry is not None and entry.answered_at is not None:
             entry.answered_at = now
 
     def node_at(self, address: str) -> str | None:

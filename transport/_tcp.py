@@ -21,6 +21,7 @@ from ._addresses import AddressBook, Dial
 from ._interface import Event, PeerDown, PeerUp, Received, Transport, TransportClosed
 from ._secret import check_secret
 from ._tcp_protocol import Authenticated, Connection, Message, Peers, ProtocolError
+from ._tcp_protocol import Event as ProtoEvent
 
 log = logging.getLogger("chorus.tcp")
 _MAX_KNOWN_HOSTS = 4096
@@ -209,6 +210,11 @@ class TcpTransport(Transport):
 
     def peers(self) -> frozenset[str]:
         return frozenset(self._links)
+
+    def dialling(self) -> frozenset[str]:
+        """The addresses (``"host:port"``) this transport keeps dialling now: seeds as
+        resolved, and learned addresses not yet forgotten (see `AddressBook`)."""
+        return frozenset(self._dialling)
 
     def send(self, peer: str, data: bytes) -> bool:
         if len(data) > self._max_message_bytes:
@@ -417,15 +423,16 @@ class TcpTransport(Transport):
         if client and address is not None:
             self._own_nonces[proto.nonce] = address
         try:
-            authenticated = await self._handshake(stream, proto)
+            handshake = await self._handshake(stream, proto)
         finally:
             if source is not None:
                 self._release(*source)
             if client:
                 self._own_nonces.pop(proto.nonce, None)
-        if authenticated is None:
+        if handshake is None:
             await trio.aclose_forcefully(stream)
             return None, False
+        authenticated, early = handshake
         if source is not None:
             self._add_known_hosts([source[0]])
         link = self._register(
@@ -438,6 +445,7 @@ class TcpTransport(Transport):
             with link.cancel_scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop, stream, proto, link, nursery.cancel_scope)
+                    await self._deliver(early, link)
                     await self._read_loop(stream, proto, link)
                     nursery.cancel_scope.cancel()
         finally:
@@ -446,7 +454,11 @@ class TcpTransport(Transport):
             await trio.aclose_forcefully(stream)
         return authenticated.node_id, True
 
-    async def _handshake(self, stream: trio.abc.Stream, proto: Connection) -> Authenticated | None:
+    async def _handshake(
+        self, stream: trio.abc.Stream, proto: Connection
+    ) -> tuple[Authenticated, list[ProtoEvent]] | None:
+        """Run the handshake. Returns the peer, and the frames that came in the
+        same read as its last message; None if it failed."""
         try:
             with trio.fail_after(self._handshake_timeout_s):
                 out = proto.data_to_send()
@@ -467,9 +479,9 @@ class TcpTransport(Transport):
                     out = proto.data_to_send()
                     if out:
                         await stream.send_all(out)
-                    for event in events:
+                    for i, event in enumerate(events):
                         if isinstance(event, Authenticated):
-                            return event
+                            return event, events[i + 1 :]
         except (ProtocolError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
             self.stats.handshakes_failed += 1
             log.warning("tcp %s: handshake failed: %s", self._node_id, exc or type(exc).__name__)
@@ -538,11 +550,14 @@ class TcpTransport(Transport):
                 self.stats.protocol_errors += 1
                 log.warning("tcp %s: closing %s: %s", self._node_id, link.peer, exc)
                 return
-            for event in events:
-                if isinstance(event, Message):
-                    await self._events_send.send(Received(link.peer, event.data))
-                elif isinstance(event, Peers):
-                    self._learn(event.addresses)
+            await self._deliver(events, link)
+
+    async def _deliver(self, events: list[ProtoEvent], link: _Link) -> None:
+        for event in events:
+            if isinstance(event, Message):
+                await self._events_send.send(Received(link.peer, event.data))
+            elif isinstance(event, Peers):
+                self._learn(event.addresses)
 
     def _learn(self, addresses: Iterable[str]) -> None:
         now = trio.current_time()

@@ -233,3 +233,23 @@ def test_an_authenticated_but_silent_connection_is_closed_after_the_idle_timeout
             assert "b" not in a.peers()
 
     trio.run(main)
+
+
+def test_a_message_in_the_same_read_as_the_handshake_is_delivered() -> None:
+    async def main() -> None:
+        port = free_port()
+        a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), **fast())
+        async with serving(a):
+            client = Connection("b", "127.0.0.1:1", SECRET, client=True, max_frame_bytes=1 << 20)
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                while not client.open:
+                    await stream.send_all(client.data_to_send())
+                    client.receive_data(bytes(await stream.receive_some(65536)))
+                client.send_message(b"first")  # one write: the identity, then a message
+                await stream.send_all(client.data_to_send())
+                with trio.fail_after(5):
+                    while (event := await a.receive()) != Received("b", b"first"):
+                        assert isinstance(event, PeerUp)
+
+    trio.run(main)

@@ -1,0 +1,197 @@
+"""TcpTransport under floods, over real sockets on 127.0.0.0/8.
+
+Linux routes all of 127.0.0.0/8 to loopback, so an attacker can connect from
+127.0.0.2, 127.0.0.3, ... while the nodes use 127.0.0.1: distinct sources on one host.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import trio
+
+from tests.helpers import free_port
+from transport._tcp import TcpTransport
+from transport._tcp_protocol import Connection
+
+pytestmark = pytest.mark.timeout(60)
+SECRET = b"f100d7e5a1b2c3d4e5f60718293a4b5c"
+
+
+def fast(**options: Any) -> dict[str, Any]:
+    return {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, **options}
+
+
+@asynccontextmanager
+async def serving(*transports: TcpTransport) -> AsyncIterator[trio.Nursery]:
+    async with trio.open_nursery() as nursery:
+        for t in transports:
+            await nursery.start(t.serve)
+        yield nursery
+        nursery.cancel_scope.cancel()
+
+
+async def eventually(check: Any, timeout: float = 10) -> None:
+    with trio.fail_after(timeout):
+        while not check():
+            await trio.sleep(0.02)
+
+
+async def connect_from(source: str, port: int) -> trio.SocketStream:
+    sock = trio.socket.socket()
+    await sock.bind((source, 0))
+    await sock.connect(("127.0.0.1", port))
+    return trio.SocketStream(sock)
+
+
+async def flood(port: int, sources: list[str], per_source: int, opened: list[int]) -> None:
+    """Keep ``per_source`` idle connections open from each source, reopening each
+    one as soon as the node closes it (the slowloris pattern)."""
+
+    async def hold(source: str) -> None:
+        while True:
+            try:
+                stream = await connect_from(source, port)
+            except OSError:
+                await trio.sleep(0.01)
+                continue
+            opened[0] += 1
+            async with stream:
+                try:
+                    while await stream.receive_some(1024):  # never send, wait for close
+                        pass
+                except trio.BrokenResourceError:
+                    pass
+
+    async with trio.open_nursery() as nursery:
+        for source in sources:
+            for _ in range(per_source):
+                nursery.start_soon(hold, source)
+
+
+def test_a_slowloris_flood_cannot_keep_a_known_peer_out() -> None:
+    async def main() -> None:
+        port = free_port()
+        a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), **fast())
+        b = TcpTransport("b", secret=SECRET, seeds=[f"127.0.0.1:{port}"], **fast())
+        async with serving(a) as nursery:
+            b_scope = trio.CancelScope()
+
+            async def run_b(transport: TcpTransport) -> None:
+                with b_scope:
+                    await transport.serve()
+
+            nursery.start_soon(run_b, b)
+            await eventually(lambda: "b" in a.peers())
+            b_scope.cancel()  # b goes away (a restart)...
+            await eventually(lambda: "b" not in a.peers())
+
+            # ...while 40 sources hold 8 idle connections each: 320 > 64 slots.
+            opened = [0]
+            sources = [f"127.0.0.{i}" for i in range(2, 42)]
+            nursery.start_soon(flood, port, sources, 8, opened)
+            await eventually(lambda: a.stats.connections_refused > 200)
+
+            b_scope = trio.CancelScope()
+            again = TcpTransport("b", secret=SECRET, seeds=[f"127.0.0.1:{port}"], **fast())
+            nursery.start_soon(run_b, again)
+            started = trio.current_time()
+            await eventually(lambda: "b" in a.peers(), timeout=5)
+            # In through the reserve, not by waiting for the flood's handshakes to
+            # time out (the first-byte timeout is 1 s; the flood reopens at once).
+            assert trio.current_time() - started < 1.0
+            assert opened[0] > 320  # the flood kept reopening what a closed
+            b_scope.cancel()
+
+    trio.run(main)
+
+
+def test_an_idle_connection_is_closed_after_the_first_byte_timeout() -> None:
+    async def main() -> None:
+        port = free_port()
+        a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), first_byte_timeout_s=0.5)
+        async with serving(a):
+            stream = await connect_from("127.0.0.2", port)
+            started = trio.current_time()
+            with trio.fail_after(5):
+                assert await stream.receive_some(1024) == b""  # closed by a, never a byte
+            assert 0.4 < trio.current_time() - started < 2.0
+            assert a.stats.handshakes_failed == 1
+
+    trio.run(main)
+
+
+async def authenticated_client(port: int, node_id: str) -> tuple[trio.SocketStream, Connection]:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    client = Connection(node_id, "127.0.0.1:9", SECRET, client=True, max_frame_bytes=1 << 20)
+    while not client.open:
+        await stream.send_all(client.data_to_send())
+        with trio.fail_after(5):
+            client.receive_data(bytes(await stream.receive_some(65536)))
+    await stream.send_all(client.data_to_send())
+    return stream, client
+
+
+def test_ten_thousand_gossiped_addresses_are_capped_and_forgotten() -> None:
+    async def main() -> None:
+        port = free_port()
+        a = TcpTransport(
+            "a",
+            secret=SECRET,
+            listen=("127.0.0.1", port),
+            max_learned_addresses=100,
+            forget_after_s=1.0,
+            **fast(),
+        )
+        async with serving(a):
+            stream, liar = await authenticated_client(port, "liar")
+            async with stream:
+                for frame in range(10):  # 10 frames of 1,000 addresses nobody listens at
+                    liar.send_peers([f"127.0.0.{frame + 2}:{p}" for p in range(1000, 2000)])
+                    await stream.send_all(liar.data_to_send())
+                book = a._book
+
+                def handled() -> int:  # every address was dropped, or learned once
+                    return a.stats.addresses_dropped + book.forgotten + len(book.learned())
+
+                with trio.move_on_after(10):
+                    while handled() < 10_000 + 1:  # and liar's own listen address
+                        assert len(a.dialling()) <= 101  # the cap, and liar's address
+                        await trio.sleep(0.01)
+                assert handled() == 10_000 + 1, (a.stats, len(book.learned()))
+                assert a.stats.addresses_dropped >= 8_000
+                # None of them ever answered: all are forgotten, their loops end.
+                await eventually(lambda: len(a.dialling()) <= 1, timeout=10)
+                assert a.stats.addresses_forgotten >= 99  # one slot holds liar's own address
+
+    trio.run(main)
+
+
+def test_a_peer_that_restarts_on_a_new_address_is_not_dialled_at_the_old_one() -> None:
+    async def main() -> None:
+        port, old, new = free_port(), free_port(), free_port()
+        a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), **fast())
+        seed = [f"127.0.0.1:{port}"]
+        async with serving(a) as nursery:
+            first = TcpTransport("b", secret=SECRET, listen=("127.0.0.1", old), seeds=seed)
+            scope = trio.CancelScope()
+
+            async def run(transport: TcpTransport, scope: trio.CancelScope) -> None:
+                with scope:
+                    await transport.serve()
+
+            nursery.start_soon(run, first, scope)
+            await eventually(lambda: f"127.0.0.1:{old}" in a.dialling())
+            scope.cancel()  # the pod is gone; its IP (here: port) will not come back
+            await eventually(lambda: "b" not in a.peers())
+            second = TcpTransport("b", secret=SECRET, listen=("127.0.0.1", new), seeds=seed)
+            scope = trio.CancelScope()
+            nursery.start_soon(run, second, scope)
+            await eventually(lambda: "b" in a.peers())
+            await eventually(lambda: f"127.0.0.1:{old}" not in a.dialling(), timeout=5)
+            assert f"127.0.0.1:{new}" in a.dialling()
+            assert a.stats.addresses_forgotten == 1
+            scope.cancel()
+
+    trio.run(main)
