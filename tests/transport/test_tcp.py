@@ -253,3 +253,40 @@ def test_a_message_in_the_same_read_as_the_handshake_is_delivered() -> None:
                         assert isinstance(event, PeerUp)
 
     trio.run(main)
+
+
+def test_an_unauthenticated_client_learns_no_node_id_address_or_mac() -> None:
+    async def main() -> None:
+        import cbor2
+
+        port = free_port()
+        a = TcpTransport("node-a-7f3e", secret=SECRET, listen=("127.0.0.1", port), **fast())
+        async with serving(a):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                hello = cbor2.dumps([1, "hello", b"\x07" * 32])
+                await stream.send_all(len(hello).to_bytes(4, "big") + hello)
+                received = b""
+                with trio.move_on_after(1):
+                    while len(received) < 4 or len(received) < 4 + int.from_bytes(
+                        received[:4], "big"
+                    ):
+                        received += await stream.receive_some(65536)
+                message = cbor2.loads(received[4:])
+                assert message[:2] == [1, "challenge"]
+                assert len(message) == 3  # one nonce: no id, no address, no MAC
+                assert len(message[2]) == 32
+                assert b"node-a-7f3e" not in received
+                assert str(port).encode() not in received
+                # A wrong proof: the connection closes and nothing more is said.
+                proof = cbor2.dumps([1, "proof", b"\x00" * 32])
+                await stream.send_all(len(proof).to_bytes(4, "big") + proof)
+                rest = b""
+                with trio.fail_after(5):
+                    while chunk := await stream.receive_some(65536):
+                        rest += chunk
+                assert rest == b""
+            assert a.peers() == frozenset()
+            assert a.stats.handshakes_failed == 1
+
+    trio.run(main)
