@@ -17,13 +17,28 @@ Node ids are listed once and referenced by index.
 Decoding trusts nothing: input over ``max_bytes``, malformed or truncated CBOR,
 trailing bytes, an unknown version or kind, wrong types, out-of-range fields, repeated
 keys and non-canonical values all raise `DecodeError`, and nothing is applied.
+
+Decoding is strict as it goes (see `crdt._values.strict_loads`), so its work is
+bounded by a small multiple of the input's size: no shared values (tags 28/29), string
+references (25/256), regular expressions, MIME messages, bigfloats or other tags that
+cost more than their bytes to decode. Every CBOR tag is refused while decoding (those
+cbor2 would decode itself as soon as their head is read) unless it is one of:
+
+- 70 and 71 (RFC 8746 typed arrays), holding a byte string: only in a map's or sync
+  step's top-level array, where the map columns are;
+- 2 and 3 (bignums) of at most `crdt._values.MAX_BIGNUM_BYTES` bytes: in map keys,
+  values and anywhere in a map or sync step's top-level array.
+
+Timestamps, digests, registers (outside their value) and `decode_cbor`'s messages
+carry no tags at all. Indefinite-length items, maps with repeated keys or with keys
+other than text or byte strings, and nesting over `MAX_MESSAGE_DEPTH` (over
+`crdt._values.MAX_VALUE_DEPTH` inside a value) are refused too.
 """
 
 from __future__ import annotations
 
 import array
 import functools
-import io
 import itertools
 import operator
 import sys
@@ -33,18 +48,31 @@ from typing import Any
 import cbor2
 
 from hlc import MAX_WALL_MS, Timestamp, TimestampError
+from hlc._timestamp import MAX_NODE_BYTES
 from hlc._timestamp import _check as _check_timestamp
 
 from ._map import LWWMap
 from ._merkle import Digest
 from ._register import TOMBSTONE, LWWRegister
 from ._sync import SyncStep
-from ._values import key_from_cbor
+from ._values import (
+    BIGNUMS,
+    MAX_VALUE_DEPTH,
+    NO_TAGS,
+    VALUE_TAGS,
+    Tags,
+    describe,
+    key_from_cbor,
+    strict_loads,
+)
 
 #: The version written in every encoding; decoding refuses any other.
 FORMAT_VERSION = 1
 #: The default limit on encoded input, in bytes (64 MiB).
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+#: How deeply a message's arrays (and tags) may nest, values aside: a map's keys are
+#: tuples at most 8 deep, inside the key list, inside the message.
+MAX_MESSAGE_DEPTH = 16
 
 
 class DecodeError(ValueError):
@@ -56,41 +84,49 @@ def _dumps(obj: Any) -> bytes:
 
 
 def decode_cbor(data: object, what: str = "message") -> Any:
-    """Decode exactly one CBOR item from untrusted bytes.
+    """Decode exactly one CBOR item from untrusted bytes, strictly.
 
     Unlike ``cbor2.loads``, which ignores what follows the first item, trailing
-    bytes are an error.
+    bytes are an error; and nothing chorus never writes is decoded: no CBOR tag (so
+    no shared values, string references, bignums or other costly items), no
+    indefinite-length item, no map with repeated keys or with keys other than text or
+    byte strings, no nesting over `MAX_MESSAGE_DEPTH`. The work is bounded by a small
+    multiple of ``len(data)``.
+
+    Args:
+        data: the bytes.
+        what: what they should be, to start the error messages with.
 
     Raises:
-        DecodeError: ``data`` is not bytes, is malformed or truncated CBOR (cbor2
-            refuses nesting over 400 deep), or has trailing bytes.
+        DecodeError: ``data`` is not bytes, is malformed or truncated CBOR, has
+            trailing bytes or holds anything listed above.
     """
+    return _decode(data, what, NO_TAGS)
+
+
+def _decode(data: object, what: str, tags: Tags) -> Any:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
-    stream = io.BytesIO(data)
     try:
-        obj = cbor2.CBORDecoder(stream).decode()
-    except Exception as exc:  # cbor2 raises several types on hostile input
+        return strict_loads(data, tags, MAX_MESSAGE_DEPTH)
+    except ValueError as exc:
         raise DecodeError(f"{what}: malformed CBOR: {exc}") from None
-    if stream.tell() != len(data):
-        raise DecodeError(f"{what}: {len(data) - stream.tell()} trailing bytes")
-    return obj
 
 
-def _loads(data: object, kind: str, max_bytes: int) -> list[Any]:
+def _loads(data: object, kind: str, max_bytes: int, tags: Tags = NO_TAGS) -> list[Any]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     size = len(data)
     if size > max_bytes:
         raise DecodeError(f"{kind}: {size} bytes is over the {max_bytes}-byte limit")
-    obj = decode_cbor(data, kind)
+    obj = _decode(data, kind, tags)
     if type(obj) is not list or len(obj) < 2:
         raise DecodeError(f"{kind}: expected [version, kind, ...]")
     version, found = obj[0], obj[1]
     if type(version) is not int or version != FORMAT_VERSION:
-        raise DecodeError(f"{kind}: unsupported format version {version!r:.40}")
+        raise DecodeError(f"{kind}: unsupported format version {describe(version)}")
     if found != kind:
-        raise DecodeError(f"expected a {kind!r} encoding, got {found!r:.40}")
+        raise DecodeError(f"expected a {kind!r} encoding, got {describe(found)}")
     return obj[2:]
 
 
@@ -107,9 +143,23 @@ def encode_timestamp(ts: Timestamp) -> bytes:
     return _dumps([FORMAT_VERSION, "ts", ts.wall_ms, ts.logical, ts.node])
 
 
-def _timestamp(fields: list[Any], kind: str) -> Timestamp:
+def _check_node(node: object, what: str) -> None:
+    # Checked here first so that hlc's messages, which repr the node, stay short.
+    if type(node) is not str or not 0 < len(node) <= MAX_NODE_BYTES:
+        raise DecodeError(f"{what}: node must be a non-empty str, got {describe(node)}")
     try:
-        return Timestamp(*fields)
+        _check_timestamp(0, 0, node)
+    except TimestampError as exc:
+        raise DecodeError(f"{what}: {exc}") from None
+
+
+def _timestamp(fields: list[Any], kind: str) -> Timestamp:
+    wall_ms, logical, node = fields
+    if type(wall_ms) is not int or type(logical) is not int:
+        raise DecodeError(f"{kind}: bad timestamp: wall_ms and logical must be ints")
+    _check_node(node, f"{kind}: bad timestamp")
+    try:
+        return Timestamp(wall_ms, logical, node)
     except (TimestampError, TypeError) as exc:
         raise DecodeError(f"{kind}: bad timestamp: {exc}") from None
 
@@ -148,8 +198,8 @@ def decode_register(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> LWWRe
 
 def _value(payload: bytes, kind: str) -> Any:
     try:
-        value = cbor2.loads(payload)
-        canonical = cbor2.dumps(value, canonical=True)
+        value = strict_loads(payload, VALUE_TAGS, MAX_VALUE_DEPTH)
+        canonical = _canonical(value)
     except Exception as exc:
         raise DecodeError(f"{kind}: bad value: {exc}") from None
     _expect(canonical == payload, f"{kind}: value is not canonical CBOR")
@@ -163,6 +213,11 @@ _by_wall, _by_logical, _by_node, _by_payload = (operator.itemgetter(i) for i in 
 _canonical = functools.partial(cbor2.dumps, canonical=True)
 _UINT32_LE, _UINT64_LE = 70, 71  # RFC 8746 typed-array tags
 _SWAP = sys.byteorder != "little"
+
+
+#: The tags a map's or sync step's top-level array may carry: its typed-array columns
+#: and the bignums of its int keys.
+_COLUMN_TAGS = Tags(BIGNUMS, byte_tags=(_UINT32_LE, _UINT64_LE))
 
 
 def _typed(code: str, tag: int, values: Iterable[int]) -> cbor2.CBORTag:
@@ -234,10 +289,7 @@ def _columns_map(columns: list[Any], kind: str) -> LWWMap:
         _expect(max(walls) <= MAX_WALL_MS, f"{kind}: wall_ms out of range")
         _expect(max(refs) < len(nodes), f"{kind}: node index out of range")
     for node in nodes:
-        try:
-            _check_timestamp(0, 0, node)
-        except TimestampError as exc:
-            raise DecodeError(f"{kind}: bad node id: {exc}") from None
+        _check_node(node, f"{kind}: bad node id")
     if set(map(type, keys)) - {str}:  # str keys, the common case, need no walk
         try:
             keys = [_key_of(key) for key in keys]
@@ -246,16 +298,17 @@ def _columns_map(columns: list[Any], kind: str) -> LWWMap:
 
     # The values are a CBOR sequence (RFC 8742): decode it as one array, then check
     # that re-encoding each value gives back the bytes exactly. That proves every
-    # value canonical and fixes the boundaries between them.
+    # value canonical and fixes the boundaries between them. The array adds a level of
+    # nesting, so a value may nest here as deep as on its own.
     live_count = live.count(1)
-    sequence = _array_header(live_count) + blob
-    stream = io.BytesIO(sequence)
     try:
-        values = cbor2.CBORDecoder(stream).decode()
+        values = strict_loads(_array_header(live_count) + blob, VALUE_TAGS, MAX_VALUE_DEPTH + 1)
+    except ValueError as exc:  # "bad value: 3 trailing bytes", if the sequence says so
+        raise DecodeError(f"{kind}: bad value: {exc}") from None
+    try:
         payloads = list(map(_canonical, values))
     except Exception as exc:
         raise DecodeError(f"{kind}: bad value: {exc}") from None
-    _expect(stream.tell() == len(sequence), f"{kind}: values hold trailing bytes")
     _expect(b"".join(payloads) == blob, f"{kind}: values are not canonical CBOR")
 
     if live_count != count:
@@ -280,7 +333,7 @@ def decode_map(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> LWWMap:
     Raises:
         DecodeError: see the module notes.
     """
-    return _columns_map(_loads(data, "map", max_bytes), "map")
+    return _columns_map(_loads(data, "map", max_bytes, _COLUMN_TAGS), "map")
 
 
 # -- digests and sync steps ----------------------------------------------------
@@ -327,6 +380,7 @@ def _prefixes_flat(prefixes: Iterable[tuple[int, int]]) -> list[int]:
 
 def _flat_prefixes(flat: Any, kind: str, what: str) -> list[tuple[int, int]]:
     _expect(type(flat) is list and len(flat) % 2 == 0, f"{kind}: bad {what} list")
+    _expect(all(type(x) is int for x in flat), f"{kind}: {what} fields must be ints")
     return [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
 
 
@@ -354,7 +408,7 @@ def decode_sync_step(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Sync
     Raises:
         DecodeError: see the module notes.
     """
-    body = _loads(data, "sync", max_bytes)
+    body = _loads(data, "sync", max_bytes, _COLUMN_TAGS)
     _expect(len(body) == 10, "sync: expected digest, 7 map columns, complete, pull")
     digest = _flat_digest(body[0], "sync")
     delta = _columns_map(body[1:8], "sync")

@@ -10,6 +10,10 @@ Every message is one CBOR array ``[1, kind, ...]`` (see crdt's codec):
   entry of yours is at this HLC reading" (see `Node.wait_replicated`);
 - ``"map"``: a delta, as `crdt.encode_map` writes it;
 - ``"sync"``: an anti-entropy step, as `crdt.encode_sync_step` writes it.
+
+The decoders here read untrusted bytes through `crdt.decode_cbor`, which refuses every
+CBOR tag, indefinite-length item and deep nesting while decoding, so a message's
+decoding costs at most a small multiple of its size.
 """
 
 from __future__ import annotations
