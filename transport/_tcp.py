@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import ipaddress
 import logging
 import random
 import ssl
@@ -25,6 +26,20 @@ from ._tcp_protocol import Event as ProtoEvent
 
 log = logging.getLogger("chorus.tcp")
 _MAX_KNOWN_HOSTS = 4096
+
+
+def _source_of(host: str) -> str:
+    """The unit per-source limits count in: an IPv4 address, or an IPv6 /64 (one
+    host commonly holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%")[0])
+    except ValueError:
+        return host
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 @contextlib.contextmanager
@@ -377,11 +392,12 @@ class TcpTransport(Transport):
 
     async def _accept(self, stream: trio.SocketStream) -> None:
         try:
-            source = str(stream.socket.getpeername()[0])
+            host = str(stream.socket.getpeername()[0])
         except OSError:  # it hung up already
             await trio.aclose_forcefully(stream)
             return
-        known = source in self._known_hosts
+        known = host in self._known_hosts
+        source = _source_of(host)
         if not self._admit(source):
             self.stats.connections_refused += 1
             await trio.aclose_forcefully(stream)
@@ -391,7 +407,7 @@ class TcpTransport(Transport):
             wrapped: trio.abc.Stream = stream
             if self._ssl_context is not None:
                 wrapped = trio.SSLStream(stream, self._ssl_context, server_side=True)
-            await self._run(wrapped, client=False, address=None, source=(source, known))
+            await self._run(wrapped, client=False, address=None, source=(source, known), host=host)
         except Exception:  # one connection's failure must not stop the transport
             log.exception("tcp %s: an accepted connection failed", self._node_id)
             await trio.aclose_forcefully(stream)
@@ -405,12 +421,14 @@ class TcpTransport(Transport):
         client: bool,
         address: str | None,
         source: tuple[str, bool] | None = None,
+        host: str | None = None,
     ) -> tuple[str | None, bool]:
         """Handshake, then carry messages until the connection ends.
 
-        ``source`` is an accepted connection's (IP, known) slot, released once the
-        handshake ends. Returns the peer's node id (None if the handshake failed)
-        and whether a link was up (False for a duplicate of an existing link).
+        ``source`` is an accepted connection's (source, known) slot, released once
+        the handshake ends; ``host`` its IP address. Returns the peer's node id
+        (None if the handshake failed) and whether a link was up (False for a
+        duplicate of an existing link).
         """
         assert self._advertise is not None
         proto = Connection(
@@ -433,8 +451,8 @@ class TcpTransport(Transport):
             await trio.aclose_forcefully(stream)
             return None, False
         authenticated, early = handshake
-        if source is not None:
-            self._add_known_hosts([source[0]])
+        if host is not None:
+            self._add_known_hosts([host])
         link = self._register(
             authenticated, initiator=self._node_id if client else authenticated.node_id
         )

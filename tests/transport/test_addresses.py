@@ -93,3 +93,11 @@ def test_the_book_stays_bounded_and_every_address_ends(
     for address in book.learned():
         assert book.next_step(address, now + 11) in (Dial.PROBE, Dial.STOP)
     assert all(book.node_at(a) is not None for a in book.learned())
+
+
+def test_per_source_limits_count_an_ipv6_slash_64_as_one_source() -> None:
+    from transport._tcp import _source_of
+
+    assert _source_of("127.0.0.2") == "127.0.0.2"
+    assert _source_of("2001:db8::1") == _source_of("2001:db8::ffff:1") == "2001:db8::/64"
+    assert _source_of("::ffff:10.0.0.1") == "10.0.0.1"
