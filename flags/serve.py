@@ -75,6 +75,7 @@ async def serve(
                     "ready": node.ready,
                     "not_ready_reason": node.not_ready_reason(),
                     "clock_offset_ms": node.clock_offset_ms(),
+                    "clock": node.clock_status(),  # steps of the wall clock, HLC lead
                     "members": sorted(node.members()),
                     "membership": {
                         "cluster": membership.cluster,

@@ -44,9 +44,10 @@ class WriteRefused(RuntimeError):
     """This node takes no writes now; ``reason`` says why (and the message).
 
     A node refuses writes until it has joined the cluster and synced, and whenever
-    its wall clock is further than ``max_offset_ms`` from its peers' median: a write
-    stamped by a wrong clock would beat later writes everywhere (or be beaten by
-    older ones), so the node with the wrong clock refuses its own writes instead.
+    its clock is further than ``max_offset_ms`` from its peers' median, or its
+    hybrid clock runs ahead of it: a write stamped by a wrong clock would beat later
+    writes everywhere (or be beaten by older ones), so the node with the wrong clock
+    refuses its own writes instead. See `Node.not_ready_reason`.
     """
 
     def __init__(self, reason: str) -> None:
@@ -80,6 +81,31 @@ class NodeStats:
     state_drops: int = 0  # times this node was removed and re-synced from empty
     writes_lost: int = 0  # own writes the cluster did not hold when this node was removed
     unconfirmed: int = 0  # own writes no peer is known to hold yet (now, not cumulative)
+    clock_steps: int = 0  # wall-clock steps noticed (see Node.last_clock_step)
+
+
+@attrs.frozen
+class ClockStep:
+    """A step of a node's wall clock, as NTP makes when it sets a clock at once.
+
+    Noticed when the wall clock moved more than ``max_offset_ms`` further (or less
+    far) than trio's monotonic clock between two readings. A machine suspended and
+    resumed looks the same: its monotonic clock stood still meanwhile.
+
+    Attributes:
+        by_ms: how far the wall clock jumped, in ms: positive forward, negative back.
+        wall_ms: the wall clock just after the step, in ms since the epoch.
+        time: when the node noticed it, in seconds of trio's clock.
+    """
+
+    by_ms: int
+    wall_ms: int
+    time: float
+
+    @property
+    def direction(self) -> str:
+        """``"forward"`` or ``"back"``."""
+        return "forward" if self.by_ms > 0 else "back"
 
 
 @attrs.define
@@ -108,7 +134,8 @@ class Node:
         node_id: this node's name, as peers know it on the transport.
         transport: a `Transport` whose ``node_id`` is ``node_id``.
         wall_ms: the wall clock, in ms since the epoch, for the HLC. Simulations pass
-            `MemoryNetwork.wall_clock` (skewed as they like).
+            `MemoryNetwork.wall_clock` (skewed as they like). Its steps are noticed
+            against trio's clock (see "Clock steps" below).
         incarnation: an id for this run of the node (default: 8 random hex digits).
             Timestamps carry ``node_id/incarnation``, so a restart never reuses one,
             even with a clock that went backwards.
@@ -169,7 +196,41 @@ class Node:
     counted in ``stats.writes_lost``.
 
     Time: timers use trio's clock, so ``trio.testing.MockClock`` drives a whole
-    simulated cluster; the HLC reads only ``wall_ms``.
+    simulated cluster; the HLC reads only the node's clock (`wall_ms`).
+
+    Clock steps: each time the node reads its wall clock it compares the wall clock's
+    advance since the last reading with trio's monotonic clock's. When they differ
+    by more than ``max_offset_ms`` the wall clock stepped (NTP set it at once, or
+    the machine was suspended): the node counts it (``stats.clock_steps``), keeps it
+    (`last_clock_step`) and logs it at WARNING. It cannot tell yet whether the step
+    set a wrong clock right or a right clock wrong, so its own clock (`wall_ms`,
+    what its HLC reads) keeps the time it had: the wall clock minus the step
+    (`unconfirmed_step_ms`). Then:
+
+    - a step undone (back to within ``max_offset_ms`` of that time) is over;
+    - once a peer's heartbeat sent after the step arrives, the node adopts the
+      step if its wall clock is within ``max_offset_ms`` of the median of its live
+      peers' and its own (it had been wrong); otherwise it keeps its time, and is
+      ready as long as that time agrees with the median (`clock_offset_ms`). A
+      node with live peers refuses writes until that heartbeat arrives (within
+      ``heartbeat_interval_s``);
+    - with no live peer (cut off, or the only member) it keeps its time until a
+      peer is heard again.
+
+    The kept time lives in memory: a node restarted while its wall clock is still
+    off starts from the wall clock, and its peers' median decides as usual.
+
+    Writes made during a step are therefore stamped with the time the node kept:
+    a step that is undone, or that the other clocks disagree with, leaves no write
+    and no HLC reading in the future, and later writes of other nodes to the same
+    keys win as they would have. Adopting a step forward moves the HLC ahead.
+    Adopting a step back (a clock that ran fast was set right) leaves the HLC
+    ahead of the wall clock, since an HLC never goes back: the node then refuses
+    writes until real time catches up, or a restart gives it a fresh clock
+    (`not_ready_reason` says how far ahead, and which step). The writes it
+    stamped while fast stay as they are: its peers hold those more than
+    ``max_offset_ms`` ahead of their clocks until their time comes (see
+    `HeldEntries`).
     """
 
     def __init__(
@@ -200,8 +261,11 @@ class Node:
         self.incarnation = incarnation or secrets.token_hex(4)
         self._transport = transport
         self._wall_ms = wall_ms
-        self._clock = HLC(self._me, max_offset_ms=max_offset_ms, wall_ms=wall_ms)
         self._max_offset_ms = max_offset_ms
+        self._wall_reading: tuple[int, float] | None = None  # (wall ms, trio s), last read
+        self._unconfirmed_step_ms = 0
+        self._last_clock_step: ClockStep | None = None
+        self._clock = HLC(self._me, max_offset_ms=max_offset_ms, wall_ms=self._checked_wall_ms)
         self._heartbeat_interval_s = heartbeat_interval_s
         self._failure_timeout_s = failure_timeout_s
         self._sync_interval_s = sync_interval_s
@@ -333,38 +397,178 @@ class Node:
             return "not synced with the cluster yet"
         if not self.admitted:
             return "not a member of the cluster (joining)"
+        wall = self._checked_wall_ms()  # notices a step this very moment
+        self._settle_clock_step()
+        step = self._last_clock_step
+        waiting = (
+            self._unconfirmed_step_ms
+            and step is not None
+            and self._peer_walls()
+            and not self._peer_walls(since=step.time)
+        )
+        if waiting:
+            return (
+                f"this node's {self._step_text()}: waiting for a heartbeat from a peer "
+                "to tell whether the step or the time it kept is right: refusing writes"
+            )
         offset = self.clock_offset_ms()
         if offset is not None and abs(offset) > self._max_offset_ms:
+            unconfirmed = (
+                f"; its {self._step_text()}, and its peers' clocks agree with neither"
+                if self._unconfirmed_step_ms
+                else ""
+            )
             return (
                 f"this node's clock is {offset:+d} ms off its peers' median "
-                f"(max_offset_ms={self._max_offset_ms}): refusing writes"
+                f"(max_offset_ms={self._max_offset_ms}{unconfirmed}): refusing writes"
             )
-        lead = self._clock.last.wall_ms - self._wall_ms()
+        lead = self._clock.last.wall_ms - wall
         if lead > 2 * self._max_offset_ms:
-            # A clock that stepped far ahead and back leaves the HLC ahead: writes
+            # A clock that ran fast and was set right leaves the HLC ahead: writes
             # would be stamped in the future until real time catches up.
+            why = (
+                f"its {self._step_text()}, and its peers' clocks agreed with the step"
+                if step is not None and step.by_ms < 0
+                else "its clock ran ahead and was set back"
+            )
             return (
                 f"this node's hybrid clock is {lead} ms ahead of its wall clock "
-                "(over 2 * max_offset_ms; a clock stepped ahead and back): refusing writes "
-                "until real time catches up, or a restart gives it a fresh clock"
+                f"(over 2 * max_offset_ms; {why}): refusing writes until real time "
+                f"catches up in {lead / 1000:.0f} s, or a restart gives it a fresh clock"
             )
         return None
 
     def clock_offset_ms(self) -> int | None:
-        """This node's wall clock minus the median of its live peers' and its own, in
-        ms, estimated from heartbeats (network delay counts as error); None with no
-        live peer. With two nodes the median is their mean, so a clock gap beyond
-        ``2 * max_offset_ms`` makes both refuse writes: neither can tell which is right.
+        """This node's clock (`wall_ms`) minus the median of its live peers' wall
+        clocks and its own, in ms, estimated from heartbeats (network delay counts as
+        error); None with no live peer. With two nodes the median is their mean, so
+        a clock gap beyond ``2 * max_offset_ms`` makes both refuse writes: neither
+        can tell which is right.
         """
-        now, mine = trio.current_time(), self._wall_ms()
-        walls = [
-            p.wall_ms + int((now - p.wall_at) * 1000)
-            for p in self._peers.values()
-            if p.alive and p.wall_ms is not None
-        ]
+        mine = self._checked_wall_ms()
+        walls = self._peer_walls()
         if not walls:
             return None
         return int(mine - statistics.median([mine, *walls]))
+
+    def clock_lead_ms(self) -> int:
+        """How far this node's hybrid clock runs ahead of its clock (`wall_ms`), in
+        ms: at most a few ms normally, and negative while it has issued nothing for
+        a while. Far ahead after a step back was adopted (see "Clock steps")."""
+        return self._clock.last.wall_ms - self._checked_wall_ms()
+
+    def clock_status(self) -> dict[str, Any]:
+        """This node's clock as a JSON-ready dict, for status pages (``/cluster``).
+
+        Keys: ``offset_ms`` (`clock_offset_ms`), ``lead_ms`` (`clock_lead_ms`),
+        ``steps`` (``stats.clock_steps``), ``unconfirmed_step_ms``
+        (`unconfirmed_step_ms`), and ``last_step``: None, or the `last_clock_step`
+        as ``by_ms`` (ms, positive forward), ``direction``, ``wall_ms`` (the wall
+        clock just after it, ms since the epoch) and ``seconds_ago``.
+        """
+        step = self._last_clock_step
+        return {
+            "offset_ms": self.clock_offset_ms(),
+            "lead_ms": self.clock_lead_ms(),
+            "steps": self.stats.clock_steps,
+            "unconfirmed_step_ms": self._unconfirmed_step_ms,
+            "last_step": None
+            if step is None
+            else {
+                "by_ms": step.by_ms,
+                "direction": step.direction,
+                "wall_ms": step.wall_ms,
+                "seconds_ago": round(trio.current_time() - step.time, 3),
+            },
+        }
+
+    @property
+    def last_clock_step(self) -> ClockStep | None:
+        """The last step of the wall clock this node noticed (None: none yet)."""
+        return self._last_clock_step
+
+    @property
+    def unconfirmed_step_ms(self) -> int:
+        """The wall clock's steps no peer has confirmed yet, in ms, net (positive:
+        forward); 0 when none. This node's clock (`wall_ms`, what its HLC reads)
+        is the wall clock minus this. See "Clock steps"."""
+        return self._unconfirmed_step_ms
+
+    def _peer_walls(self, since: float = -math.inf) -> list[int]:
+        """Live peers' wall clocks now, in ms, from their heartbeats received at or
+        after trio time ``since``."""
+        now = trio.current_time()
+        return [
+            p.wall_ms + int((now - p.wall_at) * 1000)
+            for p in self._peers.values()
+            if p.alive and p.wall_ms is not None and p.wall_at >= since
+        ]
+
+    def _checked_wall_ms(self) -> int:
+        """Read the wall clock, notice a step, and return this node's clock in ms.
+
+        What the HLC reads. Must run in trio: it reads trio's clock too.
+        """
+        wall, now = self._wall_ms(), trio.current_time()
+        last, self._wall_reading = self._wall_reading, (wall, now)
+        if last is not None:
+            step = wall - last[0] - round((now - last[1]) * 1000)
+            if abs(step) > self._max_offset_ms:
+                self._on_clock_step(step, wall, now, now - last[1])
+        return wall - self._unconfirmed_step_ms
+
+    def _on_clock_step(self, step: int, wall: int, now: float, interval_s: float) -> None:
+        self.stats.clock_steps += 1
+        self._last_clock_step = ClockStep(by_ms=step, wall_ms=wall, time=now)
+        unconfirmed = self._unconfirmed_step_ms + step
+        if abs(unconfirmed) <= self._max_offset_ms:
+            unconfirmed = 0
+            then = "back to the time this node's clock kept: the step is over"
+        else:
+            then = (
+                f"this node's clock keeps its time ({-unconfirmed:+d} ms from the wall "
+                "clock) until a peer's heartbeat confirms the step"
+            )
+        self._unconfirmed_step_ms = unconfirmed
+        log.warning(
+            "node %s: wall clock stepped %+d ms (%s) between two readings %.3f s apart; %s",
+            self._me,
+            step,
+            "forward" if step > 0 else "back",
+            interval_s,
+            then,
+        )
+
+    def _settle_clock_step(self) -> None:
+        """Adopt an unconfirmed step once peers' heartbeats since show that the
+        wall clock agrees with theirs (see "Clock steps")."""
+        step = self._last_clock_step
+        if not self._unconfirmed_step_ms or step is None:
+            return
+        walls = self._peer_walls(since=step.time)
+        if not walls:
+            return
+        wall = self._wall_ms()
+        if abs(wall - statistics.median([wall, *walls])) > self._max_offset_ms:
+            return  # keep the time it kept: clock_offset_ms says if that one agrees
+        adopted, self._unconfirmed_step_ms = self._unconfirmed_step_ms, 0
+        lead = self._clock.last.wall_ms - wall
+        log.log(
+            logging.WARNING if lead > 2 * self._max_offset_ms else logging.INFO,
+            "node %s: its peers' clocks agree with its wall clock: step of %+d ms adopted%s",
+            self._me,
+            adopted,
+            f"; its hybrid clock is {lead} ms ahead, so it refuses writes until real time "
+            "catches up"
+            if lead > 2 * self._max_offset_ms
+            else "",
+        )
+
+    def _step_text(self) -> str:
+        step = self._last_clock_step
+        assert step is not None
+        ago = trio.current_time() - step.time
+        return f"wall clock stepped {step.by_ms:+d} ms ({step.direction}) {ago:.1f} s ago"
 
     @property
     def floor(self) -> Timestamp:
@@ -500,8 +704,10 @@ class Node:
         return rendezvous_owner(key, self.members())
 
     def wall_ms(self) -> int:
-        """The node's wall clock, in ms since the epoch (the one its HLC reads)."""
-        return self._wall_ms()
+        """This node's clock, in ms since the epoch: the wall clock it was given, less
+        any step no peer has confirmed yet (`unconfirmed_step_ms`). Its HLC reads
+        this. Cheap, and callable from any thread (it notices no step itself)."""
+        return self._wall_ms() - self._unconfirmed_step_ms
 
     @property
     def clock(self) -> HLC:
@@ -526,11 +732,12 @@ class Node:
         # Order the write after everything this node has seen of the key, held
         # entries included, and after what the members that admitted it had seen.
         after = max(self._held.timestamp(full_key) or ZERO, self._write_floor)
-        if after[0] - self._wall_ms() > 2 * self._max_offset_ms:
+        ahead = after[0] - self._checked_wall_ms()
+        if ahead > 2 * self._max_offset_ms:
             self.stats.writes_refused += 1
             raise WriteRefused(
                 f"node {self.node_id!r}: an entry for {key!r} from "
-                f"{after[0] - self._wall_ms()} ms in the future is held back here; "
+                f"{ahead} ms in the future is held back here; "
                 "a write now would have to be stamped after it (retry later)"
             )
         ts = self._clock.now_after(Timestamp(after[0], after[1], "\x00"))
@@ -650,12 +857,12 @@ class Node:
         removed = {w for w, why in self._membership.removed.items() if why != LEFT}
         if removed and any(e[2] in removed for e in regs.values()):
             # Future entries of an incarnation known to be gone are not waited for.
-            limit = self._wall_ms() + self._max_offset_ms
+            limit = self._checked_wall_ms() + self._max_offset_ms
             keep = [k for k, e in regs.items() if e[0] <= limit or e[2] not in removed]
             self._count_held_dropped(len(regs) - len(keep), "their writer is gone")
             delta = delta._subset(keep)
         before = len(self._held)
-        delta, refused = self._held.split(delta, self._wall_ms(), self._max_offset_ms)
+        delta, refused = self._held.split(delta, self._checked_wall_ms(), self._max_offset_ms)
         if len(self._held) > before:
             self.stats.held_back += len(self._held) - before
             log.info(
@@ -672,7 +879,7 @@ class Node:
                 self._clock.update(newest)
             except ClockSkewError:  # the wall clock stepped back since `split`
                 # Hold all of it (an offset below any timestamp), under the usual bound.
-                _, refused = self._held.split(delta, self._wall_ms(), -(2**62))
+                _, refused = self._held.split(delta, self._checked_wall_ms(), -(2**62))
                 self._count_held_dropped(
                     refused, f"over {self._held.max_hold_ms} ms ahead or held set full"
                 )
@@ -708,7 +915,7 @@ class Node:
     async def _held_loop(self) -> None:
         while True:
             await trio.sleep(self._jittered(self._held_retry_s))
-            due = self._held.due(self._wall_ms(), self._max_offset_ms)
+            due = self._held.due(self._checked_wall_ms(), self._max_offset_ms)
             if due._regs:
                 self._admit(due)
 
@@ -738,6 +945,7 @@ class Node:
         record.membership = heartbeat.membership
         record.floor = heartbeat.floor
         record.wall_ms, record.wall_at = heartbeat.wall_ms, trio.current_time()
+        self._settle_clock_step()
         sender = f"{peer}/{incarnation}"
         self._heard[sender] = record.wall_at
         membership = self._membership
@@ -807,8 +1015,11 @@ class Node:
         except ValueError:  # pragma: no cover - checked above
             return
         if not was_member and self.admitted:
-            # Our first writes go above what the members that admitted us had seen.
-            self._write_floor = max(self._write_floor, clock)
+            # Our first writes go above what the members that admitted us had seen,
+            # but not above our clock's max_offset_ms: a member whose hybrid clock
+            # runs ahead (a fast clock set right) would fence us for as long.
+            limit = (self._checked_wall_ms() + self._max_offset_ms, 0)
+            self._write_floor = max(self._write_floor, min(clock, limit))
             self._pulling_from = peer  # it knows we are a member: pull from it first
             for neighbour in sorted(self._transport.peers()):  # tell them before pulling
                 self._send_members(neighbour, force=True)
@@ -868,7 +1079,7 @@ class Node:
                 membership=self._membership.digest(),
                 epoch=self._stability.epoch,
                 clock=point,
-                wall_ms=self._wall_ms(),
+                wall_ms=self._wall_ms(),  # as it is: peers judge the wall clock itself
                 root=(summary[1], summary[2]),
                 floor=self._floor,
                 coverage=tuple(coverage),
@@ -1038,7 +1249,7 @@ class Node:
         self._clock = HLC(
             self._me,
             max_offset_ms=self._max_offset_ms,
-            wall_ms=self._wall_ms,
+            wall_ms=self._checked_wall_ms,
             last=None if new_clock else self._clock.last,
         )
         self._state = LWWMap()
@@ -1080,7 +1291,7 @@ class Node:
                 self._start_sync(self._rng.choice(live))
 
     def _found(self, why: str) -> None:
-        self._membership.found(self._me, f"{self._wall_ms():015d}/{self._me}")
+        self._membership.found(self._me, f"{self.wall_ms():015d}/{self._me}")
         self._membership_changed()
         self._synced.set()
         log.log(

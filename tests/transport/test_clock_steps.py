@@ -1,0 +1,228 @@
+"""A wall clock stepped (as NTP does) forward and back, with writes during the step.
+
+Simulated under trio's MockClock, so hours pass in a fraction of a second. Each
+scenario asserts that the cluster converges to one state on every node, which writes
+survive, and what the stepped node reports (``stats.clock_steps``,
+``last_clock_step``, ``not_ready_reason``).
+
+What this guards (before the node noticed steps, a node cut off from its peers
+whose clock stepped an hour ahead and back stamped its writes an hour in the future:
+its peers held them back, three keys stayed divergent for 3,580 s, and the others'
+later writes to those keys were refused for that hour; past ``max_hold_ms`` (2 h)
+the others' later writes were accepted and then lost to the older writes once they
+surfaced. A node still connected refused its writes during the step, and then for
+an hour after it, its hybrid clock having followed the step).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from transport import WriteRefused
+from transport.simulation import Simulation
+
+pytestmark = pytest.mark.timeout(120)
+HOUR_MS = 3_600_000
+KEYS = ("k0", "k1", "k2")
+MAX_OFFSET_MS = 500  # Node's default
+
+
+def values(sim: Simulation, name: str) -> dict[Any, Any]:
+    return dict(sim.node(name).map("m").items())
+
+
+def lead_ms(sim: Simulation, name: str) -> int:
+    """How far a node's hybrid clock runs ahead of its wall clock, in ms."""
+    node = sim.node(name)
+    return node.clock.last.wall_ms - node.wall_ms()
+
+
+@pytest.mark.parametrize("cut_off", [False, True], ids=["connected", "cut-off"])
+@pytest.mark.parametrize(
+    "step_ms",
+    [HOUR_MS, 2 * HOUR_MS, -HOUR_MS],
+    ids=["ahead-1h-and-back", "ahead-2h-and-back", "back-1h-and-forward"],
+)
+def test_a_clock_step_and_back_leaves_no_write_in_the_future(
+    sim_run: Any, caplog: Any, step_ms: int, cut_off: bool
+) -> None:
+    """c's wall clock steps by ``step_ms`` for a minute, c writes three keys meanwhile,
+    then the clock steps back. Its writes are stamped with the time it kept before
+    the step, so they survive everywhere, b's later writes to two of those keys win
+    as they would have, and the cluster converges within seconds of the heal."""
+    steps = []
+
+    async def main() -> None:
+        async with Simulation(seed=120) as sim:
+            await sim.start("a", "b", "c")
+            a, b, c = (sim.node(n) for n in "abc")
+            for key in KEYS:
+                a.map("m").set(key, "before")
+            await sim.run_for(2)
+            if cut_off:
+                sim.network.partition({"a", "b"}, {"c"})
+                await sim.run_for(5)  # a and b are down, as c sees them
+            sim.set_skew("c", step_ms)
+            if not cut_off:
+                # Its peers' heartbeats from before the step cannot tell which
+                # clock is right: it waits for the next one (at most 0.5 s).
+                assert "waiting for a heartbeat" in (c.not_ready_reason() or "")
+            await sim.run_for(1)
+            assert c.stats.clock_steps == 1
+            step = c.last_clock_step
+            assert step is not None
+            assert abs(step.by_ms - step_ms) <= 5
+            assert step.direction == ("forward" if step_ms > 0 else "back")
+            steps.append(step)
+            for key in KEYS:
+                assert c.ready, c.not_ready_reason()
+                c.map("m").set(key, "during the step")  # taken, not refused
+                # ...and stamped with the time c kept, not with the stepped clock.
+                written = c.state().timestamp(("m", key))
+                assert written is not None
+                assert abs(written.wall_ms - a.wall_ms()) < MAX_OFFSET_MS
+                await sim.run_for(20)
+            assert lead_ms(sim, "c") < MAX_OFFSET_MS  # its hybrid clock never followed
+            sim.set_skew("c", 0)
+            await sim.run_for(1)
+            assert c.stats.clock_steps == 2
+            assert c.last_clock_step is not None
+            assert abs(c.last_clock_step.by_ms + step_ms) <= 5
+            assert c.unconfirmed_step_ms == 0  # undone: nothing left to confirm
+            if cut_off:
+                sim.network.heal()
+                await sim.run_for(5)
+            assert c.ready, c.not_ready_reason()
+            for key in KEYS[:2]:
+                b.map("m").set(key, "later, from b")  # neither refused nor lost
+            settled = await sim.settle(30)
+            assert settled is not None
+            expected = {"k0": "later, from b", "k1": "later, from b", "k2": "during the step"}
+            for name in sim.live:
+                assert values(sim, name) == expected
+                assert lead_ms(sim, name) < 2 * MAX_OFFSET_MS
+                node = sim.node(name)
+                assert (node.held, node.stats.held_back, node.stats.held_dropped) == (0, 0, 0)
+            assert sim.converged()
+
+    with caplog.at_level(logging.WARNING, logger="chorus.node"):
+        sim_run(main)
+    (step,) = steps
+    assert f"wall clock stepped {step.by_ms:+d} ms ({step.direction})" in caplog.text
+
+
+def test_a_fast_clock_set_right_is_fenced_until_real_time_catches_up(sim_run: Any) -> None:
+    """A clock 10 minutes fast from the start, then set right by NTP: its peers'
+    clocks confirm the step, so the node adopts it, and its hybrid clock, which
+    followed the fast clock, is left 10 minutes ahead: it refuses writes until real
+    time catches up or it restarts, and says why. The nodes it admits meanwhile are
+    not dragged along (a restarted node once took a write floor 10 minutes ahead
+    from it and refused every write while reporting ready)."""
+
+    async def main() -> None:
+        async with Simulation(seed=121, skew_ms={"c": 600_000}) as sim:
+            await sim.start("a", "b")
+            (c,) = await sim.start("c", ready=False)
+            await sim.run_for(3)
+            assert "off its peers' median" in (c.not_ready_reason() or "")
+            assert c.stats.clock_steps == 0  # fast from the start: no step
+            sim.set_skew("c", 0)  # NTP steps it back
+            await sim.run_for(1)
+            assert c.stats.clock_steps == 1
+            assert c.unconfirmed_step_ms == 0  # the others' clocks agree: adopted
+            assert lead_ms(sim, "c") > 590_000
+            reason = c.not_ready_reason() or ""
+            assert "hybrid clock is" in reason
+            assert c.last_clock_step is not None
+            assert f"stepped {c.last_clock_step.by_ms:+d} ms" in reason
+            with pytest.raises(WriteRefused, match="hybrid clock"):
+                c.map("m").set("k", 1)
+            for i in range(4):  # whichever member admits it, b takes writes at once
+                b = await sim.restart("b")
+                assert b.ready, b.not_ready_reason()
+                b.map("m").set("k", f"from b, run {i}")
+                assert lead_ms(sim, "b") < 2 * MAX_OFFSET_MS
+            await sim.run_for(600)  # real time catches up with c's hybrid clock
+            assert c.ready, c.not_ready_reason()
+            c.map("m").set("k", "from c")
+            assert await sim.settle(10) is not None
+            assert all(values(sim, n) == {"k": "from c"} for n in sim.live)
+
+    sim_run(main)
+
+
+def test_a_slow_clock_set_right_is_adopted_at_once(sim_run: Any) -> None:
+    async def main() -> None:
+        async with Simulation(seed=122, skew_ms={"c": -10_000}) as sim:
+            await sim.start("a", "b")
+            (c,) = await sim.start("c", ready=False)
+            await sim.run_for(3)
+            assert not c.ready
+            sim.set_skew("c", 0)
+            await sim.run_for(1)
+            assert c.stats.clock_steps == 1
+            assert c.unconfirmed_step_ms == 0
+            assert c.ready, c.not_ready_reason()
+            c.map("m").set("k", "from c")
+            written = c.state().timestamp(("m", "k"))
+            assert written is not None
+            assert abs(written.wall_ms - sim.node("a").wall_ms()) < MAX_OFFSET_MS
+            assert await sim.settle(10) is not None
+
+    sim_run(main)
+
+
+def test_a_node_alone_keeps_its_time_through_a_step(sim_run: Any) -> None:
+    """With no peer to ask, a node keeps the time it had (its wall clock minus the
+    step) until a peer's heartbeat confirms the step; here the step is undone first."""
+
+    async def main() -> None:
+        async with Simulation(seed=123) as sim:
+            (a,) = await sim.start("a")
+            before = a.wall_ms()
+            sim.set_skew("a", HOUR_MS)
+            await sim.run_for(10)
+            assert a.ready, a.not_ready_reason()
+            assert abs(a.unconfirmed_step_ms - HOUR_MS) <= 5
+            assert abs(a.wall_ms() - (before + 10_000)) <= 5
+            a.map("m").set("k", "during the step")
+            written = a.state().timestamp(("m", "k"))
+            assert written is not None
+            assert abs(written.wall_ms - (before + 10_000)) <= 5
+            sim.set_skew("a", 0)
+            await sim.run_for(1)
+            assert a.unconfirmed_step_ms == 0
+            assert a.stats.clock_steps == 2
+            assert lead_ms(sim, "a") < MAX_OFFSET_MS
+            assert a.ready
+
+    sim_run(main)
+
+
+def test_a_clock_stepped_back_and_forward_on_two_nodes_at_once(sim_run: Any) -> None:
+    """A bad time source steps two of three clocks back an hour: the majority's clocks
+    agree with the step, so both adopt it; a, alone against them, is the one fenced.
+    Once the source is fixed and both step forward again, every node is ready."""
+
+    async def main() -> None:
+        async with Simulation(seed=124) as sim:
+            await sim.start("a", "b", "c")
+            a = sim.node("a")
+            sim.set_skew("b", -HOUR_MS)
+            sim.set_skew("c", -HOUR_MS)
+            await sim.run_for(2)
+            assert "off its peers' median" in (a.not_ready_reason() or "")
+            sim.set_skew("b", 0)
+            sim.set_skew("c", 0)
+            await sim.run_for(2)
+            for name in sim.live:
+                node = sim.node(name)
+                assert node.unconfirmed_step_ms == 0
+                assert node.ready, node.not_ready_reason()
+                node.map("m").set(name, "after")
+            assert await sim.settle(10) is not None
+
+    sim_run(main)
