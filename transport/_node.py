@@ -542,13 +542,17 @@ class Node:
     def _settle_clock_step(self) -> None:
         """Adopt an unconfirmed step once peers' heartbeats since show that the
         wall clock agrees with theirs (see "Clock steps")."""
+        # Read the wall clock through the check: a step not noticed yet would be
+        # adopted as agreeing with the peers, then noticed as a step of its own.
+        self._checked_wall_ms()
         step = self._last_clock_step
         if not self._unconfirmed_step_ms or step is None:
             return
         walls = self._peer_walls(since=step.time)
         if not walls:
             return
-        wall = self._wall_ms()
+        assert self._wall_reading is not None  # set by the check above
+        wall = self._wall_reading[0]
         if abs(wall - statistics.median([wall, *walls])) > self._max_offset_ms:
             return  # keep the time it kept: clock_offset_ms says if that one agrees
         adopted, self._unconfirmed_step_ms = self._unconfirmed_step_ms, 0
