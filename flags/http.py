@@ -19,10 +19,12 @@ Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio r
 - ``GET /cluster``: this node's id, members, clock offset, floor and counters.
 
 Writes need ``Authorization: Bearer <token>``. Errors are JSON ``{"error": ...}``: 401
-without a valid token, 400 for a body that is not JSON, 422 for JSON of the wrong
-shape (unknown fields, bad percentages), 503 while the node refuses writes (shutting
-down, joining, or its clock is off: the error says which). A rejected request changes
-nothing.
+without a valid token, 400 for a body that is not JSON (or a malformed Content-Length),
+408 for a body that takes over `BODY_TIMEOUT_S` to arrive, 413 for a body over
+`MAX_BODY_BYTES` (refused from its Content-Length alone, or as soon as the streamed body
+passes the limit: never buffered whole), 422 for JSON of the wrong shape (unknown
+fields, bad percentages), 503 while the node refuses writes (shutting down, joining, or
+its clock is off: the error says which). A rejected request changes nothing.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import attrs
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -44,7 +47,12 @@ from transport import WriteRefused
 from ._store import Flag, FlagStore
 
 log = logging.getLogger("chorus.http")
+#: The largest request body accepted, in bytes.
 MAX_BODY_BYTES = 16 * 1024
+#: How long a whole request body may take to arrive, in seconds. A legitimate body
+#: (under 16 KiB) takes milliseconds; this stops a client trickling one byte at a time
+#: from holding a connection, which Hypercorn's per-read timeout alone would allow.
+BODY_TIMEOUT_S = 10.0
 
 
 class _Rejected(Exception):
@@ -103,9 +111,7 @@ def create_app(
         return hmac.compare_digest(given, expected)
 
     async def body_of(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            raise _Rejected(413, f"body over {MAX_BODY_BYTES} bytes")
+        raw = await read_body(request)
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -221,6 +227,51 @@ _SHAPES = {
     frozenset({"percentage_of_actors"}),
     frozenset({"percentage_of_time"}),
 }
+
+
+def check_content_length(value: str | None) -> None:
+    """Refuse a request from its Content-Length header alone (None: no such header).
+
+    Raises:
+        _Rejected: (400) the header is not a decimal number of bytes; (413) it
+            declares more than `MAX_BODY_BYTES`.
+    """
+    if value is None:
+        return
+    digits = value.strip()
+    if not (digits.isascii() and digits.isdigit()):
+        raise _Rejected(400, "the Content-Length header is not a number of bytes")
+    significant = digits.lstrip("0")
+    # Compare lengths first: int() of a 5,000-digit string raises in Python 3.11+.
+    if len(significant) > len(str(MAX_BODY_BYTES)) or int(significant or "0") > MAX_BODY_BYTES:
+        raise _Rejected(413, f"body over {MAX_BODY_BYTES} bytes")
+
+
+async def read_body(request: Request) -> bytes:
+    """The request's body, read as it streams in and never past `MAX_BODY_BYTES`.
+
+    Chunked bodies (no Content-Length) are counted the same way.
+
+    Raises:
+        _Rejected: (400) a malformed Content-Length, or the client left mid-body;
+            (408) the body took over `BODY_TIMEOUT_S` seconds; (413) Content-Length
+            declares, or the bytes received pass, `MAX_BODY_BYTES`.
+    """
+    check_content_length(request.headers.get("content-length"))
+    chunks: list[bytes] = []
+    received = 0
+    try:
+        with anyio.fail_after(BODY_TIMEOUT_S):
+            async for chunk in request.stream():
+                received += len(chunk)
+                if received > MAX_BODY_BYTES:
+                    raise _Rejected(413, f"body over {MAX_BODY_BYTES} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise _Rejected(408, f"the body took over {BODY_TIMEOUT_S:g} s to arrive") from None
+    except ClientDisconnect:
+        raise _Rejected(400, "the client went away before the body ended") from None
+    return b"".join(chunks)
 
 
 def apply_change(store: FlagStore, name: str, body: dict[str, Any]) -> None:

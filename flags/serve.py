@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import resource
 import signal
 from typing import Any, cast
 
@@ -44,6 +45,65 @@ class ServeConfig:
     node_options: dict[str, Any] = attrs.field(factory=dict)
 
 
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit on open descriptors to its hard limit.
+
+    A node holds a descriptor per connection on each port; the common soft default
+    (1,024) would let a flood of idle connections on one port stop the other from
+    accepting. A platform that refuses (macOS with an unlimited hard limit) leaves
+    the limit as it was, with a warning.
+
+    Returns:
+        The soft limit in force afterwards, in descriptors.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("open-file limit left at %d (hard limit %d): %s", soft, hard, exc)
+        return soft
+    log.info("open-file limit raised from %d to %d", soft, hard)
+    return hard
+
+
+def admin_http_config(bind: str) -> HypercornConfig:
+    """Hypercorn's settings for the HTTP admin on ``bind`` (``host:port``).
+
+    Each connection's life is bounded, however slowly its client sends: no more than
+    ``keep_alive_timeout`` without a whole request head, ``read_timeout`` between two
+    reads, and (in `flags.http`) `flags.http.BODY_TIMEOUT_S` for a whole body.
+    Hypercorn 0.18 has no cap on concurrent connections; these bounds, and the raised
+    descriptor limit, keep a flood from exhausting descriptors or memory.
+    """
+    http_config = HypercornConfig()
+    http_config.bind = [bind]
+    http_config.accesslog = None
+    # A Logger (not "-") makes hypercorn log through ours: one format everywhere.
+    http_config.errorlog = logging.getLogger("hypercorn.error")
+    http_config.graceful_timeout = 1.0
+    # Hypercorn's idle timer runs from accept until a whole request head has arrived,
+    # and partial data does not restart it: this is also the header-read timeout
+    # that closes slow-header (slowloris) connections. 5 s is ample for one packet.
+    http_config.keep_alive_timeout = 5.0
+    # Once a request is under way, each read must bring data within this (seconds):
+    # a stalled body frees its connection. Longer than the slowest handler
+    # (?ack=replicated, 2 s), since the timer also runs while a response is computed.
+    http_config.read_timeout = 10
+    # Request line plus headers, buffered per connection until complete; beyond
+    # this h11 answers 431. Our clients send well under 1 KiB.
+    http_config.h11_max_incomplete_size = 8 * 1024
+    # Cleartext HTTP/2 (prior knowledge or h2c upgrade) is accepted too: bound the
+    # requests one connection can multiplex, and the size of its headers.
+    http_config.h2_max_concurrent_streams = 8
+    http_config.h2_max_header_list_size = 8 * 1024
+    # The accept queue: a burst beyond it has its SYNs dropped and retried after 1,
+    # 3, 7 s, readiness probes included. The kernel caps it at net.core.somaxconn.
+    http_config.backlog = 4096
+    return http_config
+
+
 async def serve(
     config: ServeConfig,
     *,
@@ -58,6 +118,7 @@ async def serve(
 
     Reports ``(cluster address, [HTTP addresses])`` through ``task_status``.
     """
+    raise_open_files_limit()
     transport = TcpTransport(
         config.node_id, secret=config.secret, listen=config.listen, seeds=config.join
     )
@@ -97,12 +158,7 @@ async def serve(
                 not_ready=node.not_ready_reason,
                 replicated=node.wait_replicated,
             )
-            http_config = HypercornConfig()
-            http_config.bind = [config.http]
-            http_config.accesslog = None
-            # A Logger (not "-") makes hypercorn log through ours: one format everywhere.
-            http_config.errorlog = logging.getLogger("hypercorn.error")
-            http_config.graceful_timeout = 1.0
+            http_config = admin_http_config(config.http)
             stop_http = trio.Event()
             async with trio.open_nursery() as nursery:
                 # Starlette is an ASGI app; hypercorn's own stubs type ASGI more narrowly.

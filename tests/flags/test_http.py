@@ -1,12 +1,15 @@
 """The HTTP admin, in process (Starlette's TestClient over a LocalMap)."""
 
+import itertools
 from typing import Any
 
 import pytest
+import trio
 from starlette.testclient import TestClient
 
+import flags.http
 from flags import FlagStore, LocalMap
-from flags.http import create_app
+from flags.http import MAX_BODY_BYTES, create_app
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -184,3 +187,92 @@ def test_ack_replicated_waits_for_another_node(confirmed: bool) -> None:
     assert asked == [2.0, 2.0]  # plain writes do not wait
     bad = client.put("/flags/f?ack=quorum", json={"enabled": True}, headers=AUTH)
     assert bad.status_code == 422
+
+
+# -- bodies over the limit, straight over ASGI: what the app reads, not just what it answers
+
+
+def put_over_asgi(
+    app: Any, headers: list[tuple[bytes, bytes]], chunks: Any, *, stall: bool = False
+) -> tuple[int, int]:
+    """PUT /flags/big to ``app`` as an ASGI server would, the body coming in ``chunks``
+    (an iterable); after the last one, ``stall`` waits forever instead
+    of ending the body. Returns (status, how many chunks the app asked for)."""
+    source = iter(chunks)
+    asked = 0
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        await trio.lowlevel.checkpoint()
+        chunk = next(source, None)
+        if chunk is None and stall:
+            await trio.sleep_forever()
+        return {"type": "http.request", "body": chunk or b"", "more_body": chunk is not None}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": "/flags/big",
+        "raw_path": b"/flags/big",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"authorization", f"Bearer {TOKEN}".encode()), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+
+    async def call() -> None:
+        with trio.fail_after(5):
+            await app(scope, receive, send)
+
+    trio.run(call)
+    return statuses[0], asked
+
+
+def over_the_limit(size: int) -> Any:
+    """Far more than the limit, yet finite: an app that reads it all does not hang."""
+    return itertools.repeat(b"x" * size, 64 * MAX_BODY_BYTES // size)
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_reading(api: Any) -> None:
+    app = api.app
+    assert put_over_asgi(app, [(b"content-length", b"1073741824")], over_the_limit(1024)) == (
+        413,
+        0,
+    )
+    huge = b"9" * 5000  # more digits than int() takes from a string
+    assert put_over_asgi(app, [(b"content-length", huge)], over_the_limit(1024)) == (413, 0)
+    for bad in (b"-1", b"12abc", b"", b"1e9", b"\xd9\xa3"):  # the last: an Arabic-Indic 3
+        assert put_over_asgi(app, [(b"content-length", bad)], over_the_limit(1024)) == (400, 0), bad
+    assert api.store.flag("big").boolean is None
+
+
+def test_a_streamed_body_is_read_only_until_it_passes_the_limit(api: Any) -> None:
+    # Chunked (no Content-Length): 1 KiB pieces, 1 MiB in all. 16 fit; the 17th passes.
+    assert put_over_asgi(api.app, [], over_the_limit(1024)) == (413, MAX_BODY_BYTES // 1024 + 1)
+    # A Content-Length under the limit that the body then overruns: the same.
+    declared = [(b"content-length", b"100")]
+    assert put_over_asgi(api.app, declared, over_the_limit(1024)) == (
+        413,
+        MAX_BODY_BYTES // 1024 + 1,
+    )
+    # Exactly at the limit is still read (and is not JSON).
+    exact = [b"x" * 1024] * (MAX_BODY_BYTES // 1024)
+    assert put_over_asgi(api.app, [], exact)[0] == 400
+    assert api.store.flag("big").boolean is None
+
+
+def test_a_body_that_stalls_gets_408(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(flags.http, "BODY_TIMEOUT_S", 0.2)
+    status, _ = put_over_asgi(api.app, [], [b'{"enabled": '], stall=True)
+    assert status == 408
+    assert api.store.flag("big").boolean is None
