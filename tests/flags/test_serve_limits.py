@@ -55,6 +55,9 @@ TARGET_SOFT_NOFILE = 1024
 PEAK_RSS_BOUND_MIB = 300
 #: How long a probe of the target may take while it is under attack, in seconds.
 PROBE_TIMEOUT_S = 2.0
+#: Where attacks come from: a loopback address other than the peer's (127.0.0.1), so
+#: that per-source limits see the attacker as a stranger.
+ATTACKER = "127.0.0.2"
 #: The admin port closes a connection that has not sent a whole request head
 #: within this (Hypercorn's keep_alive_timeout), in seconds.
 ADMIN_HEAD_TIMEOUT_S = admin_http_config("127.0.0.1:0").keep_alive_timeout
@@ -175,13 +178,19 @@ def target(tmp_path: Path, own_nofile: None) -> Iterator[Target]:
 # -- sockets -------------------------------------------------------------------------
 
 
-def connect(port: int, timeout: float = 5.0) -> socket.socket:
-    """A TCP connection to 127.0.0.1:``port``, with ``timeout`` (s) on each operation."""
-    return socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def connect(port: int, timeout: float = 5.0, source: str = ATTACKER) -> socket.socket:
+    """A TCP connection from ``source`` to 127.0.0.1:``port``, with ``timeout`` (s) on
+    each operation."""
+    return socket.create_connection(
+        ("127.0.0.1", port), timeout=timeout, source_address=(source, 0)
+    )
 
 
-def open_many(port: int, count: int, timeout: float = 5.0) -> list[socket.socket]:
-    """``count`` connections to 127.0.0.1:``port``; each connect waits ``timeout`` s at most.
+def open_many(
+    port: int, count: int, timeout: float = 5.0, source: str = ATTACKER
+) -> list[socket.socket]:
+    """``count`` connections from ``source`` to 127.0.0.1:``port``; each connect waits
+    ``timeout`` s at most.
 
     Raises:
         OSError: a connection could not be made (the others are closed).
@@ -189,7 +198,7 @@ def open_many(port: int, count: int, timeout: float = 5.0) -> list[socket.socket
     opened: list[socket.socket] = []
     try:
         for _ in range(count):
-            opened.append(connect(port, timeout))
+            opened.append(connect(port, timeout, source))
     except OSError:
         close_all(opened)
         raise
@@ -412,16 +421,18 @@ def slow_bodies(target: Target) -> Iterator[None]:
 
 @contextmanager
 def cluster_idle(target: Target) -> Iterator[None]:
-    """1,000 connections on the cluster port that never send a byte."""
+    """1,000 connections on the cluster port that never send a byte. Reported, not
+    asserted: how many the server closed at once, and within its handshake timeout."""
     opened = time.monotonic()
     idle = open_many(target.node.gossip, 1000)
     try:
         yield
-        left = still_open(idle, 0.1)
-        print(
-            f"[serve-limits] cluster idle: {len(idle) - len(left)} of {len(idle)} closed by the "
-            f"server {time.monotonic() - opened:.1f} s after opening"
-        )
+        for wait in (0.0, 6.0):
+            left = still_open(idle, wait)
+            print(
+                f"[serve-limits] cluster idle: {len(idle) - len(left)} of {len(idle)} closed "
+                f"by the server {time.monotonic() - opened:.1f} s after opening"
+            )
     finally:
         close_all(idle)
 
