@@ -42,7 +42,12 @@ from flags.http import BODY_TIMEOUT_S
 from flags.serve import admin_http_config
 from tests.helpers import eventually, free_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.skipif(
+        not Path("/proc/self/clear_refs").exists(), reason="measures memory through Linux's /proc"
+    ),
+]
 
 SECRET, TOKEN = secrets.token_hex(32), secrets.token_hex(16)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
