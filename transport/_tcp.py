@@ -26,6 +26,7 @@ from ._tcp_protocol import Event as ProtoEvent
 
 log = logging.getLogger("chorus.tcp")
 _MAX_KNOWN_HOSTS = 4096
+_FAILED_HANDSHAKE_LOG_INTERVAL_S = 10.0
 
 
 def _source_of(host: str) -> str:
@@ -203,6 +204,8 @@ class TcpTransport(Transport):
         self._pending = 0
         self._pending_unknown = 0
         self._pending_by_source: dict[str, int] = {}
+        self._failed_logged_at = -float("inf")
+        self._failed_since_log = 0
         self._events_send, self._events_receive = trio.open_memory_channel[Event](1024)
         self._nursery: trio.Nursery | None = None
         self._closed = False
@@ -502,8 +505,23 @@ class TcpTransport(Transport):
                             return event, events[i + 1 :]
         except (ProtocolError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
             self.stats.handshakes_failed += 1
-            log.warning("tcp %s: handshake failed: %s", self._node_id, exc or type(exc).__name__)
+            self._log_failed_handshake(str(exc) or type(exc).__name__)
             return None
+
+    def _log_failed_handshake(self, reason: str) -> None:
+        # Anyone can fail a handshake: say so at most once per interval, with a count.
+        now = trio.current_time()
+        self._failed_since_log += 1
+        if now - self._failed_logged_at < _FAILED_HANDSHAKE_LOG_INTERVAL_S:
+            log.debug("tcp %s: handshake failed: %s", self._node_id, reason)
+            return
+        log.warning(
+            "tcp %s: handshake failed: %s (%d failed since the last such message)",
+            self._node_id,
+            reason,
+            self._failed_since_log,
+        )
+        self._failed_logged_at, self._failed_since_log = now, 0
 
     def _register(self, auth: Authenticated, initiator: str) -> _Link | None:
         peer = auth.node_id

@@ -17,7 +17,7 @@ from tests.helpers import eventually, free_port
 from transport import BackgroundNode, Node, TcpTransport
 
 pytestmark = pytest.mark.timeout(120)
-SECRET, TOKEN = "9c41e07a5b3df2868c41e07a5b3df286", "web-example-token"
+SECRET, TOKEN = "9c41e07a5b3df28617d0e4b6a9c3f5e2", "web-example-token"
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import eventually, free_port
 
 pytestmark = pytest.mark.timeout(180)
-SECRET, TOKEN = "e2ec1a55e7f39a04b6d8e2ec1a55e7f3", "e2e-admin-token-71bc"
+SECRET, TOKEN = "e2ec1a55e7f39a04b6d8f1c07b2e9d46", "e2e-admin-token-71bc"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

@@ -4,6 +4,7 @@ Linux routes all of 127.0.0.0/8 to loopback, so an attacker can connect from
 127.0.0.2, 127.0.0.3, ... while the nodes use 127.0.0.1: distinct sources on one host.
 """
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -195,3 +196,49 @@ def test_a_peer_that_restarts_on_a_new_address_is_not_dialled_at_the_old_one() -
             scope.cancel()
 
     trio.run(main)
+
+
+def test_failed_handshakes_are_logged_once_per_interval_with_a_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def main() -> None:
+        port = free_port()
+        a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), first_byte_timeout_s=0.2)
+        async with serving(a):
+            for _ in range(20):
+                stream = await connect_from("127.0.0.2", port)
+                async with stream:
+                    await stream.send_all(b"\x00\x00\xff\xff")  # over the handshake limit
+            stream = await connect_from("127.0.0.2", port)  # and one that says nothing
+            await eventually(lambda: a.stats.handshakes_failed == 21)
+            await stream.aclose()
+
+    with caplog.at_level("WARNING", logger="chorus.tcp"):
+        trio.run(main)
+    warnings = [r.getMessage() for r in caplog.records if "handshake failed" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "over the 1024-byte limit" in warnings[0]
+
+
+def test_a_timed_out_handshake_says_so() -> None:
+    from transport._tcp import log
+
+    async def main() -> None:
+        port = free_port()
+        a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), first_byte_timeout_s=0.2)
+        async with serving(a), await connect_from("127.0.0.2", port):
+            await eventually(lambda: a.stats.handshakes_failed == 1)
+
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler = Keep(logging.DEBUG)
+    log.addHandler(handler)
+    try:
+        trio.run(main)
+    finally:
+        log.removeHandler(handler)
+    assert any("handshake failed: TooSlowError" in r for r in records)
