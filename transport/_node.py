@@ -116,8 +116,9 @@ class _Peer:
     synced: bool = False  # as its last heartbeat said: may a joiner pull from it?
     cluster: str | None = None
     membership: bytes = b""
-    wall_ms: int | None = None  # its wall clock in its last heartbeat...
+    wall_ms: int | None = None  # its clock in its last heartbeat...
     wall_at: float = 0.0  # ...received at this trio time
+    step_ms: int = 0  # its wall clock is its clock plus this (a step it has not adopted)
     members_sent: float = -math.inf  # when we last sent it our membership...
     members_sent_digest: bytes = b""  # ...and its digest then
     floor: Point = ZERO  # its tombstone floor, as its last heartbeat said
@@ -494,12 +495,13 @@ class Node:
         is the wall clock minus this. See "Clock steps"."""
         return self._unconfirmed_step_ms
 
-    def _peer_walls(self, since: float = -math.inf) -> list[int]:
-        """Live peers' wall clocks now, in ms, from their heartbeats received at or
-        after trio time ``since``."""
+    def _peer_walls(self, since: float = -math.inf, *, raw: bool = False) -> list[int]:
+        """Live peers' clocks now, in ms, from their heartbeats received at or after
+        trio time ``since``: what their HLCs read, or with ``raw`` their wall clocks
+        (the two differ by a step a peer has not adopted)."""
         now = trio.current_time()
         return [
-            p.wall_ms + int((now - p.wall_at) * 1000)
+            p.wall_ms + raw * p.step_ms + int((now - p.wall_at) * 1000)
             for p in self._peers.values()
             if p.alive and p.wall_ms is not None and p.wall_at >= since
         ]
@@ -548,7 +550,7 @@ class Node:
         step = self._last_clock_step
         if not self._unconfirmed_step_ms or step is None:
             return
-        walls = self._peer_walls(since=step.time)
+        walls = self._peer_walls(since=step.time, raw=True)
         if not walls:
             return
         assert self._wall_reading is not None  # set by the check above
@@ -949,6 +951,7 @@ class Node:
         record.membership = heartbeat.membership
         record.floor = heartbeat.floor
         record.wall_ms, record.wall_at = heartbeat.wall_ms, trio.current_time()
+        record.step_ms = heartbeat.step_ms
         self._settle_clock_step()
         sender = f"{peer}/{incarnation}"
         self._heard[sender] = record.wall_at
@@ -1083,7 +1086,12 @@ class Node:
                 membership=self._membership.digest(),
                 epoch=self._stability.epoch,
                 clock=point,
-                wall_ms=self._wall_ms(),  # as it is: peers judge the wall clock itself
+                # Its clock, not the raw wall clock: a step no peer has confirmed
+                # must not pull the peers' medians (with two nodes, it would fence
+                # the node whose clock did not step). The step goes along, so that
+                # peers can confirm steps against wall clocks.
+                wall_ms=self._checked_wall_ms(),
+                step_ms=self._unconfirmed_step_ms,
                 root=(summary[1], summary[2]),
                 floor=self._floor,
                 coverage=tuple(coverage),

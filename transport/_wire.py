@@ -49,11 +49,14 @@ class Heartbeat:
         membership: `Membership.digest` of the sender's member set state.
         epoch: `crdt._stability.membership_epoch` of its current members.
         clock: its HLC reading ``(wall_ms, logical)`` when it built the heartbeat.
-        wall_ms: its wall clock then, in ms since the epoch (for clock-offset checks).
+        wall_ms: its clock then, in ms since the epoch (for clock-offset checks): the
+            wall clock less any step it has not adopted (`Node.unconfirmed_step_ms`).
         root: ``(hash, count)`` of its whole state's Merkle root at ``clock``.
         floor: its tombstone floor ``(wall_ms, logical)``.
         coverage: its coverage vector, in its epoch's member order.
         reports: the stability reports it knows, in the same order.
+        step_ms: its wall-clock step not adopted yet, in ms (its wall clock reads
+            ``wall_ms + step_ms``; peers compare wall clocks to confirm steps).
     """
 
     incarnation: str
@@ -67,6 +70,7 @@ class Heartbeat:
     floor: Point
     coverage: tuple[Point, ...] = ()
     reports: tuple[Point, ...] = ()
+    step_ms: int = 0
 
 
 def peek_kind(data: bytes) -> str:
@@ -119,6 +123,7 @@ def encode_heartbeat(heartbeat: Heartbeat) -> bytes:
             list(h.floor),
             _pack(h.coverage),
             _pack(h.reports),
+            h.step_ms,
         ]
     )
 
@@ -159,9 +164,11 @@ def decode_heartbeat(data: bytes) -> Heartbeat:
         DecodeError: malformed, of another shape, or with out-of-range fields.
     """
     obj = decode_cbor(data, "heartbeat")
-    if type(obj) is not list or len(obj) != 13 or obj[:2] != [FORMAT_VERSION, "heartbeat"]:
-        raise DecodeError("heartbeat: expected [1, 'heartbeat', 11 fields]")
-    incarnation, synced, cluster, membership, epoch, clock, wall, root, floor, cov, rep = obj[2:]
+    if type(obj) is not list or len(obj) != 14 or obj[:2] != [FORMAT_VERSION, "heartbeat"]:
+        raise DecodeError("heartbeat: expected [1, 'heartbeat', 12 fields]")
+    incarnation, synced, cluster, membership, epoch, clock, wall, root, floor, cov, rep, step = obj[
+        2:
+    ]
     if (
         type(incarnation) is not str
         or not 0 < len(incarnation) <= MAX_INCARNATION
@@ -184,6 +191,9 @@ def decode_heartbeat(data: bytes) -> Heartbeat:
         or type(cov) is not bytes
         or type(rep) is not bytes
         or len(rep) != len(cov)
+        or type(step) is not int
+        or not -MAX_WALL_MS <= step <= MAX_WALL_MS
+        or not 0 <= wall + step <= MAX_WALL_MS
     ):
         raise DecodeError("heartbeat: a field has the wrong type or range")
     return Heartbeat(
@@ -198,6 +208,7 @@ def decode_heartbeat(data: bytes) -> Heartbeat:
         _point(floor),
         _unpack(cov),
         _unpack(rep),
+        step,
     )
 
 

@@ -229,3 +229,26 @@ def test_a_clock_stepped_back_and_forward_on_two_nodes_at_once(sim_run: Any) -> 
             assert await sim.settle(10) is not None
 
     sim_run(main)
+
+
+def test_in_a_two_node_cluster_a_step_fences_neither_node(sim_run: Any) -> None:
+    """c's wall clock steps an hour ahead. Its heartbeats carry the time it keeps
+    (and the step apart), so b's median is not pulled an hour ahead: b stays ready,
+    and c, whose step b's wall clock does not confirm, keeps its time and stays
+    ready. (With the raw wall clock in heartbeats, b was fenced instead of c.)"""
+
+    async def main() -> None:
+        async with Simulation(seed=125) as sim:
+            b, c = await sim.start("b", "c")
+            sim.set_skew("c", HOUR_MS)
+            await sim.run_for(5)
+            assert abs(c.unconfirmed_step_ms - HOUR_MS) <= 5
+            assert b.ready, b.not_ready_reason()
+            assert c.ready, c.not_ready_reason()
+            assert abs(b.clock_offset_ms() or 0) < MAX_OFFSET_MS
+            b.map("m").set("k", "from b")
+            c.map("m").set("j", "from c")
+            assert await sim.settle(10) is not None
+            assert lead_ms(sim, "c") < MAX_OFFSET_MS
+
+    sim_run(main)
