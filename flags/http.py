@@ -16,7 +16,8 @@ Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio r
 - ``GET /health``: 200 while the process serves.
 - ``GET /ready``: 200 once the node is admitted, synced and its clock agrees with its
   peers'; 503 with the reason otherwise: the readiness probe of a rolling deploy.
-- ``GET /cluster``: this node's id, members, clock offset, floor and counters.
+- ``GET /cluster``: this node's id, members, clock, floor, and the counters of the
+  node and of its transport.
 
 Writes need ``Authorization: Bearer <token>``. Errors are JSON ``{"error": ...}``: 401
 without a valid token, 400 for a body that is not JSON (or a malformed Content-Length),

@@ -146,6 +146,10 @@ async def serve(
                     "floor": str(node.floor),
                     "held": node.held,
                     "stats": attrs.asdict(node.stats),
+                    "transport": {
+                        **attrs.asdict(transport.stats),
+                        "dialling": len(transport.dialling()),
+                    },
                 }
 
             app = create_app(
