@@ -10,11 +10,11 @@ Handshake, mutual challenge-response over a shared secret (like Erlang's cookie,
 but never sent). Neither side says who it is before the other has proved it knows
 the secret::
 
-    client -> server   [1, "hello", nonce_c]
-    server -> client   [1, "challenge", nonce_s]
-    client -> server   [1, "proof", proof_c]
-    server -> client   [1, "welcome", server_id, server_listen, proof_s]
-    client -> server   [1, "identity", client_id, client_listen, proof_i]
+    client -> server   [2, "hello", nonce_c]
+    server -> client   [2, "challenge", nonce_s]
+    client -> server   [2, "proof", proof_c]
+    server -> client   [2, "welcome", server_id, server_listen, proof_s]
+    client -> server   [2, "identity", client_id, client_listen, proof_i]
 
 with ``proof_c = HMAC(secret, "chorus client" | nonce_c | nonce_s)``, ``proof_s``
 over ``"chorus server" | nonce_c | nonce_s | server_id | server_listen`` and
@@ -50,7 +50,9 @@ import cbor2
 
 from crdt import DecodeError, decode_cbor
 
-VERSION = 1
+#: The handshake's version: 2 since neither side names itself before the other's
+#: proof (version 1 servers sent their id and a MAC first). Versions do not mix.
+VERSION = 2
 NONCE_BYTES = 32
 TAG_BYTES = 32
 MAX_ID_CHARS = 200
@@ -225,8 +227,12 @@ class Connection:
         if state is _State.OPEN:
             return self._on_sealed(body)
         obj = _decode(body)
-        if type(obj) is not list or len(obj) < 2 or obj[0] != VERSION:
-            raise ProtocolError("unsupported handshake version")
+        if type(obj) is not list or len(obj) < 2:
+            raise ProtocolError("a handshake message must be [version, kind, ...]")
+        if obj[0] != VERSION:
+            raise ProtocolError(
+                f"unsupported handshake version {obj[0]!r:.20} (this node speaks {VERSION})"
+            )
         kind, fields = obj[1], obj[2:]
         if state is _State.AWAIT_HELLO and kind == "hello" and len(fields) == 1:
             self.peer_nonce = _nonce(fields[0])

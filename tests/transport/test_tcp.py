@@ -10,7 +10,7 @@ import trio
 from tests.helpers import free_port
 from transport import PeerUp, Received, Transport
 from transport._tcp import TcpTransport
-from transport._tcp_protocol import Connection
+from transport._tcp_protocol import VERSION, Connection
 from transport.testing import check_transport
 
 pytestmark = pytest.mark.timeout(60)
@@ -264,7 +264,7 @@ def test_an_unauthenticated_client_learns_no_node_id_address_or_mac() -> None:
         async with serving(a):
             stream = await trio.open_tcp_stream("127.0.0.1", port)
             async with stream:
-                hello = cbor2.dumps([1, "hello", b"\x07" * 32])
+                hello = cbor2.dumps([VERSION, "hello", b"\x07" * 32])
                 await stream.send_all(len(hello).to_bytes(4, "big") + hello)
                 received = b""
                 with trio.move_on_after(1):
@@ -273,13 +273,13 @@ def test_an_unauthenticated_client_learns_no_node_id_address_or_mac() -> None:
                     ):
                         received += await stream.receive_some(65536)
                 message = cbor2.loads(received[4:])
-                assert message[:2] == [1, "challenge"]
+                assert message[:2] == [VERSION, "challenge"]
                 assert len(message) == 3  # one nonce: no id, no address, no MAC
                 assert len(message[2]) == 32
                 assert b"node-a-7f3e" not in received
                 assert str(port).encode() not in received
                 # A wrong proof: the connection closes and nothing more is said.
-                proof = cbor2.dumps([1, "proof", b"\x00" * 32])
+                proof = cbor2.dumps([VERSION, "proof", b"\x00" * 32])
                 await stream.send_all(len(proof).to_bytes(4, "big") + proof)
                 rest = b""
                 with trio.fail_after(5):

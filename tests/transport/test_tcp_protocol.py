@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transport._tcp_protocol import (
+    VERSION,
     Authenticated,
     Connection,
     Message,
@@ -71,11 +72,11 @@ def test_an_unauthenticated_client_learns_one_random_nonce_and_nothing_else() ->
         server = Connection(
             "server-node-id", "10.1.2.3:7000", SECRET, client=False, max_frame_bytes=LIMIT
         )
-        server.receive_data(frame([1, "hello", b"\x00" * 32]))
+        server.receive_data(frame([VERSION, "hello", b"\x00" * 32]))
         challenge = server.data_to_send()
         kind_and_nonce = unframe(challenge)
         assert isinstance(kind_and_nonce, list)
-        assert kind_and_nonce[:2] == [1, "challenge"]
+        assert kind_and_nonce[:2] == [VERSION, "challenge"]
         assert len(kind_and_nonce) == 3
         assert len(kind_and_nonce[2]) == 32
         assert b"10.1.2.3" not in challenge
@@ -83,7 +84,7 @@ def test_an_unauthenticated_client_learns_one_random_nonce_and_nothing_else() ->
         challenges.append(kind_and_nonce[2])
         # A wrong proof gets the connection closed, and nothing more is sent.
         with pytest.raises(ProtocolError, match="client failed"):
-            server.receive_data(frame([1, "proof", b"\x00" * 32]))
+            server.receive_data(frame([VERSION, "proof", b"\x00" * 32]))
         assert server.data_to_send() == b""
         assert server.peer is None
     assert challenges[0] != challenges[1]  # a fresh nonce, not a function of the hello
@@ -92,10 +93,10 @@ def test_an_unauthenticated_client_learns_one_random_nonce_and_nothing_else() ->
 def test_a_server_without_the_secret_is_refused_by_the_client() -> None:
     client = Connection("a", "c", SECRET, client=True, max_frame_bytes=LIMIT)
     client.data_to_send()
-    assert client.receive_data(frame([1, "challenge", b"\x01" * 32])) == []
+    assert client.receive_data(frame([VERSION, "challenge", b"\x01" * 32])) == []
     client.data_to_send()  # the proof: a rogue server may guess the secret offline
     with pytest.raises(ProtocolError, match="server failed"):
-        client.receive_data(frame([1, "welcome", "b", "s", b"\x00" * 32]))
+        client.receive_data(frame([VERSION, "welcome", "b", "s", b"\x00" * 32]))
     assert not client.open
     assert client.data_to_send() == b""  # it never told the server who it is
 
@@ -131,7 +132,7 @@ def test_a_replayed_handshake_is_refused() -> None:
 
 
 def unframe_challenge(server: Connection) -> bytes:
-    return frame([1, "challenge", server.nonce])
+    return frame([VERSION, "challenge", server.nonce])
 
 
 def test_a_changed_identity_is_refused() -> None:
@@ -187,10 +188,10 @@ def test_oversized_frames_are_refused() -> None:
     "frame_body",
     [
         b"\xff\xff",  # not CBOR
-        b"\x83\x02ehello\x00",  # wrong version
+        b"\x83\x01ehello\x00",  # wrong version
         b"\x82\x01dnope",  # unknown kind
-        b"\x83\x01ehelloAx",  # short nonce
-        b"\x83\x01eproofAx",  # a proof before the hello
+        b"\x83\x02ehelloAx",  # short nonce
+        b"\x83\x02eproofAx",  # a proof before the hello
     ],
 )
 def test_bad_handshakes_are_refused(frame_body: bytes) -> None:
@@ -231,3 +232,11 @@ def test_random_bytes_never_open_a_connection(data: bytes) -> None:
         return
     assert events == []
     assert not server.open
+
+
+def test_a_node_of_the_previous_handshake_version_gets_a_clear_error() -> None:
+    server = Connection("b", "s", SECRET, client=False, max_frame_bytes=LIMIT)
+    old_hello = frame([1, "hello", "a", "127.0.0.1:1", b"\x00" * 32])
+    with pytest.raises(ProtocolError, match=r"unsupported handshake version 1 .*speaks 2"):
+        server.receive_data(old_hello)
+    assert server.data_to_send() == b""
