@@ -13,6 +13,7 @@ secrets with `new_secret` (``chorus secret``) or ``openssl rand -hex 32``.
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import string
 
@@ -36,21 +37,25 @@ def secret_bits(secret: bytes) -> int:
     - base64 text, standard or URL-safe, ``=`` padding ignored (``openssl rand
       -base64 N``): 6 bits a character, if it mixes at least two of upper case,
       lower case and digits, as random base64 does;
-    - bytes that are not printable ASCII (read from a key file): 8 bits a byte;
-    - anything else (words, phrases, punctuation): 0.
+    - bytes that are not text (read from a key file): 8 bits a byte;
+    - anything else (words, phrases, spaces, punctuation, non-ASCII text): 0.
 
-    A secret with fewer than 8 distinct characters (or bytes), or in which some 8
-    characters occur twice (``summer2024summer2024``), counts as 0. Surrounding
+    A secret with fewer than 8 distinct characters (or bytes), in which some 8
+    characters occur twice (``summer2024summer2024``), or with 8 consecutive
+    characters in order (``abcdefgh``), counts as 0. Surrounding
     whitespace around text, such as a file's final newline, is ignored.
     """
     try:
-        text = secret.decode("ascii").strip()
+        text = secret.decode("utf-8").strip()
     except UnicodeDecodeError:
         text = None
-    if text is None or not text.isprintable():  # binary key material
+    if text is None or not all(c.isprintable() or c.isspace() for c in text):
+        # Binary key material (random bytes are rarely UTF-8 text).
         if len(set(secret)) < _MIN_DISTINCT or _repeats(secret):
             return 0
         return 8 * len(secret)
+    if not text.isascii():
+        return 0  # words in some language: "Sommer2024München"
     data = text.encode()
     if len(set(data)) < _MIN_DISTINCT or _repeats(data):
         return 0
@@ -63,14 +68,18 @@ def secret_bits(secret: bytes) -> int:
 
 
 def _repeats(data: bytes) -> bool:
-    """True if some run of `_REPEAT` bytes occurs twice (in random hex of 64
-    characters, about once in 3 million)."""
+    """True if some run of `_REPEAT` bytes occurs twice, or `_REPEAT` bytes count up or
+    down by one (``abcdefgh``, ``76543210``). In random hex of 64 characters, each
+    happens about once in 3 million."""
     seen: set[bytes] = set()
     for i in range(len(data) - _REPEAT + 1):
         chunk = data[i : i + _REPEAT]
         if chunk in seen:
             return True
         seen.add(chunk)
+        steps = {b - a for a, b in itertools.pairwise(chunk)}
+        if steps == {1} or steps == {-1}:
+            return True
     return False
 
 

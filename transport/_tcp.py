@@ -197,10 +197,14 @@ class TcpTransport(Transport):
         self._links: dict[str, _Link] = {}
         self._gone: dict[str, trio.Event] = {}
         self._known: dict[str, str] = {}  # peer -> its advertised address
-        self._known_hosts: set[str] = set()  # IPs of seeds and authenticated peers
+        # Sources (see _source_of) of seeds and of authenticated peers.
+        self._known_sources: set[str] = set()
         self._dialling: set[str] = set()  # addresses with a dial loop
         self._own_nonces: dict[bytes, str] = {}  # our hello nonces -> address dialled
-        self._self_addresses: set[str] = set()
+        # Addresses that led back to us -> until when to believe it (trio time): a
+        # relay can echo our hello back to us, so the mark must not last forever.
+        self._self_addresses: dict[str, float] = {}
+        self._forget_after_s = forget_after_s
         self._pending = 0
         self._pending_unknown = 0
         self._pending_by_source: dict[str, int] = {}
@@ -307,11 +311,11 @@ class TcpTransport(Transport):
 
     def _add_known_hosts(self, hosts: Iterable[str]) -> None:
         for host in hosts:
-            if len(self._known_hosts) < _MAX_KNOWN_HOSTS:
-                self._known_hosts.add(host)
+            if len(self._known_sources) < _MAX_KNOWN_HOSTS:
+                self._known_sources.add(_source_of(host))
 
     def _dial(self, address: str) -> None:
-        if address in self._dialling or address in self._self_addresses or self._nursery is None:
+        if address in self._dialling or self._nursery is None:
             return
         if address == self._advertise:
             return
@@ -328,7 +332,12 @@ class TcpTransport(Transport):
         host, port = parse_address(address)
         delay = self._backoff[0]
         try:
-            while address not in self._self_addresses:
+            while True:
+                until = self._self_addresses.get(address)
+                if until is not None:  # it led back to us: try again once the mark expires
+                    await trio.sleep_until(until)
+                    self._self_addresses.pop(address, None)
+                    continue
                 step = self._book.next_step(address, trio.current_time())
                 if step is Dial.STOP:
                     self.stats.addresses_forgotten = self._book.forgotten
@@ -370,14 +379,14 @@ class TcpTransport(Transport):
 
     # -- accepting -----------------------------------------------------------------
 
-    def _admit(self, source: str) -> bool:
+    def _admit(self, source: str, known: bool) -> bool:
         """Take a pending-handshake slot for an inbound connection from ``source``."""
         if self._pending >= self._max_pending:
             return False
-        if source not in self._known_hosts:
+        if self._pending_by_source.get(source, 0) >= self._max_per_source:
+            return False  # known or not: a stranger may share a known peer's IP (NAT)
+        if not known:
             if self._pending_unknown >= self._max_pending - self._reserved:
-                return False
-            if self._pending_by_source.get(source, 0) >= self._max_per_source:
                 return False
             self._pending_unknown += 1
         self._pending += 1
@@ -399,9 +408,9 @@ class TcpTransport(Transport):
         except OSError:  # it hung up already
             await trio.aclose_forcefully(stream)
             return
-        known = host in self._known_hosts
         source = _source_of(host)
-        if not self._admit(source):
+        known = source in self._known_sources
+        if not self._admit(source, known):
             self.stats.connections_refused += 1
             await trio.aclose_forcefully(stream)
             return
@@ -495,7 +504,9 @@ class TcpTransport(Transport):
                     events = proto.receive_data(data)
                     if not proto.client and proto.peer_nonce in self._own_nonces:
                         # A hello with one of our own nonces: we dialled ourselves.
-                        self._self_addresses.add(self._own_nonces[proto.peer_nonce])
+                        address = self._own_nonces[proto.peer_nonce]
+                        until = trio.current_time() + self._forget_after_s
+                        self._self_addresses[address] = until
                         raise ProtocolError("we dialled ourselves")
                     out = proto.data_to_send()
                     if out:

@@ -24,6 +24,11 @@ from transport._secret import secret_bits
         "correcthorsebatterystaplexyz",  # one case, no digits
         "summer2024summer2024summer2024summer2024",  # repeats itself
         b"\x00" * 32,
+        "summer2024 caf\u00e9",  # one non-ASCII letter is not key material
+        "summer2024\twinter",
+        "Sommer2024M\u00fcnchen",
+        "abcdefghijklmnopqrstuvwxyz0",  # the alphabet
+        "0123456789abcdeffedcba9876543210",
     ],
 )
 def test_weak_secrets_are_refused_with_advice(secret: str | bytes) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import trio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.helpers import free_port
 from transport._tcp import TcpTransport
@@ -242,3 +244,77 @@ def test_a_timed_out_handshake_says_so() -> None:
     finally:
         log.removeHandler(handler)
     assert any("handshake failed: TooSlowError" in r for r in records)
+
+
+def test_a_node_seeded_with_its_own_address_stops_dialling_it_for_a_while() -> None:
+    async def main() -> None:
+        port = free_port()
+        a = TcpTransport(
+            "a",
+            secret=SECRET,
+            listen=("127.0.0.1", port),
+            advertise=f"localhost:{port}",  # so the seed below is an alias of it
+            seeds=[f"127.0.0.1:{port}"],
+            forget_after_s=1.0,
+            **fast(),
+        )
+        async with serving(a):
+            await eventually(lambda: a.stats.connections_dialled >= 1)
+            await trio.sleep(0.5)
+            assert a.stats.connections_dialled == 1  # it saw the loop, and waits
+            assert a.peers() == frozenset()
+            # The mark expires (a relay could have faked it): it tries once more.
+            await eventually(lambda: a.stats.connections_dialled == 2, timeout=5)
+            assert a.peers() == frozenset()
+
+    trio.run(main)
+
+
+class _HungUp(trio.abc.Stream):
+    """An accepted connection from ``host`` that hangs up at once."""
+
+    def __init__(self, host: str) -> None:
+        self.socket = self
+        self.host = host
+
+    def getpeername(self) -> tuple[str, int]:
+        return (self.host, 40000)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        pass
+
+    async def wait_send_all_might_not_block(self) -> None:
+        pass
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return b""
+
+    async def aclose(self) -> None:
+        pass
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                ["10.0.0.5", "::ffff:10.0.0.5", "2001:db8::1", "2001:db8::2", "203.0.113.7"]
+            ),
+            st.booleans(),  # make the host known first
+        ),
+        max_size=60,
+    )
+)
+def test_pending_handshake_counters_always_return_to_zero(
+    accepts: list[tuple[str, bool]],
+) -> None:
+    async def main() -> None:
+        t = TcpTransport("a", secret=SECRET)
+        t._advertise = "127.0.0.1:1"
+        for host, learn in accepts:
+            if learn:
+                t._add_known_hosts([host])
+            await t._accept(_HungUp(host))  # type: ignore[arg-type]
+            assert (t._pending, t._pending_unknown, t._pending_by_source) == (0, 0, {})
+        assert t.stats.connections_refused == 0
+
+    trio.run(main)
