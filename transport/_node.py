@@ -205,21 +205,35 @@ class Node:
     the machine was suspended): the node counts it (``stats.clock_steps``), keeps it
     (`last_clock_step`) and logs it at WARNING. It cannot tell yet whether the step
     set a wrong clock right or a right clock wrong, so its own clock (`wall_ms`,
-    what its HLC reads) keeps the time it had: the wall clock minus the step
-    (`unconfirmed_step_ms`). Then:
+    what its HLC reads) keeps the time it had: its last reading before the step,
+    advanced by trio's monotonic clock; `unconfirmed_step_ms` is the wall clock
+    minus that. Then:
 
-    - a step undone (back to within ``max_offset_ms`` of that time) is over;
-    - once a peer's heartbeat sent after the step arrives, the node adopts the
-      step if its wall clock is within ``max_offset_ms`` of the median of its live
-      peers' and its own (it had been wrong); otherwise it keeps its time, and is
-      ready as long as that time agrees with the median (`clock_offset_ms`). A
-      node with live peers refuses writes until that heartbeat arrives (within
+    - as soon as the wall clock comes back within ``max_offset_ms`` of that time,
+      however it comes back (stepped back, or slewed back gradually as chrony and
+      ntpd do), the step is over and the node's clock is the wall clock again;
+    - the node adopts the step when a majority of the members' clocks agrees with
+      it: its wall clock and the wall clocks of the member peers whose heartbeats
+      arrived after the step, counting strictly more than half of the members
+      (itself included) and at least one peer, have a median within
+      ``max_offset_ms`` of its wall clock (it had been wrong). Otherwise it keeps
+      its time, and is ready as long as that time agrees with the median of its
+      live member peers' clocks (`clock_offset_ms`). A node with live member peers
+      refuses writes while the heartbeats since the step make no majority and a
+      live member peer has not been heard since (within
       ``heartbeat_interval_s``);
-    - with no live peer (cut off, or the only member) it keeps its time until a
-      peer is heard again.
+    - cut off from a majority of the members, or the only member, it keeps its
+      time until a majority is heard again: peers that stepped together on the
+      minority side of a split do not confirm each other.
 
-    The kept time lives in memory: a node restarted while its wall clock is still
-    off starts from the wall clock, and its peers' median decides as usual.
+    Only members count: heartbeats of nodes that are not current members of this
+    node's cluster (never admitted, removed, or of another cluster) move no
+    median, here or in `clock_offset_ms`. Gradual drift with no step is not
+    noticed here: the offset check against the live member peers' median
+    (`clock_offset_ms`) is what catches it, so a node cut off from its peers
+    follows its wall clock's drift until it hears them again. The kept time lives
+    in memory: a node restarted while its wall clock is still off starts from the
+    wall clock, and its peers' median decides as usual.
 
     Writes made during a step are therefore stamped with the time the node kept:
     a step that is undone, or that the other clocks disagree with, leaves no write
@@ -264,7 +278,10 @@ class Node:
         self._wall_ms = wall_ms
         self._max_offset_ms = max_offset_ms
         self._wall_reading: tuple[int, float] | None = None  # (wall ms, trio s), last read
-        self._unconfirmed_step_ms = 0
+        # While a step is unconfirmed: this node's clock at a trio time (ms, s), the
+        # last reading before the step; the clock runs on from it on trio's clock.
+        self._anchor: tuple[int, float] | None = None
+        self._unconfirmed_step_ms = 0  # the wall clock minus this node's clock, last read
         self._last_clock_step: ClockStep | None = None
         self._clock = HLC(self._me, max_offset_ms=max_offset_ms, wall_ms=self._checked_wall_ms)
         self._heartbeat_interval_s = heartbeat_interval_s
@@ -401,17 +418,17 @@ class Node:
         wall = self._checked_wall_ms()  # notices a step this very moment
         self._settle_clock_step()
         step = self._last_clock_step
-        waiting = (
-            self._unconfirmed_step_ms
-            and step is not None
-            and self._peer_walls()
-            and not self._peer_walls(since=step.time)
-        )
-        if waiting:
-            return (
-                f"this node's {self._step_text()}: waiting for a heartbeat from a peer "
-                "to tell whether the step or the time it kept is right: refusing writes"
-            )
+        if self._unconfirmed_step_ms and step is not None:
+            # Undecided while a live member peer may still make a majority with the
+            # heartbeats since the step (each sends one per heartbeat interval).
+            heard = len(self._peer_walls(since=step.time))
+            if heard < len(self._peer_walls()) and not self._majority(heard):
+                return (
+                    f"this node's {self._step_text()}: waiting for a heartbeat from its "
+                    "live peers, whose clocks with its own must make a majority of the "
+                    "members to tell whether the step or the time it kept is right: "
+                    "refusing writes"
+                )
         offset = self.clock_offset_ms()
         if offset is not None and abs(offset) > self._max_offset_ms:
             unconfirmed = (
@@ -440,11 +457,12 @@ class Node:
         return None
 
     def clock_offset_ms(self) -> int | None:
-        """This node's clock (`wall_ms`) minus the median of its live peers' wall
+        """This node's clock (`wall_ms`) minus the median of its live member peers'
         clocks and its own, in ms, estimated from heartbeats (network delay counts as
-        error); None with no live peer. With two nodes the median is their mean, so
-        a clock gap beyond ``2 * max_offset_ms`` makes both refuse writes: neither
-        can tell which is right.
+        error; a peer's clock is what its HLC reads: see "Clock steps"); None with no
+        live peer that is a current member of this node's cluster. With two nodes
+        the median is their mean, so a clock gap beyond ``2 * max_offset_ms`` makes
+        both refuse writes: neither can tell which is right.
         """
         mine = self._checked_wall_ms()
         walls = self._peer_walls()
@@ -490,24 +508,43 @@ class Node:
 
     @property
     def unconfirmed_step_ms(self) -> int:
-        """The wall clock's steps no peer has confirmed yet, in ms, net (positive:
-        forward); 0 when none. This node's clock (`wall_ms`, what its HLC reads)
-        is the wall clock minus this. See "Clock steps"."""
+        """How far the wall clock is off the time this node kept through steps a
+        majority of the members' clocks has not confirmed yet, in ms (positive:
+        ahead), as of the node's last reading of its wall clock; 0 when no step is
+        pending. This node's clock (`wall_ms`, what its HLC reads) is the wall
+        clock minus this. See "Clock steps"."""
         return self._unconfirmed_step_ms
 
     def _peer_walls(self, since: float = -math.inf, *, raw: bool = False) -> list[int]:
-        """Live peers' clocks now, in ms, from their heartbeats received at or after
-        trio time ``since``: what their HLCs read, or with ``raw`` their wall clocks
-        (the two differ by a step a peer has not adopted)."""
-        now = trio.current_time()
+        """Live member peers' clocks now, in ms, from their heartbeats received at or
+        after trio time ``since``: what their HLCs read, or with ``raw`` their wall
+        clocks (the two differ by a step a peer has not adopted).
+
+        Only current members of this node's cluster count (incarnations in its
+        `Membership`, not removed): anyone who can reach the transport may send
+        heartbeats, and a few senders that are not members must not move the
+        medians that readiness and step confirmation rest on.
+        """
+        now, members = trio.current_time(), self._membership.members()
         return [
             p.wall_ms + raw * p.step_ms + int((now - p.wall_at) * 1000)
-            for p in self._peers.values()
-            if p.alive and p.wall_ms is not None and p.wall_at >= since
+            for n, p in self._peers.items()
+            if p.alive
+            and p.wall_ms is not None
+            and p.wall_at >= since
+            and f"{n}/{p.incarnation}" in members
         ]
 
+    def _majority(self, peers: int) -> bool:
+        """Whether this node's clock and ``peers`` member peers' clocks are a strict
+        majority of the members (this node counted once), with at least one peer."""
+        count = len(self._membership.members() | {self._me})
+        return peers >= 1 and 1 + peers > count / 2
+
     def _checked_wall_ms(self) -> int:
-        """Read the wall clock, notice a step, and return this node's clock in ms.
+        """Read the wall clock, notice a step (or the end of one), and return this
+        node's clock in ms: the wall clock, or while a step is unconfirmed the time
+        it kept (its last reading before the step, advanced by trio's clock).
 
         What the HLC reads. Must run in trio: it reads trio's clock too.
         """
@@ -516,20 +553,42 @@ class Node:
         if last is not None:
             step = wall - last[0] - round((now - last[1]) * 1000)
             if abs(step) > self._max_offset_ms:
-                self._on_clock_step(step, wall, now, now - last[1])
-        return wall - self._unconfirmed_step_ms
+                self._on_clock_step(step, wall, now, now - last[1], last)
+                return wall - self._unconfirmed_step_ms
+        anchor = self._anchor
+        if anchor is None:
+            return wall
+        clock = anchor[0] + round((now - anchor[1]) * 1000)
+        if abs(wall - clock) > self._max_offset_ms:
+            self._unconfirmed_step_ms = wall - clock
+            return clock
+        # Back without a step: slewed (as chrony and ntpd correct a clock gradually).
+        was = self._unconfirmed_step_ms
+        self._anchor, self._unconfirmed_step_ms = None, 0
+        log.info(
+            "node %s: wall clock came back to within max_offset_ms of the time this node "
+            "kept (it was %+d ms off at the last reading): the step is over",
+            self._me,
+            was,
+        )
+        return wall
 
-    def _on_clock_step(self, step: int, wall: int, now: float, interval_s: float) -> None:
+    def _on_clock_step(
+        self, step: int, wall: int, now: float, interval_s: float, last: tuple[int, float]
+    ) -> None:
         self.stats.clock_steps += 1
         self._last_clock_step = ClockStep(by_ms=step, wall_ms=wall, time=now)
-        unconfirmed = self._unconfirmed_step_ms + step
+        if self._anchor is None:
+            self._anchor = last  # the last reading before the step was trusted
+        anchor = self._anchor
+        unconfirmed = wall - (anchor[0] + round((now - anchor[1]) * 1000))
         if abs(unconfirmed) <= self._max_offset_ms:
-            unconfirmed = 0
+            self._anchor, unconfirmed = None, 0
             then = "back to the time this node's clock kept: the step is over"
         else:
             then = (
                 f"this node's clock keeps its time ({-unconfirmed:+d} ms from the wall "
-                "clock) until a peer's heartbeat confirms the step"
+                "clock) until a majority of the members' clocks confirms the step"
             )
         self._unconfirmed_step_ms = unconfirmed
         log.warning(
@@ -542,8 +601,9 @@ class Node:
         )
 
     def _settle_clock_step(self) -> None:
-        """Adopt an unconfirmed step once peers' heartbeats since show that the
-        wall clock agrees with theirs (see "Clock steps")."""
+        """Adopt an unconfirmed step once a majority of the members' clocks (this
+        node's wall clock and the peers' whose heartbeats arrived since the step)
+        has a median the wall clock agrees with (see "Clock steps")."""
         # Read the wall clock through the check: a step not noticed yet would be
         # adopted as agreeing with the peers, then noticed as a step of its own.
         self._checked_wall_ms()
@@ -551,13 +611,14 @@ class Node:
         if not self._unconfirmed_step_ms or step is None:
             return
         walls = self._peer_walls(since=step.time, raw=True)
-        if not walls:
-            return
+        if not self._majority(len(walls)):
+            return  # cut off from the majority (or alone): keep the time it kept
         assert self._wall_reading is not None  # set by the check above
         wall = self._wall_reading[0]
         if abs(wall - statistics.median([wall, *walls])) > self._max_offset_ms:
             return  # keep the time it kept: clock_offset_ms says if that one agrees
         adopted, self._unconfirmed_step_ms = self._unconfirmed_step_ms, 0
+        self._anchor = None
         lead = self._clock.last.wall_ms - wall
         log.log(
             logging.WARNING if lead > 2 * self._max_offset_ms else logging.INFO,
@@ -711,8 +772,9 @@ class Node:
 
     def wall_ms(self) -> int:
         """This node's clock, in ms since the epoch: the wall clock it was given, less
-        any step no peer has confirmed yet (`unconfirmed_step_ms`). Its HLC reads
-        this. Cheap, and callable from any thread (it notices no step itself)."""
+        any step not confirmed yet (`unconfirmed_step_ms`, as of the node's last
+        reading). Its HLC reads the same clock, read afresh. Cheap, and callable
+        from any thread (it notices no step, and reads no trio clock)."""
         return self._wall_ms() - self._unconfirmed_step_ms
 
     @property
@@ -1086,7 +1148,7 @@ class Node:
                 membership=self._membership.digest(),
                 epoch=self._stability.epoch,
                 clock=point,
-                # Its clock, not the raw wall clock: a step no peer has confirmed
+                # Its clock, not the raw wall clock: a step not confirmed yet
                 # must not pull the peers' medians (with two nodes, it would fence
                 # the node whose clock did not step). The step goes along, so that
                 # peers can confirm steps against wall clocks.

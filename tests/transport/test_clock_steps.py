@@ -20,8 +20,10 @@ import logging
 from typing import Any
 
 import pytest
+import trio
 
 from transport import WriteRefused
+from transport._wire import Heartbeat, encode_heartbeat
 from transport.simulation import Simulation
 
 pytestmark = pytest.mark.timeout(120)
@@ -250,5 +252,166 @@ def test_in_a_two_node_cluster_a_step_fences_neither_node(sim_run: Any) -> None:
             c.map("m").set("j", "from c")
             assert await sim.settle(10) is not None
             assert lead_ms(sim, "c") < MAX_OFFSET_MS
+
+    sim_run(main)
+
+
+def _heartbeat_from_outside(wall_ms: int, step_ms: int = 0) -> bytes:
+    """A heartbeat of a node of another (younger) cluster: never a member here."""
+    return encode_heartbeat(
+        Heartbeat(
+            incarnation="0badc0de",
+            synced=True,
+            cluster="9" * 20,  # younger than any cluster founded in the simulation
+            membership=b"\0" * 8,
+            epoch=b"\0" * 8,
+            clock=(0, 0),
+            wall_ms=wall_ms,
+            root=(0, 0),
+            floor=(0, 0),
+            step_ms=step_ms,
+        )
+    )
+
+
+def test_heartbeats_from_non_members_move_no_clock_median(sim_run: Any) -> None:
+    """Four senders that are not members (they claim another cluster) send heartbeats
+    whose clocks read an hour ahead, then whose wall clocks do. They are heard (alive),
+    but only members' clocks count: every node stays ready, and c's step of an hour,
+    which only they agree with, is not adopted. (They once fenced all three nodes, and
+    made c adopt the step and stamp its writes an hour ahead while a and b were fenced.)"""
+
+    async def main() -> None:
+        async with Simulation(seed=126) as sim:
+            nodes = await sim.start("a", "b", "c")
+            a, c = sim.node("a"), sim.node("c")
+            outsiders = [sim.network.transport(f"x{i}") for i in range(4)]
+            lie = {"wall": HOUR_MS, "step": 0}
+
+            async def chatter() -> None:
+                while True:
+                    for outsider in outsiders:
+                        for node in nodes:
+                            beat = _heartbeat_from_outside(a.wall_ms() + lie["wall"], lie["step"])
+                            outsider.send(node.node_id, beat)
+                    await trio.sleep(0.5)
+
+            async def discard(outsider: Any) -> None:
+                while True:
+                    await outsider.receive()
+
+            async with trio.open_nursery() as nursery:
+                for outsider in outsiders:
+                    nursery.start_soon(discard, outsider)
+                nursery.start_soon(chatter)
+                await sim.run_for(3)
+                for node in nodes:
+                    assert {"x0", "x1", "x2", "x3"} <= node.members()  # heard, alive
+                    assert node.ready, node.not_ready_reason()
+                    assert abs(node.clock_offset_ms() or 0) < MAX_OFFSET_MS
+                a.map("m").set("k", "from a")
+
+                lie["wall"], lie["step"] = 0, HOUR_MS  # their wall clocks an hour ahead
+                sim.set_skew("c", HOUR_MS)
+                await sim.run_for(3)
+                assert abs(c.unconfirmed_step_ms - HOUR_MS) <= 5  # not adopted
+                assert lead_ms(sim, "c") < MAX_OFFSET_MS
+                assert abs(c.wall_ms() - a.wall_ms()) < MAX_OFFSET_MS
+                for node in nodes:
+                    assert node.ready, node.not_ready_reason()
+                c.map("m").set("j", "from c")
+                written = c.state().timestamp(("m", "j"))
+                assert written is not None
+                assert abs(written.wall_ms - a.wall_ms()) < MAX_OFFSET_MS
+                sim.set_skew("c", 0)
+                assert await sim.settle(10) is not None
+                nursery.cancel_scope.cancel()
+
+    sim_run(main)
+
+
+def test_a_minority_cut_off_does_not_confirm_its_own_step(sim_run: Any) -> None:
+    """Five nodes split {a, b} | {c, d, e}; a's and b's clocks both step an hour ahead
+    while cut off (say a local time source gone wrong). They agree with each other,
+    but two clocks of five members are no majority: both keep their time and stay
+    ready, a's write is stamped in real time, and c's write ten seconds later wins
+    everywhere after the heal. (They once confirmed each other's step: a's write,
+    stamped an hour ahead, beat c's, c's writes to the key were refused for the hour
+    after the heal, and a and b were fenced for as long.)"""
+
+    async def main() -> None:
+        async with Simulation(seed=127) as sim:
+            await sim.start("a", "b", "c", "d", "e")
+            a, b, c = (sim.node(n) for n in "abc")
+            sim.network.partition({"a", "b"}, {"c", "d", "e"})
+            await sim.run_for(5)
+            sim.set_skew("a", HOUR_MS)
+            sim.set_skew("b", HOUR_MS)
+            await sim.run_for(3)
+            for node in (a, b):
+                assert abs(node.unconfirmed_step_ms - HOUR_MS) <= 5
+                assert abs(node.wall_ms() - c.wall_ms()) < MAX_OFFSET_MS
+                assert lead_ms(sim, node.node_id) < MAX_OFFSET_MS
+                assert node.ready, node.not_ready_reason()
+            a.map("m").set("k", "from a")
+            await sim.run_for(10)
+            c.map("m").set("k", "from c, 10 s later")
+            await sim.run_for(5)
+            sim.set_skew("a", 0)
+            sim.set_skew("b", 0)
+            sim.network.heal()
+            await sim.run_for(10)
+            for name in sim.live:
+                node = sim.node(name)
+                assert node.unconfirmed_step_ms == 0
+                assert node.ready, node.not_ready_reason()
+            assert await sim.settle(10) is not None
+            assert all(values(sim, n) == {"k": "from c, 10 s later"} for n in sim.live)
+            c.map("m").set("k", "from c, after the heal")  # not refused
+            assert await sim.settle(10) is not None
+
+    sim_run(main)
+
+
+@pytest.mark.parametrize("cut_off", [False, True], ids=["connected", "cut-off"])
+@pytest.mark.parametrize("step_ms", [60_000, -60_000], ids=["ahead", "back"])
+def test_a_step_slewed_back_is_over_and_the_clock_kept_real_time(
+    sim_run: Any, step_ms: int, cut_off: bool
+) -> None:
+    """c's wall clock steps a minute (``date -s``: noticed, kept), then NTP slews it
+    back at 82 ms/s, too slowly to be a step. c's clock runs on from its last
+    reading before the step meanwhile, so it keeps real time throughout, and the
+    step is over once the wall clock is back within max_offset_ms. After the heal,
+    c's write, made after b's, wins. (c's clock was the wall clock less the step: it
+    slid a minute off real time while the node stayed ready, and b's older write won.)"""
+
+    async def main() -> None:
+        async with Simulation(seed=128) as sim:
+            await sim.start("a", "b", "c")
+            a, b, c = (sim.node(n) for n in "abc")
+            await sim.run_for(2)
+            if cut_off:
+                sim.network.partition({"a", "b"}, {"c"})
+                await sim.run_for(5)
+            sim.set_skew("c", step_ms)
+            await sim.run_for(1)
+            assert abs(c.unconfirmed_step_ms - step_ms) <= 5
+            skew, slew = step_ms, 41 if step_ms > 0 else -41  # ms per 0.5 s
+            while skew:
+                skew = max(0, skew - slew) if step_ms > 0 else min(0, skew - slew)
+                sim.set_skew("c", skew)
+                await sim.run_for(0.5)
+                assert abs(c.wall_ms() - a.wall_ms()) < MAX_OFFSET_MS  # real time
+                assert c.ready, c.not_ready_reason()
+                if abs(skew) < MAX_OFFSET_MS - 100:  # back within max_offset_ms a while
+                    assert c.unconfirmed_step_ms == 0  # the step is over
+                if abs(skew) < 100 * abs(slew) and "k" not in b.map("m"):  # 50 s to go
+                    b.map("m").set("k", "from b")
+            assert c.stats.clock_steps == 1  # the slew was no step
+            c.map("m").set("k", "from c, 50 s later")
+            if cut_off:
+                sim.network.heal()
+            assert await sim.settle(10) is not None
+            assert all(values(sim, n) == {"k": "from c, 50 s later"} for n in sim.live)
 
     sim_run(main)
