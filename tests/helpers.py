@@ -4,6 +4,10 @@ import socket
 import time
 from collections.abc import Callable
 
+import trio
+
+from transport._tcp_protocol import Connection
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
@@ -20,3 +24,18 @@ def eventually(check: Callable[[], object], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+async def authenticate(stream: trio.abc.Stream, client: Connection) -> bytes:
+    """Drive the client side of a TCP handshake over ``stream`` (5 s per reply);
+    return every byte it sent."""
+    sent = b""
+    while not client.open:
+        out = client.data_to_send()
+        sent += out
+        await stream.send_all(out)
+        with trio.fail_after(5):
+            client.receive_data(bytes(await stream.receive_some(65536)))
+    out = client.data_to_send()  # the identity
+    await stream.send_all(out)
+    return sent + out

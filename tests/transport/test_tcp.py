@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.helpers import free_port
+from tests.helpers import authenticate, free_port
 from transport import PeerUp, Received, Transport
 from transport._tcp import TcpTransport
 from transport._tcp_protocol import VERSION, Connection
@@ -76,20 +76,6 @@ def test_a_node_with_the_wrong_secret_learns_nothing_and_changes_nothing() -> No
             assert rogue.send("a", b"x") is False
 
     trio.run(main)
-
-
-async def authenticate(stream: trio.abc.Stream, client: Connection) -> bytes:
-    """Drive a client-side handshake over ``stream``; return every byte it sent."""
-    sent = b""
-    while not client.open:
-        out = client.data_to_send()
-        sent += out
-        await stream.send_all(out)
-        with trio.fail_after(5):
-            client.receive_data(bytes(await stream.receive_some(65536)))
-    out = client.data_to_send()  # the identity
-    await stream.send_all(out)
-    return sent + out
 
 
 async def raw(port: int, data: bytes, *, read: bool = True) -> bytes:
@@ -247,7 +233,7 @@ def test_a_message_in_the_same_read_as_the_handshake_is_delivered() -> None:
                     await stream.send_all(client.data_to_send())
                     client.receive_data(bytes(await stream.receive_some(65536)))
                 client.send_message(b"first")  # one write: the identity, then a message
-                await stream.send_all(client.data_to_send())
+                await stream.send_all(client.data_to_send())  # (so not `authenticate`)
                 with trio.fail_after(5):
                     while (event := await a.receive()) != Received("b", b"first"):
                         assert isinstance(event, PeerUp)

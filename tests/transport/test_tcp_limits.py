@@ -14,7 +14,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import free_port
+from tests.helpers import authenticate, free_port
 from transport._tcp import TcpTransport
 from transport._tcp_protocol import Connection
 
@@ -128,11 +128,7 @@ def test_an_idle_connection_is_closed_after_the_first_byte_timeout() -> None:
 async def authenticated_client(port: int, node_id: str) -> tuple[trio.SocketStream, Connection]:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     client = Connection(node_id, "127.0.0.1:9", SECRET, client=True, max_frame_bytes=1 << 20)
-    while not client.open:
-        await stream.send_all(client.data_to_send())
-        with trio.fail_after(5):
-            client.receive_data(bytes(await stream.receive_some(65536)))
-    await stream.send_all(client.data_to_send())
+    await authenticate(stream, client)
     return stream, client
 
 
