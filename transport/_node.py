@@ -212,19 +212,21 @@ class Node:
     - as soon as the wall clock comes back within ``max_offset_ms`` of that time,
       however it comes back (stepped back, or slewed back gradually as chrony and
       ntpd do), the step is over and the node's clock is the wall clock again;
-    - the node adopts the step when a majority of the members' clocks agrees with
-      it: its wall clock and the wall clocks of the member peers whose heartbeats
-      arrived after the step, counting strictly more than half of the members
-      (itself included) and at least one peer, have a median within
-      ``max_offset_ms`` of its wall clock (it had been wrong). Otherwise it keeps
+    - the node adopts the step when the other clocks agree with it: its wall clock
+      and the wall clocks of the member peers whose heartbeats arrived after the
+      step (at least one) have a median within ``max_offset_ms`` of its wall clock
+      (it had been wrong), and either none of those peers has an unconfirmed step
+      of its own, or they count strictly more than half of the members (itself
+      included). Otherwise it keeps
       its time, and is ready as long as that time agrees with the median of its
       live member peers' clocks (`clock_offset_ms`). A node with live member peers
       refuses writes while the heartbeats since the step make no majority and a
       live member peer has not been heard since (within
       ``heartbeat_interval_s``);
-    - cut off from a majority of the members, or the only member, it keeps its
-      time until a majority is heard again: peers that stepped together on the
-      minority side of a split do not confirm each other.
+    - the only member keeps its time until it hears a peer; peers that stepped
+      together on the minority side of a split do not confirm each other (each
+      has a step of its own), while a minority whose other clocks did not step
+      (most members down) still confirms a clock set right.
 
     Only members count: heartbeats of nodes that are not current members of this
     node's cluster (never admitted, removed, or of another cluster) move no
@@ -515,10 +517,13 @@ class Node:
         clock minus this. See "Clock steps"."""
         return self._unconfirmed_step_ms
 
-    def _peer_walls(self, since: float = -math.inf, *, raw: bool = False) -> list[int]:
+    def _peer_walls(
+        self, since: float = -math.inf, *, raw: bool = False, settled: bool = False
+    ) -> list[int]:
         """Live member peers' clocks now, in ms, from their heartbeats received at or
         after trio time ``since``: what their HLCs read, or with ``raw`` their wall
-        clocks (the two differ by a step a peer has not adopted).
+        clocks (the two differ by a step a peer has not adopted); with ``settled``
+        only the peers with no such step.
 
         Only current members of this node's cluster count (incarnations in its
         `Membership`, not removed): anyone who can reach the transport may send
@@ -533,6 +538,7 @@ class Node:
             and p.wall_ms is not None
             and p.wall_at >= since
             and f"{n}/{p.incarnation}" in members
+            and not (settled and p.step_ms)
         ]
 
     def _majority(self, peers: int) -> bool:
@@ -601,9 +607,10 @@ class Node:
         )
 
     def _settle_clock_step(self) -> None:
-        """Adopt an unconfirmed step once a majority of the members' clocks (this
-        node's wall clock and the peers' whose heartbeats arrived since the step)
-        has a median the wall clock agrees with (see "Clock steps")."""
+        """Adopt an unconfirmed step once the clocks of this node and of the member
+        peers whose heartbeats arrived since the step have a median its wall clock
+        agrees with, those peers having no unconfirmed step of their own, or the
+        clocks making a majority of the members (see "Clock steps")."""
         # Read the wall clock through the check: a step not noticed yet would be
         # adopted as agreeing with the peers, then noticed as a step of its own.
         self._checked_wall_ms()
@@ -611,8 +618,11 @@ class Node:
         if not self._unconfirmed_step_ms or step is None:
             return
         walls = self._peer_walls(since=step.time, raw=True)
-        if not self._majority(len(walls)):
-            return  # cut off from the majority (or alone): keep the time it kept
+        settled = len(self._peer_walls(since=step.time, settled=True)) == len(walls)
+        if not walls or not (settled or self._majority(len(walls))):
+            # Alone, or cut off from the majority with peers whose clocks stepped too
+            # (they would confirm each other): keep the time it kept.
+            return
         assert self._wall_reading is not None  # set by the check above
         wall = self._wall_reading[0]
         if abs(wall - statistics.median([wall, *walls])) > self._max_offset_ms:

@@ -415,3 +415,25 @@ def test_a_step_slewed_back_is_over_and_the_clock_kept_real_time(
             assert all(values(sim, n) == {"k": "from c, 50 s later"} for n in sim.live)
 
     sim_run(main)
+
+
+def test_a_clock_set_right_is_adopted_with_most_members_down(sim_run: Any) -> None:
+    """Found by the cluster machine: n2's clock ran a second fast; three of five
+    members crash; n2's clock is set right. The only peer left, n1, has no step of
+    its own and agrees with n2's wall clock, so n2 adopts the step though two of
+    five are no majority (before, n2 kept its fast time and both were fenced)."""
+
+    async def main() -> None:
+        async with Simulation(seed=126, skew_ms={"n2": 1001}) as sim:
+            await sim.start("n0", "n1", "n2", "n3", "n4", ready=False)
+            await sim.run_for(5)
+            for name in ("n0", "n3", "n4"):
+                sim.crash(name)
+            sim.set_skew("n2", 0)
+            await sim.run_for(5)
+            n1, n2 = sim.node("n1"), sim.node("n2")
+            assert n2.unconfirmed_step_ms == 0
+            assert n1.ready, n1.not_ready_reason()
+            assert n2.ready, n2.not_ready_reason()
+
+    sim_run(main)
