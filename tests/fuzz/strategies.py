@@ -114,31 +114,47 @@ def _extend(inner: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
 cbor_items: st.SearchStrategy[bytes] = st.recursive(_leaves, _extend, max_leaves=24)
 
 
-@st.composite
-def mutated(draw: st.DrawFn, seeds: st.SearchStrategy[bytes]) -> bytes:
-    """A valid encoding from ``seeds``, broken by one to four mutations."""
-    data = bytearray(draw(seeds))
-    for _ in range(draw(st.integers(1, 4))):
-        op = draw(
-            st.sampled_from(["flip", "set", "splice", "delete", "truncate", "extend", "repeat"])
-        )
-        at = draw(st.integers(0, len(data)))
-        if op == "flip" and data:
-            data[at % len(data)] ^= 1 << draw(st.integers(0, 7))
-        elif op == "set" and data:
-            data[at % len(data)] = draw(st.integers(0, 255))
+#: One mutation: (operation, position, a number, bytes); `mutate` reads the position
+#: modulo the data's length and uses the number and bytes as the operation needs.
+Mutation = tuple[str, int, int, bytes]
+
+mutations: st.SearchStrategy[list[Mutation]] = st.lists(
+    st.tuples(
+        st.sampled_from(["flip", "set", "splice", "delete", "truncate", "extend", "repeat"]),
+        st.integers(0, 2**16),
+        st.integers(0, 255),
+        st.sampled_from(SPLICES) | st.binary(min_size=1, max_size=16),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def mutate(data: bytes, program: list[Mutation]) -> bytes:
+    """``data`` after each mutation of ``program`` in turn (deterministic)."""
+    out = bytearray(data)
+    for op, position, number, chunk in program:
+        at = position % (len(out) + 1)
+        if op == "flip" and out:
+            out[at % len(out)] ^= 1 << (number % 8)
+        elif op == "set" and out:
+            out[at % len(out)] = number
         elif op == "splice":
-            data[at:at] = draw(st.sampled_from(SPLICES) | st.binary(min_size=1, max_size=8))
+            out[at:at] = chunk
         elif op == "delete":
-            del data[at : at + draw(st.integers(1, 16))]
+            del out[at : at + 1 + number % 16]
         elif op == "truncate":
-            del data[at:]
+            del out[at:]
         elif op == "extend":
-            data += draw(st.sampled_from(SPLICES) | st.binary(min_size=1, max_size=16))
+            out += chunk
         elif op == "repeat":
-            end = draw(st.integers(at, len(data)))
-            data[at:at] = data[at:end] * draw(st.integers(1, 8))
-    return bytes(data)
+            out[at:at] = out[at : at + 1 + number % 32] * (1 + number % 8)
+    return bytes(out)
+
+
+def mutated(seeds: st.SearchStrategy[bytes]) -> st.SearchStrategy[bytes]:
+    """A valid encoding from ``seeds``, broken by one to four mutations."""
+    return st.builds(mutate, seeds, mutations)
 
 
 @st.composite
