@@ -4,18 +4,21 @@ Values are stored as canonical CBOR (RFC 8949, section 4.2.1: deterministic enco
 so every replica compares, hashes and breaks ties on the same bytes, whatever Python
 object a writer passed in (a tuple and a list encode alike; ``True`` and ``1`` do not).
 
-A value is what JSON holds, plus byte strings and integers of any size up to
-`MAX_BIGNUM_BYTES`: null, booleans, integers, floats, text and byte strings, arrays,
-and maps whose keys are text or byte strings. CBOR's undefined and simple values pass
-too. No other CBOR tag does: a datetime, Decimal, UUID, set or `cbor2.CBORTag` value is
-refused on write (`canonical_value` raises TypeError) and on read.
+A value is what JSON holds, plus byte strings: null, booleans, integers (beyond 64
+bits as CBOR bignums, tags 2 and 3, of at most `MAX_BIGNUM_BYTES` bytes), floats, text
+and byte strings, arrays, and maps whose keys are text or byte strings. CBOR's
+undefined and simple values pass too. No other tag does: a datetime, Decimal, UUID,
+set or `cbor2.CBORTag` value is refused on write (`canonical_value` raises TypeError)
+and on read.
 
 Every decoder of untrusted bytes goes through `strict_loads`, which refuses, while
 decoding, every tag its caller does not list, indefinite-length items, repeated map
-keys and map keys other than text or byte strings (whose hashes an attacker cannot
-make collide). So the work of a decode is bounded by a small multiple of its input's
-size: nothing in the input can ask for shared values (tags 28/29), string references
-(25/256), regular expressions (35), MIME messages (36) or other costly decoding.
+keys and map keys other than text or byte strings (the only keys whose hashes Python
+randomizes: an attacker can make int, float or tuple keys collide, and a dict of
+colliding keys costs quadratic time to build). So the work of a decode is bounded by
+a small multiple of its input's size: nothing in the input can ask for shared values
+(tags 28/29), string references (25/256), regular expressions (35), MIME messages
+(36), bigfloats (5) or other costly decoding.
 """
 
 from __future__ import annotations
