@@ -8,6 +8,7 @@ the TCP protocol. Nothing else, and never slower than `time_bound`.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
 from collections.abc import Callable
@@ -32,6 +33,23 @@ def time_bound(size: int) -> float:
     """The most a decode of ``size`` bytes may take, in CPU seconds: generous for a
     loaded CI machine, far below what an amplification bomb costs."""
     return 0.25 + 20e-6 * size
+
+
+class Stopwatch:
+    """CPU seconds spent in a ``with`` block, garbage collection off inside it: a
+    collection of the fuzzer's own garbage (hundreds of MB in a deep run) is not the
+    code under test being slow."""
+
+    seconds = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        gc.disable()
+        self._start = time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.process_time() - self._start
+        gc.enable()
 
 
 @attrs.frozen
@@ -64,17 +82,11 @@ class Target:
             assert self.again(result) == result, f"{self.name}: does not round-trip"
 
     def _timed(self, data: bytes) -> tuple[Any, float]:
-        """``(result or None on a documented error, CPU seconds)``, garbage collection off."""
-        gc.disable()
-        start = time.process_time()
-        try:
+        """``(result, or None on a documented error; CPU seconds)``."""
+        result = None
+        with Stopwatch() as watch, contextlib.suppress(*self.errors):
             result = self.decode(data)
-        except self.errors:
-            result = None
-        finally:
-            seconds = time.process_time() - start
-            gc.enable()
-        return result, seconds
+        return result, watch.seconds
 
 
 # -- the crdt codec --------------------------------------------------------------------

@@ -23,8 +23,8 @@ add it to tests/fuzz/seed_corpus.py and run ``python -m tests.fuzz.seed_corpus``
 
 from __future__ import annotations
 
+import contextlib
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +51,7 @@ from tests.fuzz.targets import (
     TARGETS,
     TCP,
     WIRE,
+    Stopwatch,
     check_events,
     connection,
     handshake,
@@ -140,8 +141,7 @@ def test_a_live_handshake_and_session_mutated_in_flight(
     # depends on the random nonces, and Hypothesis must draw the same each replay.)
     client, server = connection(client=True), connection(client=False)
     sent = 0
-    start = time.process_time()
-    try:
+    with Stopwatch() as watch, contextlib.suppress(ProtocolError):
         for message in messages:
             if client.open and server.open:
                 client.send_message(message)
@@ -158,9 +158,7 @@ def test_a_live_handshake_and_session_mutated_in_flight(
                 sent += 1
             if not moved:
                 break
-    except ProtocolError:
-        pass
-    assert time.process_time() - start < time_bound(4096)
+    assert watch.seconds < time_bound(4096)
 
 
 #: Python objects whose CBOR an authenticated peer might send as its "peer list".
@@ -192,13 +190,11 @@ def test_an_authenticated_peer_list_of_anything(addresses: list[Any]) -> None:
         client.send_peers(addresses)
     except (TypeError, ValueError, cbor2.CBOREncodeError):
         return  # not encodable at all: nothing to send
-    start = time.process_time()
-    try:
+    events: list[Any] | None = None
+    with Stopwatch() as watch, contextlib.suppress(ProtocolError):
         events = check_events(server.receive_data(client.data_to_send()))
-    except ProtocolError:
-        return
-    assert time.process_time() - start < time_bound(1024)
-    assert events == [Peers(tuple(addresses))]
+    assert watch.seconds < time_bound(1024)
+    assert events in (None, [Peers(tuple(addresses))])
 
 
 def test_a_sharing_bomb_as_a_peer_list_is_refused_at_once() -> None:
@@ -208,10 +204,9 @@ def test_a_sharing_bomb_as_a_peer_list_is_refused_at_once() -> None:
     for i in range(40):
         bomb = cbor2.CBORTag(28, [cbor2.CBORTag(29, i), cbor2.CBORTag(29, i)])
     client.send_peers([bomb])
-    start = time.process_time()
-    with pytest.raises(ProtocolError, match="tag 28"):
+    with Stopwatch() as watch, pytest.raises(ProtocolError, match="tag 28"):
         server.receive_data(client.data_to_send())
-    assert time.process_time() - start < 0.1
+    assert watch.seconds < 0.1
     assert len(sharing_bomb(40)) < 400
 
 
