@@ -71,7 +71,8 @@ class LWWMap:
 
         Args:
             key: a str, bytes, int or tuple of those.
-            value: any CBOR-encodable value.
+            value: a JSON-like value: None, bool, int (at most 1024 bits), float, str,
+                bytes, lists, and dicts with str or bytes keys (see `crdt._values`).
             ts: the write's timestamp, normally ``hlc.now()``.
 
         Returns:

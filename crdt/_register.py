@@ -47,11 +47,14 @@ class LWWRegister:
     ``LWWRegister(1, ts) != LWWRegister(True, ts)``, as they differ on the wire.
 
     Args:
-        value: a CBOR-encodable value, or `TOMBSTONE` for a deleted entry.
+        value: a JSON-like value (None, bool, int of at most 1024 bits, float, str,
+            bytes, lists, dicts with str or bytes keys), or `TOMBSTONE` for a
+            deleted entry.
         timestamp: the write's `hlc.Timestamp`.
 
     Raises:
-        TypeError: ``value`` is not CBOR-encodable, or ``timestamp`` is not a Timestamp.
+        TypeError: ``value`` is not such a value (peers would refuse it), or
+            ``timestamp`` is not a Timestamp.
     """
 
     value: Any
