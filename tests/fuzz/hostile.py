@@ -1,7 +1,7 @@
 """Hand-built hostile CBOR: the inputs the strict decoders must refuse, and fast.
 
 Shared by the codec's tests (tests/crdt/test_strict_cbor.py), the fuzz tests and
-the corpus writer (``python -m tests.fuzz.corpus --write``).
+the corpus writer (``python -m tests.fuzz.seed_corpus``).
 """
 
 from __future__ import annotations
