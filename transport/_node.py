@@ -594,7 +594,7 @@ class Node:
         else:
             then = (
                 f"this node's clock keeps its time ({-unconfirmed:+d} ms from the wall "
-                "clock) until a majority of the members' clocks confirms the step"
+                "clock) until its member peers' clocks confirm the step"
             )
         self._unconfirmed_step_ms = unconfirmed
         log.warning(
