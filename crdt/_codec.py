@@ -32,7 +32,9 @@ cbor2 would decode itself as soon as their head is read) unless it is one of:
 Timestamps, digests, registers (outside their value) and `decode_cbor`'s messages
 carry no tags at all. Indefinite-length items, maps with repeated keys or with keys
 other than text or byte strings, and nesting over `MAX_MESSAGE_DEPTH` (over
-`crdt._values.MAX_VALUE_DEPTH` inside a value) are refused too.
+`crdt._values.MAX_VALUE_DEPTH` inside a value) are refused too, and so is a map
+whose int or tuple keys share hashes more than `MAX_HASH_COLLISIONS` times (building
+its dicts would take time quadratic in their number).
 """
 
 from __future__ import annotations
@@ -68,6 +70,9 @@ from ._values import (
 
 #: The version written in every encoding; decoding refuses any other.
 FORMAT_VERSION = 1
+#: The most keys of a decoded map whose hash equals another key's (int and tuple
+#: keys can be built to collide; str and bytes hashes are randomized per process).
+MAX_HASH_COLLISIONS = 64
 #: The default limit on encoded input, in bytes (64 MiB).
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 #: How deeply a message's arrays (and tags) may nest, values aside: a map's keys are
@@ -295,6 +300,15 @@ def _columns_map(columns: list[Any], kind: str) -> LWWMap:
             keys = [_key_of(key) for key in keys]
         except TypeError as exc:
             raise DecodeError(f"{kind}: {exc}") from None
+        # Python randomizes the hashes of str and bytes, not of ints and tuples: keys
+        # made to share a hash would make building the map's dicts quadratic. Hash
+        # values are ints, equal when they collide, so counting them is linear.
+        collisions = count - len(set(map(hash, keys)))
+        _expect(
+            collisions <= MAX_HASH_COLLISIONS,
+            f"{kind}: {collisions} keys share another key's hash (at most "
+            f"{MAX_HASH_COLLISIONS} may): keys built to collide",
+        )
 
     # The values are a CBOR sequence (RFC 8742): decode it as one array, then check
     # that re-encoding each value gives back the bytes exactly. That proves every

@@ -297,3 +297,26 @@ def test_every_value_a_writer_may_write_reads_back_byte_for_byte(value: object) 
     m = LWWMap()
     m.set("k", value, TS)
     assert decode_map(encode_map(m)) == m
+
+
+def test_map_keys_built_to_share_a_hash_are_refused_quickly() -> None:
+    """Python's int hash is the value mod 2**61 - 1: multiples of it all hash to 0,
+    and a dict of n such keys takes n**2 steps to build (8,000 took 0.36 s)."""
+    from crdt import LWWMap, encode_map
+    from crdt._codec import MAX_HASH_COLLISIONS, decode_map
+    from hlc import Timestamp
+
+    modulus = 2**61 - 1
+    honest = LWWMap()
+    colliding = LWWMap()
+    ts = Timestamp(1, 0, "n")
+    for i in range(MAX_HASH_COLLISIONS + 1):
+        honest.set(i, True, ts)
+    for i in range(3_000):  # quadratic here too: the writer's own map
+        colliding.set(i * modulus, True, ts)
+    assert len(decode_map(encode_map(honest))) == MAX_HASH_COLLISIONS + 1
+    data = encode_map(colliding)
+    started = time.process_time()
+    with pytest.raises(DecodeError, match="share another key's hash"):
+        decode_map(data)
+    assert time.process_time() - started < 0.5
