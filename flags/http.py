@@ -199,7 +199,7 @@ def create_app(
         reason = (
             "shutting down"
             if not accepting_writes()
-            else ("not synced with the cluster yet" if not synced() else not_ready())
+            else not_ready() or (None if synced() else "not synced with the cluster yet")
         )
         if reason is None:
             return JSONResponse({"ready": True, "node": node_id})

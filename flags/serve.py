@@ -149,8 +149,19 @@ async def serve(
                     "transport": {
                         **attrs.asdict(transport.stats),
                         "dialling": len(transport.dialling()),
+                        "dial_errors": transport.dial_errors(),
                     },
                 }
+
+            def not_ready() -> str | None:
+                # Not in the cluster yet: say why dialling fails (another secret, an
+                # HTTP port, nothing listening), not only that it has not joined.
+                reason = node.not_ready_reason()
+                errors = transport.dial_errors()
+                if reason is None or node.admitted or not errors:
+                    return reason
+                why = "; ".join(f"{address}: {e}" for address, e in sorted(errors.items()))
+                return f"{reason}; dialling {why}"
 
             app = create_app(
                 store,
@@ -159,7 +170,7 @@ async def serve(
                 synced=lambda: node.synced,
                 cluster=cluster,
                 accepting_writes=lambda: accepting,
-                not_ready=node.not_ready_reason,
+                not_ready=not_ready,
                 replicated=node.wait_replicated,
             )
             http_config = admin_http_config(config.http)

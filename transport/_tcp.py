@@ -43,6 +43,25 @@ def _source_of(host: str) -> str:
     return str(ip)
 
 
+def _diagnose(proto: Connection | None, exc: BaseException, received: bytes) -> tuple[str, bool]:
+    """Why a dial failed, for an operator: ``(reason, misconfigured)``, the usual
+    misconfigurations (an HTTP port, another secret or version) named as such."""
+    if received.startswith(b"HTTP/"):
+        return "it answers HTTP: an HTTP port, not a chorus cluster port?", True
+    if isinstance(exc, trio.TooSlowError):
+        return "no answer in time", False
+    cause = exc.__cause__  # trio.open_tcp_stream: an OSError from a group of attempts
+    attempts = cause.exceptions if isinstance(cause, BaseExceptionGroup) else (exc, cause)
+    if any(isinstance(e, ConnectionRefusedError) for e in attempts):
+        return "connection refused: nothing listening there?", False
+    text = str(exc) or type(exc).__name__
+    if proto is not None and proto.proved and "closed" in text:
+        return "it closed the connection at our proof: a different cluster secret?", True
+    if "failed to prove" in text:
+        return "it does not know our cluster secret", True
+    return text, "handshake version" in text
+
+
 @contextlib.contextmanager
 def _no_limit() -> Iterator[None]:
     yield
@@ -208,6 +227,7 @@ class TcpTransport(Transport):
         self._pending = 0
         self._pending_unknown = 0
         self._pending_by_source: dict[str, int] = {}
+        self._dial_errors: dict[str, str] = {}  # address or seed -> why dialling fails
         self._failed_logged_at = -float("inf")
         self._failed_since_log = 0
         self._events_send, self._events_receive = trio.open_memory_channel[Event](1024)
@@ -232,6 +252,12 @@ class TcpTransport(Transport):
 
     def peers(self) -> frozenset[str]:
         return frozenset(self._links)
+
+    def dial_errors(self) -> dict[str, str]:
+        """Why dialling fails, in plain words, by address (or by seed, for a name that
+        does not resolve): refused, no answer, an HTTP port, a different cluster
+        secret or handshake version. An address leaves once a handshake there works."""
+        return dict(self._dial_errors)
 
     def dialling(self) -> frozenset[str]:
         """The addresses (``"host:port"``) this transport keeps dialling now: seeds as
@@ -300,7 +326,10 @@ class TcpTransport(Transport):
                 infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
             except OSError as exc:
                 log.warning("tcp %s: cannot resolve seed %s: %s", self._node_id, host, exc)
+                self._dial_errors[name] = f"cannot resolve {host!r}: {exc}"
                 infos = []
+            else:
+                self._dial_errors.pop(name, None)
             resolved = frozenset(format_address(str(i[4][0]), int(i[4][1])) for i in infos)
             if resolved:  # a failed lookup keeps the last answer
                 self._book.set_seed(name, resolved)
@@ -365,9 +394,11 @@ class TcpTransport(Transport):
                     node, linked = await self._run(stream, client=True, address=address)
                 except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                     log.debug("tcp %s: dial %s failed: %s", self._node_id, address, exc)
+                    self._dial_failed(address, *_diagnose(None, exc, b""))
                 except Exception:  # one connection's failure must not stop the transport
                     log.exception("tcp %s: connection to %s failed", self._node_id, address)
                 if node is not None:
+                    self._dial_errors.pop(address, None)
                     self._book.answered(address, node, trio.current_time())
                     self.stats.addresses_forgotten = self._book.forgotten
                 if linked:  # a link that was up: reconnect quickly
@@ -376,6 +407,7 @@ class TcpTransport(Transport):
                 delay = min(delay * 2, self._backoff[1])
         finally:
             self._dialling.discard(address)
+            self._dial_errors.pop(address, None)
 
     # -- accepting -----------------------------------------------------------------
 
@@ -453,7 +485,7 @@ class TcpTransport(Transport):
         if client and address is not None:
             self._own_nonces[proto.nonce] = address
         try:
-            handshake = await self._handshake(stream, proto)
+            handshake = await self._handshake(stream, proto, address if client else None)
         finally:
             if source is not None:
                 self._release(*source)
@@ -485,10 +517,12 @@ class TcpTransport(Transport):
         return authenticated.node_id, True
 
     async def _handshake(
-        self, stream: trio.abc.Stream, proto: Connection
+        self, stream: trio.abc.Stream, proto: Connection, address: str | None = None
     ) -> tuple[Authenticated, list[ProtoEvent]] | None:
         """Run the handshake. Returns the peer, and the frames that came in the
-        same read as its last message; None if it failed."""
+        same read as its last message; None if it failed (then, for a dial to
+        ``address``, `dial_errors` says why)."""
+        received = b""
         try:
             with trio.fail_after(self._handshake_timeout_s):
                 out = proto.data_to_send()
@@ -499,6 +533,7 @@ class TcpTransport(Transport):
                     with trio.fail_after(self._first_byte_timeout_s) if first else _no_limit():
                         data = bytes(await stream.receive_some(65536))
                     first = False
+                    received = received or data
                     if not data:
                         raise ProtocolError("connection closed during the handshake")
                     events = proto.receive_data(data)
@@ -517,7 +552,16 @@ class TcpTransport(Transport):
         except (ProtocolError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
             self.stats.handshakes_failed += 1
             self._log_failed_handshake(str(exc) or type(exc).__name__)
+            if address is not None:
+                self._dial_failed(address, *_diagnose(proto, exc, received))
             return None
+
+    def _dial_failed(self, address: str, why: str, misconfigured: bool) -> None:
+        # A misconfiguration (another secret, protocol or version) gets one ERROR
+        # line each time the reason for an address changes; the rest are routine.
+        if misconfigured and self._dial_errors.get(address) != why:
+            log.error("tcp %s: cannot connect to %s: %s", self._node_id, address, why)
+        self._dial_errors[address] = why
 
     def _log_failed_handshake(self, reason: str) -> None:
         # Anyone can fail a handshake: say so at most once per interval, with a count.

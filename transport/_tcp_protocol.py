@@ -186,6 +186,12 @@ class Connection:
         """True once the handshake has succeeded (and until closed)."""
         return self._state is _State.OPEN
 
+    @property
+    def proved(self) -> bool:
+        """True on the client side once it has sent its proof (and the handshake is
+        not done): a server that closes now did not accept it."""
+        return self._state is _State.SENT_PROOF
+
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket now (and forget)."""
         data = bytes(self._outgoing)

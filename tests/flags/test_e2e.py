@@ -32,15 +32,16 @@ class Serve:
         *,
         join_timeout: float = 2.0,
         bootstrap: bool = False,
+        secret: str = SECRET,
     ) -> None:
         self.name, self.gossip, self.http = name, free_port(), free_port()
         self.join, self.tmp, self.join_timeout = join, tmp, join_timeout
-        self.bootstrap = bootstrap
+        self.bootstrap, self.secret = bootstrap, secret
         self.start()
 
     def start(self) -> None:
         self.log = self.tmp / f"{self.name}.log"
-        env = {**os.environ, "CHORUS_SECRET": SECRET, "CHORUS_TOKEN": TOKEN}
+        env = {**os.environ, "CHORUS_SECRET": self.secret, "CHORUS_TOKEN": TOKEN}
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -147,7 +148,9 @@ def test_a_restarted_node_is_not_ready_until_synced_then_matches(
         time.sleep(1.0)
         answer = lonely.get("/ready")
         assert answer.status_code == 503
-        assert answer.json()["reason"] == "not synced with the cluster yet"
+        reason = answer.json()["reason"]
+        assert reason.startswith("not synced with the cluster yet; dialling 127.0.0.1:")
+        assert reason.endswith("connection refused: nothing listening there?")
     finally:
         for node in (lonely, founder):
             node.process.kill()
@@ -251,3 +254,34 @@ def test_the_demo_runs_and_passes_its_checks() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all checks passed" in result.stdout
     assert re.search(r"reads during restart\s+\d+ \(0 wrong\)", result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [("cluster", "a different cluster secret"), ("http", "an HTTP port")],
+)
+def test_a_misjoined_node_says_why_in_ready_and_in_one_error_line(
+    cluster: list[Serve], tmp_path: Path, target: str, expected: str
+) -> None:
+    """Another secret, or --join pointed at an HTTP port: /ready stays 503 and names
+    the cause, and the log says it once at ERROR."""
+    first = cluster[0]
+    port = first.gossip if target == "cluster" else first.http
+    other = "5ecae7a1b2c3d4e5f60718293a4b0e1f"
+    stray = Serve("stray", [port], tmp_path, secret=other if target == "cluster" else SECRET)
+    try:
+
+        def reason() -> str:
+            try:
+                answer = stray.get("/ready")
+            except httpx.HTTPError:
+                return ""
+            assert answer.status_code == 503
+            return str(answer.json()["reason"])
+
+        assert eventually(lambda: expected in reason(), 15), reason()
+        errors = [line for line in stray.log.read_text().splitlines() if expected in line]
+        assert len([line for line in errors if "ERROR" in line]) == 1, errors
+    finally:
+        stray.process.kill()
+        stray.process.wait(10)

@@ -314,3 +314,46 @@ def test_pending_handshake_counters_always_return_to_zero(
         assert t.stats.connections_refused == 0
 
     trio.run(main)
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("other-secret", "a different cluster secret"),
+        ("http", "an HTTP port"),
+        ("nothing", "connection refused"),
+    ],
+)
+def test_dial_errors_name_the_usual_misconfigurations(kind: str, expected: str) -> None:
+    async def http_server(stream: trio.SocketStream) -> None:
+        await stream.receive_some(1024)
+        await stream.send_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        await stream.aclose()
+
+    async def main() -> None:
+        port = free_port()
+        async with trio.open_nursery() as nursery:
+            if kind == "other-secret":
+                other = TcpTransport(
+                    "x", secret=b"0e1f5ecae7a1b2c3d4e5f60718293a4b", listen=("127.0.0.1", port)
+                )
+                await nursery.start(other.serve)
+            elif kind == "http":
+                await nursery.start(trio.serve_tcp, http_server, port)
+            a = TcpTransport("a", secret=SECRET, seeds=[f"127.0.0.1:{port}"], **fast())
+            await nursery.start(a.serve)
+            await eventually(lambda: f"127.0.0.1:{port}" in a.dial_errors())
+            assert expected in a.dial_errors()[f"127.0.0.1:{port}"]
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_an_unresolvable_seed_is_named_in_dial_errors() -> None:
+    async def main() -> None:
+        a = TcpTransport("a", secret=SECRET, seeds=["no-such-host.invalid:7000"], **fast())
+        async with serving(a):
+            await eventually(lambda: "no-such-host.invalid:7000" in a.dial_errors())
+            assert "cannot resolve" in a.dial_errors()["no-such-host.invalid:7000"]
+
+    trio.run(main)
