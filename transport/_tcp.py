@@ -325,8 +325,7 @@ class TcpTransport(Transport):
             try:
                 infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_STREAM)
             except OSError as exc:
-                log.warning("tcp %s: cannot resolve seed %s: %s", self._node_id, host, exc)
-                self._dial_errors[name] = f"cannot resolve {host!r}: {exc}"
+                self._dial_failed(name, f"cannot resolve {host!r}: {exc}", misconfigured=True)
                 infos = []
             else:
                 self._dial_errors.pop(name, None)
@@ -557,8 +556,9 @@ class TcpTransport(Transport):
             return None
 
     def _dial_failed(self, address: str, why: str, misconfigured: bool) -> None:
-        # A misconfiguration (another secret, protocol or version) gets one ERROR
-        # line each time the reason for an address changes; the rest are routine.
+        # A misconfiguration (another secret, protocol or version, a seed that does
+        # not resolve) gets one ERROR line each time the reason for an address
+        # changes; the rest (refused, no answer) are routine.
         if misconfigured and self._dial_errors.get(address) != why:
             log.error("tcp %s: cannot connect to %s: %s", self._node_id, address, why)
         self._dial_errors[address] = why

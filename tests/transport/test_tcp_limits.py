@@ -349,11 +349,19 @@ def test_dial_errors_name_the_usual_misconfigurations(kind: str, expected: str) 
     trio.run(main)
 
 
-def test_an_unresolvable_seed_is_named_in_dial_errors() -> None:
+def test_an_unresolvable_seed_is_named_in_dial_errors_and_once_at_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def main() -> None:
-        a = TcpTransport("a", secret=SECRET, seeds=["no-such-host.invalid:7000"], **fast())
+        seed = "no-such-host.invalid:7000"
+        a = TcpTransport("a", secret=SECRET, seeds=[seed], resolve_interval_s=0.05, **fast())
         async with serving(a):
-            await eventually(lambda: "no-such-host.invalid:7000" in a.dial_errors())
-            assert "cannot resolve" in a.dial_errors()["no-such-host.invalid:7000"]
+            await eventually(lambda: seed in a.dial_errors())
+            assert "cannot resolve" in a.dial_errors()[seed]
+            await trio.sleep(0.3)  # several more lookups fail the same way
 
-    trio.run(main)
+    with caplog.at_level("WARNING", logger="chorus.tcp"):
+        trio.run(main)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "cannot resolve" in errors[0].getMessage()
