@@ -11,9 +11,10 @@ import contextlib
 import functools
 import ipaddress
 import logging
+import math
 import random
 import ssl
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import attrs
 import trio
@@ -25,7 +26,7 @@ from ._tcp_protocol import Authenticated, Connection, Message, Peers, ProtocolEr
 from ._tcp_protocol import Event as ProtoEvent
 
 log = logging.getLogger("chorus.tcp")
-_MAX_KNOWN_HOSTS = 4096
+_MAX_KNOWN_SOURCES = 4096
 _FAILED_HANDSHAKE_LOG_INTERVAL_S = 10.0
 
 
@@ -60,11 +61,6 @@ def _diagnose(proto: Connection | None, exc: BaseException, received: bytes) -> 
     if "failed to prove" in text:
         return "it does not know our cluster secret", True
     return text, "handshake version" in text
-
-
-@contextlib.contextmanager
-def _no_limit() -> Iterator[None]:
-    yield
 
 
 def parse_address(address: str | tuple[str, int]) -> tuple[str, int]:
@@ -211,7 +207,7 @@ class TcpTransport(Transport):
         self._reserved = min(reserved_handshakes, max_pending_handshakes // 2)
         self._max_per_source = max_pending_per_source
         self._probe_interval_s = probe_interval_s
-        self.stats = TcpStats()
+        self._stats = TcpStats()
         self._book = AddressBook(forget_after_s, probe_interval_s, max_learned_addresses)
         self._links: dict[str, _Link] = {}
         self._gone: dict[str, trio.Event] = {}
@@ -253,6 +249,13 @@ class TcpTransport(Transport):
     def peers(self) -> frozenset[str]:
         return frozenset(self._links)
 
+    @property
+    def stats(self) -> TcpStats:
+        """This transport's counters (cumulative), read at the call."""
+        stats, book = self._stats, self._book
+        stats.addresses_dropped, stats.addresses_forgotten = book.dropped, book.forgotten
+        return stats
+
     def dial_errors(self) -> dict[str, str]:
         """Why dialling fails, in plain words, by address (or by seed, for a name that
         does not resolve): refused, no answer, an HTTP port, a different cluster
@@ -275,7 +278,7 @@ class TcpTransport(Transport):
         try:
             link.send_channel.send_nowait(data)
         except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            self.stats.sends_dropped += 1
+            self._stats.sends_dropped += 1
             return False
         return True
 
@@ -339,7 +342,7 @@ class TcpTransport(Transport):
 
     def _add_known_hosts(self, hosts: Iterable[str]) -> None:
         for host in hosts:
-            if len(self._known_sources) < _MAX_KNOWN_HOSTS:
+            if len(self._known_sources) < _MAX_KNOWN_SOURCES:
                 self._known_sources.add(_source_of(host))
 
     def _dial(self, address: str) -> None:
@@ -368,7 +371,6 @@ class TcpTransport(Transport):
                     continue
                 step = self._book.next_step(address, trio.current_time())
                 if step is Dial.STOP:
-                    self.stats.addresses_forgotten = self._book.forgotten
                     log.info("tcp %s: no longer dialling %s", self._node_id, address)
                     return
                 peer = self._peer_at(address)
@@ -389,7 +391,7 @@ class TcpTransport(Transport):
                         stream = trio.SSLStream(
                             stream, self._client_ssl_context, server_hostname=host
                         )
-                    self.stats.connections_dialled += 1
+                    self._stats.connections_dialled += 1
                     node, linked = await self._run(stream, client=True, address=address)
                 except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                     log.debug("tcp %s: dial %s failed: %s", self._node_id, address, exc)
@@ -399,7 +401,6 @@ class TcpTransport(Transport):
                 if node is not None:
                     self._dial_errors.pop(address, None)
                     self._book.answered(address, node, trio.current_time())
-                    self.stats.addresses_forgotten = self._book.forgotten
                 if linked:  # a link that was up: reconnect quickly
                     delay = self._backoff[0]
                 await trio.sleep(delay * self._rng.uniform(0.5, 1.5))
@@ -442,10 +443,10 @@ class TcpTransport(Transport):
         source = _source_of(host)
         known = source in self._known_sources
         if not self._admit(source, known):
-            self.stats.connections_refused += 1
+            self._stats.connections_refused += 1
             await trio.aclose_forcefully(stream)
             return
-        self.stats.connections_accepted += 1
+        self._stats.connections_accepted += 1
         try:
             wrapped: trio.abc.Stream = stream
             if self._ssl_context is not None:
@@ -527,9 +528,11 @@ class TcpTransport(Transport):
                 out = proto.data_to_send()
                 if out:
                     await stream.send_all(out)
+                # An accepted connection must say something soon; a dialled one waits.
                 first = not proto.client
                 while True:
-                    with trio.fail_after(self._first_byte_timeout_s) if first else _no_limit():
+                    limit = self._first_byte_timeout_s if first else math.inf
+                    with trio.fail_after(limit):
                         data = bytes(await stream.receive_some(65536))
                     first = False
                     received = received or data
@@ -549,7 +552,7 @@ class TcpTransport(Transport):
                         if isinstance(event, Authenticated):
                             return event, events[i + 1 :]
         except (ProtocolError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
-            self.stats.handshakes_failed += 1
+            self._stats.handshakes_failed += 1
             self._log_failed_handshake(str(exc) or type(exc).__name__)
             if address is not None:
                 self._dial_failed(address, *_diagnose(proto, exc, received))
@@ -596,7 +599,6 @@ class TcpTransport(Transport):
         if not auth.listen.startswith(("0.0.0.0:", "[::]:")):
             # It listens there: dial it if the link drops. Its other addresses go.
             self._book.answered(auth.listen, peer, trio.current_time())
-            self.stats.addresses_forgotten = self._book.forgotten
             with contextlib.suppress(ValueError):
                 self._add_known_hosts([parse_address(auth.listen)[0]])
             self._dial(auth.listen)
@@ -627,7 +629,7 @@ class TcpTransport(Transport):
                 if not data:
                     return
             if not data:
-                self.stats.idle_closed += 1
+                self._stats.idle_closed += 1
                 log.info(
                     "tcp %s: %s idle for %s s, closing",
                     self._node_id,
@@ -638,7 +640,7 @@ class TcpTransport(Transport):
             try:
                 events = proto.receive_data(data)
             except ProtocolError as exc:
-                self.stats.protocol_errors += 1
+                self._stats.protocol_errors += 1
                 log.warning("tcp %s: closing %s: %s", self._node_id, link.peer, exc)
                 return
             await self._deliver(events, link)
@@ -659,7 +661,6 @@ class TcpTransport(Transport):
                 continue
             if self._book.learn(address, now):
                 self._dial(address)
-        self.stats.addresses_dropped = self._book.dropped
 
     async def _write_loop(
         self, stream: trio.abc.Stream, proto: Connection, link: _Link, scope: trio.CancelScope
@@ -676,7 +677,7 @@ class TcpTransport(Transport):
                 except (trio.BrokenResourceError, OSError):
                     break
             if write.cancelled_caught:
-                self.stats.slow_closed += 1
+                self._stats.slow_closed += 1
                 log.warning("tcp %s: %s stopped reading, closing", self._node_id, link.peer)
                 break
         scope.cancel()
