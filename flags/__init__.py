@@ -3,14 +3,28 @@
 `FlagStore` holds the gates (boolean, actors, groups, percentage of actors,
 percentage of time; actor and group gates can deny) as entries of a
 `transport.ReplicatedMap`, and answers `FlagStore.enabled` from an immutable snapshot.
-`LocalMap` stands in for a replicated map in unit tests. `flags.openfeature` has an
+`connect` starts a node in a background thread and returns a `FlagClient`, the
+synchronous, thread-safe way for Flask, Django and FastAPI apps to read and write
+flags. `LocalMap` stands in for a replicated map in unit tests. `flags.openfeature` has an
 OpenFeature provider (it needs the ``openfeature-sdk`` package).
 """
 
+from ._client import FlagClient as FlagClient
+from ._client import NotReadyError as NotReadyError
+from ._client import connect as connect
 from ._local import LocalMap as LocalMap
 from ._rules import actor_score as actor_score
 from ._store import AuditEntry as AuditEntry
 from ._store import Flag as Flag
 from ._store import FlagStore as FlagStore
 
-__all__ = ["AuditEntry", "Flag", "FlagStore", "LocalMap", "actor_score"]
+__all__ = [
+    "AuditEntry",
+    "Flag",
+    "FlagClient",
+    "FlagStore",
+    "LocalMap",
+    "NotReadyError",
+    "actor_score",
+    "connect",
+]

@@ -207,6 +207,8 @@ class FlagStore:
 
     Raises:
         ValueError: a default's name is invalid or its value is not a bool.
+        TypeError: ``flags`` is not such a map: a `transport.SyncMap` of a
+            `transport.BackgroundNode`, say (use ``flags.connect`` there).
 
     The read path, `enabled`, looks the flag up in an immutable snapshot that is
     replaced (only for the flags a change touched) when the map changes: no lock,
@@ -244,6 +246,12 @@ class FlagStore:
         *,
         audit_retention: int = 100,
     ) -> None:
+        if not callable(getattr(flags, "timestamp", None)):
+            raise TypeError(
+                f"FlagStore needs a ReplicatedMap, used in its node's thread (or a "
+                f"LocalMap), not {type(flags).__name__}: from other threads, such as a "
+                f"BackgroundNode's callers, use flags.connect()"
+            )
         self._map = flags
         self._defaults: dict[str, bool] = {}
         for name, value in (defaults or {}).items():

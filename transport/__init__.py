@@ -6,8 +6,11 @@ notebooks.
 """
 
 from ._background import BackgroundNode as BackgroundNode
+from ._background import ForkedError as ForkedError
 from ._background import SyncMap as SyncMap
 from ._hrw import rendezvous_owner as rendezvous_owner
+from ._identity import NodeIdClaim as NodeIdClaim
+from ._identity import claim_node_id as claim_node_id
 from ._interface import Event as Event
 from ._interface import PeerDown as PeerDown
 from ._interface import PeerUp as PeerUp
@@ -37,12 +40,14 @@ __all__ = [
     "SIM_EPOCH_MS",
     "BackgroundNode",
     "Event",
+    "ForkedError",
     "LinkFaults",
     "Membership",
     "MemoryNetwork",
     "MemoryTransport",
     "NetworkStats",
     "Node",
+    "NodeIdClaim",
     "NodeStats",
     "PeerDown",
     "PeerUp",
@@ -57,6 +62,7 @@ __all__ = [
     "WeakSecretError",
     "WriteRefused",
     "check_secret",
+    "claim_node_id",
     "new_secret",
     "rendezvous_owner",
 ]

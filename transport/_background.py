@@ -13,13 +13,21 @@ synchronous.
 
 A write waits for the node's thread to take the GIL: cheap in a web app, slow (tens of
 ms) when other threads spin on the CPU.
+
+Fork: a thread does not survive ``fork()``. A BackgroundNode started before a fork
+(gunicorn ``--preload``, ``multiprocessing`` with the fork start method) runs only in
+the parent; in the child its maps would hold the values of the moment of the fork
+for ever. So in the child every use of it, reads included, raises `ForkedError`.
+Start one node per process, after the fork.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from collections.abc import Callable
+import weakref
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any
 
@@ -31,10 +39,43 @@ from ._node import Node
 from ._replicated import ReplicatedMap, Subscriber
 
 
-class SyncMap:
-    """A thread-safe, synchronous handle on a `ReplicatedMap` (made by `BackgroundNode.map`)."""
+class ForkedError(RuntimeError):
+    """A `BackgroundNode` (or what reads through it) was used in a child process.
 
-    __slots__ = ("_owner", "_view")
+    Its node's thread stayed in the parent when the process forked: in the child it
+    would read the values of the moment of the fork for ever. Start a node in each
+    process after the fork (gunicorn's ``post_fork`` hook, an ASGI lifespan, or at
+    import without ``--preload``).
+    """
+
+    def __init__(self, started_in: int) -> None:
+        super().__init__(
+            f"this chorus node was started in process {started_in}, and this is process "
+            f"{os.getpid()}, forked from it: the node's thread runs only in the parent, so "
+            "this copy would never see another change. Start the node in each worker "
+            "after the fork (gunicorn: a post_fork hook, or no --preload; uvicorn and "
+            "FastAPI: the app's lifespan)"
+        )
+        self.started_in = started_in
+
+
+class _ForkedView:
+    """What a `SyncMap` reads through in a forked child: every access raises."""
+
+    def __init__(self, started_in: int) -> None:
+        self._started_in = started_in
+
+    def __getattr__(self, name: str) -> Any:
+        raise ForkedError(self._started_in)
+
+
+class SyncMap:
+    """A thread-safe, synchronous handle on a `ReplicatedMap` (made by `BackgroundNode.map`).
+
+    In a process forked after the map was made, every method raises `ForkedError`.
+    """
+
+    __slots__ = ("__weakref__", "_owner", "_view")
 
     def __init__(self, owner: BackgroundNode, view: ReplicatedMap) -> None:
         self._owner = owner
@@ -91,6 +132,10 @@ class BackgroundNode:
 
     def __init__(self, make_node: Callable[[], Node]) -> None:
         self._make_node = make_node
+        self._pid = os.getpid()
+        self._forked_from: int | None = None  # the parent's pid, in a forked child
+        self._maps: weakref.WeakSet[SyncMap] = weakref.WeakSet()
+        self._fork_callbacks: list[Callable[[int], None]] = []
         self._thread: threading.Thread | None = None
         self._started = threading.Event()
         self._error: BaseException | None = None
@@ -109,9 +154,13 @@ class BackgroundNode:
         Raises:
             RuntimeError: already started, or the node failed to start (the cause is
                 chained).
+            ForkedError: it was started in a parent of this process.
         """
+        self._check_fork()
         if self._thread is not None:
             raise RuntimeError("BackgroundNode already started")
+        self._pid = os.getpid()
+        _running.add(self)
         self._thread = threading.Thread(target=self._main, name="chorus-node", daemon=True)
         self._thread.start()
         self._started.wait()
@@ -139,7 +188,7 @@ class BackgroundNode:
             self._started.set()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the node and join its thread (idempotent)."""
+        """Stop the node and join its thread (idempotent; a no-op in a forked child)."""
         thread = self._thread
         if thread is None or not thread.is_alive():
             return
@@ -170,21 +219,42 @@ class BackgroundNode:
 
         Raises:
             RuntimeError: the node is not running.
+            ForkedError: it was started in a parent of this process.
         """
+        self._check_fork()
         if self._token is None:
             raise RuntimeError("BackgroundNode is not running")
+        if threading.current_thread() is self._thread:
+            return fn(*args)  # already in the node's thread (a subscriber, say)
         return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+
+    def run(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``await async_fn(*args)`` in the node's thread; return its result (or raise).
+
+        Blocks the calling thread until it returns. Not from the node's own thread.
+
+        Raises:
+            RuntimeError: the node is not running, or this is the node's thread.
+            ForkedError: it was started in a parent of this process.
+        """
+        self._check_fork()
+        if self._token is None:
+            raise RuntimeError("BackgroundNode is not running")
+        return trio.from_thread.run(async_fn, *args, trio_token=self._token)
 
     @property
     def node(self) -> Node:
         """The Node itself: touch it only from its own thread (e.g. in callbacks)."""
+        self._check_fork()
         if self._node is None:
             raise RuntimeError("BackgroundNode is not running")
         return self._node
 
     def map(self, name: str) -> SyncMap:
         """A thread-safe handle on the replicated map ``name``."""
-        return SyncMap(self, self.run_sync(self.node.map, name))
+        handle = SyncMap(self, self.run_sync(self.node.map, name))
+        self._maps.add(handle)
+        return handle
 
     @property
     def synced(self) -> bool:
@@ -192,9 +262,7 @@ class BackgroundNode:
 
     def wait_synced(self, timeout: float | None = None) -> bool:
         """Block until the node is synced; False if ``timeout`` (s) passed first."""
-        if self._token is None:
-            raise RuntimeError("BackgroundNode is not running")
-        result: bool = trio.from_thread.run(self.node.wait_synced, timeout, trio_token=self._token)
+        result: bool = self.run(self.node.wait_synced, timeout)
         return result
 
     def members(self) -> frozenset[str]:
@@ -204,3 +272,45 @@ class BackgroundNode:
     def owner(self, key: Key) -> str:
         result: str = self.run_sync(self.node.owner, key)
         return result
+
+    # -- fork --------------------------------------------------------------------------
+
+    @property
+    def forked(self) -> bool:
+        """True in a child process forked after this node started (see `ForkedError`)."""
+        return self._forked_from is not None
+
+    def on_fork(self, callback: Callable[[int], None]) -> None:
+        """Call ``callback(parent_pid)`` in a child process forked after `start`.
+
+        It runs right after the fork, in the child's only thread, before anything
+        else: objects built over this node (a ``flags.FlagClient``) use it to make
+        their own reads raise `ForkedError` too. It must not block or start threads.
+        """
+        self._fork_callbacks.append(callback)
+
+    def _check_fork(self) -> None:
+        if self._forked_from is not None:
+            raise ForkedError(self._forked_from)
+
+    def _after_fork_in_child(self) -> None:
+        parent = self._pid
+        self._forked_from = parent
+        for handle in self._maps:
+            handle._view = _ForkedView(parent)  # type: ignore[assignment]
+        for callback in self._fork_callbacks:
+            callback(parent)
+
+
+# Started nodes, so that a forked child can disarm its copies of them.
+_running: weakref.WeakSet[BackgroundNode] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for node in list(_running):
+        if node._thread is not None:
+            node._after_fork_in_child()
+    _running.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

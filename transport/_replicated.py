@@ -6,6 +6,8 @@ import logging
 from collections.abc import Callable, ItemsView, Iterator, KeysView
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from crdt import Key
 from hlc import Timestamp
 
@@ -83,7 +85,10 @@ class ReplicatedMap:
             ValueError: the encoded value is larger than the node's ``max_value_bytes``.
             WriteRefused: the node takes no writes now (not ready: joining, shutting
                 down, or its clock is off); ``reason`` says which. Nothing is written.
+            RuntimeError: called from outside the node's trio thread (use
+                `BackgroundNode.map` or ``flags.connect`` there); nothing is written.
         """
+        _check_thread()
         self._node._write(self._name, key, value)
 
     def delete(self, key: Key) -> None:
@@ -91,8 +96,9 @@ class ReplicatedMap:
 
         Raises:
             TypeError: the key is of an unsupported type.
-            WriteRefused: as for `set`.
+            WriteRefused, RuntimeError: as for `set`.
         """
+        _check_thread()
         self._node._write(self._name, key, None, delete=True)
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -132,3 +138,11 @@ class ReplicatedMap:
 
     def __repr__(self) -> str:
         return f"<ReplicatedMap {self._name!r} on {self._node.node_id!r}: {len(self)} keys>"
+
+
+def _check_thread() -> None:
+    if not trio.lowlevel.in_trio_run():
+        raise RuntimeError(
+            "a ReplicatedMap is written from its node's trio thread only: from another "
+            "thread use BackgroundNode.map(name).set, or flags.connect() for flags"
+        )

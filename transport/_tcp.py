@@ -22,12 +22,15 @@ import trio
 from ._addresses import AddressBook, Dial
 from ._interface import Event, PeerDown, PeerUp, Received, Transport, TransportClosed
 from ._secret import check_secret
-from ._tcp_protocol import Authenticated, Connection, Message, Peers, ProtocolError
+from ._tcp_protocol import Authenticated, Connection, Message, Peers, ProtocolError, Refused
 from ._tcp_protocol import Event as ProtoEvent
 
 log = logging.getLogger("chorus.tcp")
 _MAX_KNOWN_SOURCES = 4096
 _FAILED_HANDSHAKE_LOG_INTERVAL_S = 10.0
+#: How long a peer's refusal of our node id is believed without being repeated, in s
+#: (a refused node redials every few seconds, and is refused again while it holds).
+_REFUSAL_TTL_S = 15.0
 
 
 def _source_of(host: str) -> str:
@@ -105,9 +108,10 @@ class TcpStats:
 class _Link:
     """One authenticated connection to a peer (internal)."""
 
-    def __init__(self, peer: str, initiator: str, queue_size: int) -> None:
+    def __init__(self, peer: str, initiator: str, queue_size: int, listen: str = "") -> None:
         self.peer = peer
         self.initiator = initiator
+        self.listen = listen  # where the peer says it listens: one process, one address
         self.send_channel, self.receive_channel = trio.open_memory_channel[bytes](queue_size)
         self.cancel_scope = trio.CancelScope()
 
@@ -131,7 +135,9 @@ class TcpTransport(Transport):
             both, with certificates and a CA on each, for mutual TLS). Without them
             frames are authenticated but not encrypted.
         advertise: the ``"host:port"`` peers should dial us at (default: the bound
-            address; set it when listening on 0.0.0.0).
+            address; set it when listening on 0.0.0.0). Port 0 stands for the port
+            bound (``"web-1.internal:0"`` with ``listen="0.0.0.0:0"``, as each worker
+            of a multi-process server does).
         max_message_bytes: the largest message, in bytes.
         queue_size: messages queued per peer; beyond it `send` drops (returns False).
         handshake_timeout_s, first_byte_timeout_s, idle_timeout_s, write_timeout_s,
@@ -194,6 +200,8 @@ class TcpTransport(Transport):
         self._ssl_context = ssl_context
         self._client_ssl_context = client_ssl_context
         self._advertise = advertise
+        if advertise is not None:
+            parse_address(advertise)  # a malformed one fails here, not at serve()
         self._max_message_bytes = max_message_bytes
         self._queue_size = queue_size
         self._handshake_timeout_s = handshake_timeout_s
@@ -224,6 +232,10 @@ class TcpTransport(Transport):
         self._pending_unknown = 0
         self._pending_by_source: dict[str, int] = {}
         self._dial_errors: dict[str, str] = {}  # address or seed -> why dialling fails
+        # Peer address -> (why it refused our node id, trio time): see refusals().
+        self._refusals: dict[str, tuple[str, float]] = {}
+        self._refusal_logged = ""  # the last refusal logged at ERROR
+        self._duplicates_logged: set[tuple[str, str]] = set()  # (node id, listen) refused
         self._failed_logged_at = -float("inf")
         self._failed_since_log = 0
         self._events_send, self._events_receive = trio.open_memory_channel[Event](1024)
@@ -237,6 +249,11 @@ class TcpTransport(Transport):
     @property
     def node_id(self) -> str:
         return self._node_id
+
+    @property
+    def advertised(self) -> str | None:
+        """The ``"host:port"`` peers dial this node at (None until `serve` has bound)."""
+        return self._advertise if self.address is not None else None
 
     @property
     def seeded(self) -> bool:
@@ -259,8 +276,18 @@ class TcpTransport(Transport):
     def dial_errors(self) -> dict[str, str]:
         """Why dialling fails, in plain words, by address (or by seed, for a name that
         does not resolve): refused, no answer, an HTTP port, a different cluster
-        secret or handshake version. An address leaves once a handshake there works."""
-        return dict(self._dial_errors)
+        secret or handshake version, or our node id taken there by another live
+        process (`refusals`). An address leaves once a handshake there works."""
+        return {**self._dial_errors, **self.refusals()}
+
+    def refusals(self) -> dict[str, str]:
+        """Peers that refuse us because another live process holds our node id there,
+        by the peer's address: its reason (``"node id b is already taken by a live
+        node at 127.0.0.1:7401: ..."``). A peer keeps a link per node id, and keeps the
+        one it has (see `TcpTransport`). An entry leaves once a link with that peer is
+        up, once dialling it fails otherwise, or ``15`` s after the last refusal."""
+        now = trio.current_time()
+        return {a: r for a, (r, at) in self._refusals.items() if now - at < _REFUSAL_TTL_S}
 
     def dialling(self) -> frozenset[str]:
         """The addresses (``"host:port"``) this transport keeps dialling now: seeds as
@@ -310,6 +337,10 @@ class TcpTransport(Transport):
                 self.address = (bound[0], bound[1])
                 if self._advertise is None:
                     self._advertise = format_address(*self.address)
+                else:
+                    advertised_host, advertised_port = parse_address(self._advertise)
+                    if advertised_port == 0:
+                        self._advertise = format_address(advertised_host, self.address[1])
                 for seed in self._seeds:
                     nursery.start_soon(self._resolve_loop, seed)
                 log.info("tcp %s: listening on %s", self._node_id, self._advertise)
@@ -497,6 +528,10 @@ class TcpTransport(Transport):
         authenticated, early = handshake
         if host is not None:
             self._add_known_hosts([host])
+        taken = self._taken(authenticated)
+        if taken is not None:
+            await self._refuse(stream, proto, authenticated, taken)
+            return authenticated.node_id, False
         link = self._register(
             authenticated, initiator=self._node_id if client else authenticated.node_id
         )
@@ -507,14 +542,54 @@ class TcpTransport(Transport):
             with link.cancel_scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop, stream, proto, link, nursery.cancel_scope)
-                    await self._deliver(early, link)
-                    await self._read_loop(stream, proto, link)
+                    if await self._deliver(early, link):
+                        await self._read_loop(stream, proto, link)
                     nursery.cancel_scope.cancel()
         finally:
             self._unregister(link)
             self._book.seen(authenticated.listen, trio.current_time())
             await trio.aclose_forcefully(stream)
-        return authenticated.node_id, True
+        # A link refused at once was never up: back off as after a failed dial.
+        return authenticated.node_id, authenticated.listen not in self.refusals()
+
+    def _taken(self, auth: Authenticated) -> str | None:
+        """Why a connection from ``auth`` must be refused: another process holds its
+        node id here (a live link to that id from another address). None if not.
+
+        One link per node id: a second process with the same id must not take the
+        link from the first (they would replace each other on every reconnection,
+        and each replacement drops a node's state). The link up keeps it; the
+        newcomer is told why, and gets the link once the first is gone.
+        """
+        existing = self._links.get(auth.node_id)
+        if existing is None or existing.listen == auth.listen:
+            return None  # none, or the same process (both sides dialled; see _register)
+        return (
+            f"node id {auth.node_id} is already taken by a live node at {existing.listen} "
+            f"(as {self._advertise} sees it): is a second process running with "
+            f"--node-id {auth.node_id}?"
+        )
+
+    async def _refuse(
+        self, stream: trio.abc.Stream, proto: Connection, auth: Authenticated, reason: str
+    ) -> None:
+        key = (auth.node_id, auth.listen)
+        if key not in self._duplicates_logged and len(self._duplicates_logged) < _MAX_KNOWN_SOURCES:
+            self._duplicates_logged.add(key)
+            log.warning(
+                "tcp %s: refused %s at %s: %s", self._node_id, auth.node_id, auth.listen, reason
+            )
+        proto.send_refused(reason)
+        with contextlib.suppress(trio.TooSlowError, trio.BrokenResourceError, OSError):
+            with trio.fail_after(1.0):
+                await stream.send_all(proto.data_to_send())
+        await trio.aclose_forcefully(stream)
+
+    def _on_refused(self, link: _Link, reason: str) -> None:
+        self._refusals[link.listen] = (reason, trio.current_time())
+        if reason != self._refusal_logged:  # once, not once per peer or per redial
+            self._refusal_logged = reason
+            log.error("tcp %s: %s refuses this node: %s", self._node_id, link.peer, reason)
 
     async def _handshake(
         self, stream: trio.abc.Stream, proto: Connection, address: str | None = None
@@ -565,6 +640,7 @@ class TcpTransport(Transport):
         if misconfigured and self._dial_errors.get(address) != why:
             log.error("tcp %s: cannot connect to %s: %s", self._node_id, address, why)
         self._dial_errors[address] = why
+        self._refusals.pop(address, None)  # whoever refused us there is gone
 
     def _log_failed_handshake(self, reason: str) -> None:
         # Anyone can fail a handshake: say so at most once per interval, with a count.
@@ -590,7 +666,7 @@ class TcpTransport(Transport):
                 return None  # keep the existing one: both sides choose the same
             existing.cancel_scope.cancel()
             self._unregister(existing)
-        link = _Link(peer, initiator, self._queue_size)
+        link = _Link(peer, initiator, self._queue_size, auth.listen)
         self._links[peer] = link
         self._known[peer] = auth.listen
         self._gone.pop(peer, None)
@@ -643,14 +719,22 @@ class TcpTransport(Transport):
                 self._stats.protocol_errors += 1
                 log.warning("tcp %s: closing %s: %s", self._node_id, link.peer, exc)
                 return
-            await self._deliver(events, link)
+            if not await self._deliver(events, link):
+                return
 
-    async def _deliver(self, events: list[ProtoEvent], link: _Link) -> None:
+    async def _deliver(self, events: list[ProtoEvent], link: _Link) -> bool:
+        """Hand ``events`` on; False when the peer refused the link (close it)."""
         for event in events:
             if isinstance(event, Message):
+                if self._refusals:  # it takes us now: the other process is gone
+                    self._refusals.pop(link.listen, None)
                 await self._events_send.send(Received(link.peer, event.data))
             elif isinstance(event, Peers):
                 self._learn(event.addresses)
+            elif isinstance(event, Refused):
+                self._on_refused(link, event.reason)
+                return False
+        return True
 
     def _learn(self, addresses: Iterable[str]) -> None:
         now = trio.current_time()

@@ -1,0 +1,476 @@
+"""FlagClient: feature flags for apps that do not run trio (Flask, Django, FastAPI).
+
+``flags.connect(...)`` starts a cluster node in a background thread of this process,
+builds a `FlagStore` over its ``"flags"`` map there, waits until the node is ready,
+and returns a `FlagClient`:
+
+- reads (`FlagClient.enabled`) look up the store's immutable snapshot in the calling
+  thread: no lock, no hop to the node's thread, no network;
+- writes (`FlagClient.enable`...) run in the node's thread, where the map lives, and
+  return once applied there; they validate their arguments first, so they either
+  complete or raise before anything is applied.
+
+One client per process. Under a multi-process server every worker is a node with an
+id of its own (`transport.claim_node_id`), started after the fork; a client used in
+a process forked after it started raises `transport.ForkedError` rather than read
+values frozen at the fork.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import functools
+import os
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Any, NoReturn
+
+import trio
+
+from transport import (
+    BackgroundNode,
+    ForkedError,
+    Node,
+    NodeIdClaim,
+    TcpTransport,
+    check_secret,
+    claim_node_id,
+)
+
+from ._readiness import not_ready_reason
+from ._store import AuditEntry, Flag, FlagStore, FlagSubscriber
+
+
+class NotReadyError(RuntimeError):
+    """The node did not become ready in time; ``reason`` says why (one line)."""
+
+    def __init__(self, node_id: str, waited_s: float, reason: str) -> None:
+        super().__init__(f"chorus node {node_id} not ready after {waited_s:g} s: {reason}")
+        self.reason = reason
+
+
+class _Refusing:
+    """Stands in for the store when there is none to read: every access raises."""
+
+    def __init__(self, error: Callable[[], Exception]) -> None:
+        self._error = error
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise self._error()
+
+
+def _not_started() -> Exception:
+    return RuntimeError("FlagClient is not started: call start(), or use flags.connect()")
+
+
+def _closed() -> Exception:
+    return RuntimeError("FlagClient is closed")
+
+
+class FlagClient:
+    """Feature flags through a node of the cluster run in a background thread.
+
+    Args:
+        seeds: ``"host:port"`` cluster addresses of running nodes (``chorus serve``
+            nodes, or other apps' nodes), as a list or one comma-separated str.
+            Default: the ``CHORUS_JOIN`` environment variable. An explicit empty
+            list founds a cluster of one, for tests and scripts.
+        secret: the cluster secret (default: ``CHORUS_SECRET``).
+        node_id: this node's id. Default: `transport.claim_node_id` (``prefix``,
+            the host name and the smallest slot free on this host), so each worker
+            of a multi-process server has its own id and a restarted worker takes
+            the id of the one it replaces.
+        prefix: put before the host name in a claimed id (e.g. ``"checkout-"``).
+        listen: ``"host:port"`` for the node's cluster port (default
+            ``127.0.0.1:0``: loopback, a free port). Listen on ``0.0.0.0:0`` and
+            set ``advertise`` when nodes on other hosts must reach it.
+        advertise: ``"host:port"`` peers dial; port 0 is the port bound.
+        map_name: the replicated map the flags live in.
+        defaults: flag defaults, applied while the cluster holds no gate for a flag.
+        wait_ready_s: `start` waits this long, in seconds, for the node to be ready
+            (admitted and synced); None starts without waiting (reads then give
+            defaults until the node has synced: gate your app's readiness probe on
+            `ready`).
+        lock_dir: where claimed ids are locked (see `transport.claim_node_id`).
+        transport_options: more keyword arguments for `transport.TcpTransport`.
+        node_options: more keyword arguments for `transport.Node` (e.g.
+            ``max_offset_ms``).
+
+    Raises:
+        ValueError: no secret, a weak secret (`transport.WeakSecretError`), or a
+            malformed address.
+    """
+
+    def __init__(
+        self,
+        seeds: Iterable[str] | str | None = None,
+        *,
+        secret: str | bytes | None = None,
+        node_id: str | None = None,
+        prefix: str = "",
+        listen: str = "127.0.0.1:0",
+        advertise: str | None = None,
+        map_name: str = "flags",
+        defaults: Mapping[str, bool] | None = None,
+        wait_ready_s: float | None = 30.0,
+        lock_dir: str | os.PathLike[str] | None = None,
+        transport_options: Mapping[str, Any] | None = None,
+        **node_options: Any,
+    ) -> None:
+        if seeds is None:
+            seeds = os.environ.get("CHORUS_JOIN", "")
+        if isinstance(seeds, str):
+            seeds = [s.strip() for s in seeds.split(",") if s.strip()]
+        self._seeds = list(seeds)
+        if secret is None:
+            secret = os.environ.get("CHORUS_SECRET")
+            if not secret:
+                raise ValueError("no cluster secret: pass secret= or set CHORUS_SECRET")
+        self._secret = check_secret(secret)
+        self._node_id = node_id
+        self._prefix = prefix
+        self._listen = listen
+        self._advertise = advertise
+        self._map_name = map_name
+        self._defaults = dict(defaults or {})
+        self._wait_ready_s = wait_ready_s
+        self._lock_dir = lock_dir
+        self._transport_options = dict(transport_options or {})
+        self._node_options = node_options
+        self._store: FlagStore = _Refusing(_not_started)  # type: ignore[assignment]
+        self._background: BackgroundNode | None = None
+        self._transport: TcpTransport | None = None
+        self._claim: NodeIdClaim | None = None
+        self._forked_from: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> FlagClient:
+        """Start the node and wait for it to be ready (``wait_ready_s``).
+
+        Returns:
+            The client itself.
+
+        Raises:
+            RuntimeError: already started, or the node failed to start (e.g. the
+                listen address is in use; the cause is chained).
+            NotReadyError: not ready within ``wait_ready_s``; the node is stopped.
+            ForkedError: the client was started in a parent of this process.
+            ValueError: a flag default is invalid.
+        """
+        self._check_fork()
+        if self._background is not None:
+            raise RuntimeError("FlagClient already started")
+        claim = None
+        if self._node_id is None:
+            claim = claim_node_id(self._prefix, lock_dir=self._lock_dir)
+        node_id = claim.node_id if claim is not None else self._node_id
+        assert node_id is not None
+        transport = TcpTransport(
+            node_id,
+            secret=self._secret,
+            listen=self._listen,
+            advertise=self._advertise,
+            seeds=self._seeds,
+            **self._transport_options,
+        )
+        self._claim, self._transport = claim, transport
+        background = BackgroundNode(lambda: Node(node_id, transport, **self._node_options))
+        background.on_fork(self._after_fork)
+        try:
+            background.start(wait_synced=None)
+        except BaseException:
+            self._release()
+            raise
+        self._background = background
+        _clients.add(self)
+        try:
+            self._store = background.run_sync(
+                lambda: FlagStore(background.node.map(self._map_name), self._defaults)
+            )
+            if self._wait_ready_s is not None and not self.wait_ready(self._wait_ready_s):
+                raise NotReadyError(
+                    node_id, self._wait_ready_s, self.not_ready_reason() or "not ready"
+                )
+        except BaseException:
+            self.close(drain_s=0)
+            raise
+        return self
+
+    def close(self, drain_s: float = 5.0) -> None:
+        """Stop the node (idempotent); reads and writes raise afterwards.
+
+        Every write this node acknowledged is first handed to a peer (for up to
+        ``drain_s`` seconds, see `transport.Node.drain`) and the node leaves the
+        cluster, so its id is free for the next process at once. Runs at
+        interpreter exit too. In a forked child it only lets go of the parent's
+        node.
+        """
+        background, self._background = self._background, None
+        if self._forked_from is None:
+            self._store = _Refusing(_closed)  # type: ignore[assignment]
+        if background is not None and self._forked_from is None:
+            try:
+                if drain_s > 0:
+                    background.run(background.node.drain, drain_s)
+            except (RuntimeError, trio.RunFinishedError):
+                pass  # the node stopped on its own: nothing left to hand over
+            finally:
+                background.stop()
+        self._release()
+
+    def _release(self) -> None:
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            claim.release()
+
+    def __enter__(self) -> FlagClient:
+        if self._background is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- the node --------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        """This node's id (claimed at `start` unless given)."""
+        if self._claim is not None:
+            return self._claim.node_id
+        return self._node_id or ""
+
+    @property
+    def address(self) -> str | None:
+        """The ``"host:port"`` peers dial this node at, once started."""
+        transport = self._transport
+        if transport is None or transport.address is None:
+            return None
+        return transport.advertised
+
+    @property
+    def background(self) -> BackgroundNode:
+        """The `transport.BackgroundNode` the client runs (for `members`, other maps).
+
+        Raises:
+            RuntimeError: not started, or closed.
+        """
+        self._check_fork()
+        if self._background is None:
+            raise RuntimeError("FlagClient is not running")
+        return self._background
+
+    @property
+    def ready(self) -> bool:
+        """True while the node is admitted, synced and its clock sane (`not_ready_reason`)."""
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why the node is not ready (None when it is): the text of ``GET /ready``."""
+        background = self.background
+        transport = self._transport
+        assert transport is not None
+        result: str | None = background.run_sync(not_ready_reason, background.node, transport)
+        return result
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Block until the node is ready; False if ``timeout_s`` seconds passed first."""
+        background = self.background
+        node = background.node
+
+        async def wait() -> bool:
+            with trio.move_on_after(timeout_s):
+                while not node.ready:
+                    await trio.sleep(0.02)
+                return True
+            return False
+
+        result: bool = background.run(wait)
+        return result
+
+    # -- reads: any thread, no lock --------------------------------------------------
+
+    def enabled(self, name: str, actor: str | None = None, groups: Iterable[str] = ()) -> bool:
+        """Is flag ``name`` on for this actor and these groups? (See `FlagStore.enabled`.)
+
+        A lookup in this process's snapshot, from any thread; never raises for bad
+        arguments (a wrong type reads as off).
+
+        Raises:
+            RuntimeError: the client is not started, or closed.
+            ForkedError: the client was started in a parent of this process.
+        """
+        return self._store.enabled(name, actor, groups)
+
+    def known(self, name: str) -> bool:
+        """True when the flag has gates in the cluster or a default here."""
+        return self._store.known(name)
+
+    def explain(
+        self, name: str, actor: str | None = None, groups: Iterable[str] = ()
+    ) -> tuple[bool, str]:
+        """`enabled`, with the gate that decided (see `FlagStore.explain`)."""
+        result: tuple[bool, str] = self._in_node(self._store.explain, name, actor, tuple(groups))
+        return result
+
+    def flag(self, name: str) -> Flag:
+        """Everything known about one flag (see `FlagStore.flag`)."""
+        result: Flag = self._in_node(self._store.flag, name)
+        return result
+
+    def all(self) -> list[Flag]:
+        """Every flag with gates, metadata or a default, by name."""
+        result: list[Flag] = self._in_node(self._store.all)
+        return result
+
+    def audit(self, name: str | None = None, *, limit: int | None = None) -> list[AuditEntry]:
+        """Recorded changes, newest first (see `FlagStore.audit`)."""
+        result: list[AuditEntry] = self._in_node(self._store.audit, name, limit=limit)
+        return result
+
+    def subscribe(self, callback: FlagSubscriber) -> Callable[[], None]:
+        """Call ``callback(names)`` when flags change, here or anywhere in the cluster.
+
+        The callback runs in the node's thread and must not block. Returns a
+        function that unsubscribes.
+        """
+        unsubscribe: Callable[[], None] = self._in_node(self._store.subscribe, callback)
+        return functools.partial(self._in_node, unsubscribe)
+
+    # -- writes: in the node's thread, validated before anything is applied ----------
+
+    def enable(self, name: str, *, author: str | None = None) -> None:
+        """Turn the flag on for everyone (see `FlagStore.enable`).
+
+        Raises:
+            ValueError: an invalid name or author; nothing is written.
+            transport.WriteRefused: the node is not ready (joining, clock off,
+                shutting down); nothing is written.
+            RuntimeError: the client is not running.
+        """
+        self._in_node(self._store.enable, name, author=author)
+
+    def disable(self, name: str, *, author: str | None = None) -> None:
+        """Turn the flag off for everyone (see `FlagStore.disable`). Raises as `enable`."""
+        self._in_node(self._store.disable, name, author=author)
+
+    def enable_for_actor(self, name: str, actor: str, *, author: str | None = None) -> None:
+        """Turn the flag on for one actor. Raises as `enable`."""
+        self._in_node(self._store.enable_for_actor, name, actor, author=author)
+
+    def disable_for_actor(self, name: str, actor: str, *, author: str | None = None) -> None:
+        """Deny the flag to one actor. Raises as `enable`."""
+        self._in_node(self._store.disable_for_actor, name, actor, author=author)
+
+    def enable_for_group(self, name: str, group: str, *, author: str | None = None) -> None:
+        """Turn the flag on for a group's members. Raises as `enable`."""
+        self._in_node(self._store.enable_for_group, name, group, author=author)
+
+    def disable_for_group(self, name: str, group: str, *, author: str | None = None) -> None:
+        """Deny the flag to a group's members. Raises as `enable`."""
+        self._in_node(self._store.disable_for_group, name, group, author=author)
+
+    def enable_percentage_of_actors(
+        self, name: str, ratio: float, *, author: str | None = None
+    ) -> None:
+        """Turn the flag on for a stable fraction of actors, ``ratio`` in [0, 1]."""
+        self._in_node(self._store.enable_percentage_of_actors, name, ratio, author=author)
+
+    def enable_percentage_of_time(
+        self, name: str, ratio: float, *, author: str | None = None
+    ) -> None:
+        """Turn the flag on for a random fraction of checks, ``ratio`` in [0, 1]."""
+        self._in_node(self._store.enable_percentage_of_time, name, ratio, author=author)
+
+    def clear(
+        self,
+        name: str,
+        *,
+        actor: str | None = None,
+        group: str | None = None,
+        author: str | None = None,
+    ) -> None:
+        """Remove one actor's gate, one group's, or all of them (see `FlagStore.clear`)."""
+        self._in_node(self._store.clear, name, actor=actor, group=group, author=author)
+
+    def set_metadata(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        owner: str | None = None,
+        expires: datetime.date | str | None = None,
+        author: str | None = None,
+    ) -> None:
+        """Set a flag's description, owner or expiry date (see `FlagStore.set_metadata`)."""
+        self._in_node(
+            self._store.set_metadata,
+            name,
+            description=description,
+            owner=owner,
+            expires=expires,
+            author=author,
+        )
+
+    def _in_node(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        # The store's writers validate, then write, with no await in between: in the
+        # node's thread nothing else runs meanwhile, so a write is applied whole or
+        # not at all.
+        return self.background.run_sync(functools.partial(fn, *args, **kwargs))
+
+    # -- fork --------------------------------------------------------------------------
+
+    def _check_fork(self) -> None:
+        if self._forked_from is not None:
+            raise ForkedError(self._forked_from)
+
+    def _after_fork(self, parent: int) -> None:
+        self._forked_from = parent
+        self._store = _Refusing(lambda: ForkedError(parent))  # type: ignore[assignment]
+        self._release()  # the child's copy of the lock; the parent keeps its slot
+
+    def __repr__(self) -> str:
+        state = (
+            "forked"
+            if self._forked_from is not None
+            else ("running" if self._background is not None else "stopped")
+        )
+        return f"<FlagClient {self.node_id or '?'} {state}>"
+
+
+def connect(
+    seeds: Iterable[str] | str | None = None,
+    **options: Any,
+) -> FlagClient:
+    """Start a `FlagClient` and return it once its node is ready.
+
+    Takes the arguments of `FlagClient`. Use it as a context manager, or call
+    `FlagClient.close` (it also runs at interpreter exit)::
+
+        client = flags.connect(["chorus-1.internal:7400"])  # CHORUS_SECRET from the env
+        if client.enabled("new-checkout", actor=user_id):
+            ...
+
+    Raises:
+        NotReadyError: the node was not ready within ``wait_ready_s`` (30 s).
+        ValueError, RuntimeError: as `FlagClient` and `FlagClient.start`.
+    """
+    return FlagClient(seeds, **options).start()
+
+
+# Running clients, closed at interpreter exit so that each leaves the cluster.
+_clients: weakref.WeakSet[FlagClient] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    for client in list(_clients):
+        client.close()
