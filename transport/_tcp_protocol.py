@@ -33,8 +33,10 @@ After the handshake every frame is ``tag(32) | kind(1) | payload`` where ``tag``
 HMAC-SHA256 under a per-direction session key (derived from the secret and both
 nonces) over the frame's sequence number and the rest: a tampered, injected,
 reordered or replayed frame fails. ``kind`` 0 carries a Node message, 1 a list of
-peer addresses (gossip). Frames are authenticated, not encrypted: use TLS
-(``ssl_context``) on untrusted networks.
+peer addresses (gossip), 2 why the sender refuses this connection (UTF-8 text: say,
+another live node already holds the peer's node id here); the sender closes after
+it. Frames are authenticated, not encrypted: use TLS (``ssl_context``) on untrusted
+networks.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class ProtocolError(Exception):
 class Kind(enum.IntEnum):
     MESSAGE = 0
     PEERS = 1
+    REFUSED = 2
 
 
 @attrs.frozen
@@ -90,7 +93,16 @@ class Peers:
     addresses: tuple[str, ...]
 
 
-Event = Authenticated | Message | Peers
+@attrs.frozen
+class Refused:
+    """The peer refuses this connection, and says why (then closes it)."""
+
+    reason: str
+
+
+Event = Authenticated | Message | Peers | Refused
+#: The longest refusal reason sent or accepted, in characters.
+MAX_REASON_CHARS = 1000
 
 
 def _cbor(obj: Any) -> bytes:
@@ -312,6 +324,14 @@ class Connection:
             if type(addresses) is not list or len(addresses) > 1024:
                 raise ProtocolError("bad peer list")
             return Peers(tuple(_text(a, "address") for a in addresses))
+        if kind == Kind.REFUSED:
+            try:
+                reason = payload.decode()
+            except UnicodeDecodeError:
+                raise ProtocolError("bad refusal reason") from None
+            if not 0 < len(reason) <= MAX_REASON_CHARS or not reason.isprintable():
+                raise ProtocolError("bad refusal reason")
+            return Refused(reason)
         raise ProtocolError(f"unknown frame kind {kind}")
 
     # -- outgoing ------------------------------------------------------------------
@@ -328,6 +348,12 @@ class Connection:
     def send_peers(self, addresses: list[str]) -> None:
         """Queue an authenticated list of peer addresses."""
         self._seal(Kind.PEERS, _cbor(addresses))
+
+    def send_refused(self, reason: str) -> None:
+        """Queue an authenticated refusal of this connection, with its reason (printable
+        text, cut to `MAX_REASON_CHARS`); the caller closes the connection after it."""
+        text = "".join(c if c.isprintable() else "?" for c in reason)[:MAX_REASON_CHARS]
+        self._seal(Kind.REFUSED, (text or "refused").encode())
 
     def _seal(self, kind: Kind, payload: bytes) -> None:
         if not self.open:
