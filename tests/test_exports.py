@@ -13,6 +13,7 @@ import crdt.testing
 import flags
 import hlc
 import transport
+import transport.recipes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -90,6 +91,16 @@ EXPECTED = {
         "rendezvous_owner",
     },
     flags: {"AuditEntry", "Flag", "FlagStore", "LocalMap", "actor_score"},
+    transport.recipes: {
+        "UNREACHABLE",
+        "MemberSet",
+        "OwnerRoutedRateLimiter",
+        "RateLimiter",
+        "ReplicatedCache",
+        "SyncCache",
+        "SyncOwnerRoutedRateLimiter",
+        "SyncRateLimiter",
+    },
 }
 
 
@@ -136,6 +147,7 @@ def test_packages_import_cleanly() -> None:
         "crdt.testing",
         "transport",
         "transport.process",
+        "transport.recipes",
         "transport.simulation",
         "transport.testing",
         "flags",
