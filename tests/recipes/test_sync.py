@@ -8,25 +8,9 @@ from typing import Any
 import pytest
 
 from tests.helpers import eventually, free_port
-from transport import BackgroundNode, Node, TcpTransport
+from tests.transport.test_background import make  # BackgroundNodes over TCP, fast timers
+from transport import BackgroundNode
 from transport.recipes import SyncCache, SyncOwnerRoutedRateLimiter, SyncRateLimiter
-
-SECRET = b"9f1c2e7a4b6d8e0f3a5c7e9b1d3f5a7c"
-FAST = {"heartbeat_interval_s": 0.1, "failure_timeout_s": 1.0, "join_timeout_s": 2.0}
-
-
-def make(name: str, port: int, seeds: list[int]) -> BackgroundNode:
-    def build() -> Node:
-        transport = TcpTransport(
-            name,
-            secret=SECRET,
-            listen=("127.0.0.1", port),
-            seeds=[f"127.0.0.1:{p}" for p in seeds],
-            backoff_initial_s=0.05,
-        )
-        return Node(name, transport, **FAST)  # type: ignore[arg-type]
-
-    return BackgroundNode(build)
 
 
 @pytest.fixture
@@ -128,8 +112,11 @@ def test_sync_rate_limiters_from_threads(cluster: tuple[BackgroundNode, Backgrou
 
         limiters = {"a": la, "b": lb}
         asked: list[str] = []
+        down = threading.Event()
 
         def forward(owner: str, key: Any) -> bool:  # an HTTP call to the owner's app
+            if down.is_set():
+                raise ConnectionError("refused")
             asked.append(owner)
             return limiters[owner].allow(key)
 
@@ -146,3 +133,13 @@ def test_sync_rate_limiters_from_threads(cluster: tuple[BackgroundNode, Backgrou
             assert sum(admitted) == 5 * len(keys)  # exact: each key decided by its owner
             assert set(asked) == {"a", "b"}
             assert ra.fallbacks == rb.fallbacks == 0
+
+            down.set()  # the owners stop answering: a decides with its own counters
+            remote = next(
+                k
+                for k in (f"user:{i}" for i in range(100, 200))  # none counted yet
+                if a.run_sync(ra.members.owner, k) == "b"
+            )
+            admitted = in_threads(4, lambda _: sum(ra.allow(remote) for _ in range(3)))
+            assert sum(admitted) == 5
+            assert ra.fallbacks == 12

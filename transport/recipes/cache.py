@@ -369,6 +369,7 @@ class SyncCache(Serving):
         Raises:
             ValueError, TypeError, WriteRefused: as for `set`; a bad ``ttl_s``
                 raises before ``fn`` runs.
+            RuntimeError: the node is not running.
         """
         _check_ttl(ttl_s)
         hit = self.get(key, _MISSING)

@@ -336,13 +336,15 @@ class SyncOwnerRoutedRateLimiter(Serving):
         Raises:
             As `SyncRateLimiter.allow` (when this node decides).
         """
-        limiter = self.local.limiter
-        decided = self.local.background.run_sync(_route, self.members, limiter, key)
+        decided = self.local.background.run_sync(_route, self.members, self.local.limiter, key)
         if isinstance(decided, bool):
             return decided
         try:
             return bool(self._forward(decided, key))
         except UNREACHABLE as exc:
-            self.fallbacks += 1
-            allowed: bool = self.local.background.run_sync(_fall_back, limiter, decided, key, exc)
+            allowed: bool = self.local.background.run_sync(self._fall_back, decided, key, exc)
             return allowed
+
+    def _fall_back(self, owner: str, key: Key, exc: BaseException) -> bool:
+        self.fallbacks += 1  # in the node's thread: no lost counts between threads
+        return _fall_back(self.local.limiter, owner, key, exc)
