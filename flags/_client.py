@@ -1,8 +1,9 @@
 """FlagClient: feature flags for apps that do not run trio (Flask, Django, FastAPI).
 
-``flags.connect(...)`` starts a cluster node in a background thread of this process,
-builds a `FlagStore` over its ``"flags"`` map there, waits until the node is ready,
-and returns a `FlagClient`:
+A `FlagClient` runs a cluster node in a background thread of this process and
+builds a `FlagStore` over its ``"flags"`` map there. Made at import, it starts on
+first use (or at `FlagClient.start`), and waits until the node is ready;
+``flags.connect(...)`` makes one and starts it at once. Then:
 
 - reads (`FlagClient.enabled`) look up the store's immutable snapshot in the calling
   thread: no lock, no hop to the node's thread, no network;
@@ -11,9 +12,9 @@ and returns a `FlagClient`:
   complete or raise before anything is applied.
 
 One client per process. Under a multi-process server every worker is a node with an
-id of its own (`transport.claim_node_id`), started after the fork; a client used in
-a process forked after it started raises `transport.ForkedError` rather than read
-values frozen at the fork.
+id of its own (`transport.claim_node_id`), started after the fork, on first use; a
+client used in a process forked after it started raises `transport.ForkedError`
+rather than read values frozen at the fork.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import atexit
 import datetime
 import functools
 import os
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -61,8 +63,14 @@ class _Refusing:
         raise self._error()
 
 
-def _not_started() -> Exception:
-    return RuntimeError("FlagClient is not started: call start(), or use flags.connect()")
+class _StartOnUse:
+    """Stands in for the store until the client starts: the first use starts it."""
+
+    def __init__(self, client: FlagClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client.start()._store, name)
 
 
 def _closed() -> Exception:
@@ -71,6 +79,9 @@ def _closed() -> Exception:
 
 class FlagClient:
     """Feature flags through a node of the cluster run in a background thread.
+
+    Nothing runs until the first read or write, or `start`: make it at import,
+    before a server forks its workers, and each worker starts a node of its own.
 
     Args:
         seeds: ``"host:port"`` cluster addresses of running nodes (``chorus serve``
@@ -89,10 +100,11 @@ class FlagClient:
         advertise: ``"host:port"`` peers dial; port 0 is the port bound.
         map_name: the replicated map the flags live in.
         defaults: flag defaults, applied while the cluster holds no gate for a flag.
-        wait_ready_s: `start` waits this long, in seconds, for the node to be ready
-            (admitted and synced); None starts without waiting (reads then give
-            defaults until the node has synced: gate your app's readiness probe on
-            `ready`).
+        wait_ready_s: `start`, and so the first read or write, waits this long, in
+            seconds, for the node to be ready (admitted and synced), and raises
+            `NotReadyError` if it is not. None waits for nothing: reads then give
+            defaults until the node has synced, so gate your app's readiness probe
+            on `ready`.
         lock_dir: where claimed ids are locked (see `transport.claim_node_id`).
         transport_options: more keyword arguments for `transport.TcpTransport`.
         node_options: more keyword arguments for `transport.Node` (e.g.
@@ -139,7 +151,9 @@ class FlagClient:
         self._lock_dir = lock_dir
         self._transport_options = dict(transport_options or {})
         self._node_options = node_options
-        self._store: FlagStore = _Refusing(_not_started)  # type: ignore[assignment]
+        self._store: FlagStore = _StartOnUse(self)  # type: ignore[assignment]
+        self._lock = threading.RLock()  # start and close
+        self._closed = False
         self._background: BackgroundNode | None = None
         self._transport: TcpTransport | None = None
         self._claim: NodeIdClaim | None = None
@@ -147,71 +161,107 @@ class FlagClient:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    def start(self) -> FlagClient:
-        """Start the node and wait for it to be ready (``wait_ready_s``).
+    def start(self, *, wait: bool = True) -> FlagClient:
+        """Start the node, and wait up to ``wait_ready_s`` for it to be ready.
+
+        The first read or write of a client not yet started calls it, so a client
+        made at import starts in the process that uses it: after the fork, in each
+        worker of a multi-process server. Call it yourself (gunicorn's
+        ``post_fork``, an ASGI lifespan) to join at boot rather than on the first
+        request. It does nothing more on a running, ready client. In a process
+        forked from one where the client was started, it starts a node of this
+        process's own.
+
+        Args:
+            wait: wait for readiness. With False it returns once the node runs
+                (`ready` does so); reads still wait, on their first use.
 
         Returns:
             The client itself.
 
         Raises:
-            RuntimeError: already started, or the node failed to start (e.g. the
-                listen address is in use; the cause is chained).
-            NotReadyError: not ready within ``wait_ready_s``; the node is stopped.
-            ForkedError: the client was started in a parent of this process.
+            RuntimeError: the client is closed, or the node failed to start (the
+                listen address is in use, say; the cause is chained).
+            NotReadyError: not ready within ``wait_ready_s``. The node is stopped;
+                the next use tries again.
             ValueError: a flag default is invalid.
         """
-        self._check_fork()
-        if self._background is not None:
-            raise RuntimeError("FlagClient already started")
+        with self._lock:
+            if self._closed:
+                raise _closed()
+            if self._forked_from is not None:  # a fresh start in the child
+                self._forked_from, self._background = None, None
+                self._store = _StartOnUse(self)  # type: ignore[assignment]
+            if self._background is None:
+                self._start_node()
+            if wait and isinstance(self._store, _StartOnUse):
+                try:
+                    if self._wait_ready_s is not None and not self.wait_ready(self._wait_ready_s):
+                        raise NotReadyError(
+                            self.node_id,
+                            self._wait_ready_s,
+                            self.not_ready_reason() or "not ready",
+                        )
+                except BaseException:
+                    self._stop_node(drain_s=0)
+                    raise
+                self._store = self._started_store
+        return self
+
+    def _start_node(self) -> None:
         claim = None
         if self._node_id is None:
             claim = claim_node_id(self._prefix, lock_dir=self._lock_dir)
         node_id = claim.node_id if claim is not None else self._node_id
         assert node_id is not None
-        transport = TcpTransport(
-            node_id,
-            secret=self._secret,
-            listen=self._listen,
-            advertise=self._advertise,
-            seeds=self._seeds,
-            **self._transport_options,
-        )
-        self._claim, self._transport = claim, transport
-        background = BackgroundNode(lambda: Node(node_id, transport, **self._node_options))
-        background.on_fork(self._after_fork)
+        self._claim = claim
         try:
+            transport = TcpTransport(
+                node_id,
+                secret=self._secret,
+                listen=self._listen,
+                advertise=self._advertise,
+                seeds=self._seeds,
+                **self._transport_options,
+            )
+            background = BackgroundNode(lambda: Node(node_id, transport, **self._node_options))
+            background.on_fork(self._after_fork)
             background.start(wait_synced=None)
         except BaseException:
             self._release()
             raise
-        self._background = background
+        self._transport, self._background = transport, background
         _clients.add(self)
         try:
-            self._store = background.run_sync(
+            self._started_store: FlagStore = background.run_sync(
                 lambda: FlagStore(background.node.map(self._map_name), self._defaults)
             )
-            if self._wait_ready_s is not None and not self.wait_ready(self._wait_ready_s):
-                raise NotReadyError(
-                    node_id, self._wait_ready_s, self.not_ready_reason() or "not ready"
-                )
         except BaseException:
-            self.close(drain_s=0)
+            self._stop_node(drain_s=0)
             raise
-        return self
 
     def close(self, drain_s: float = 5.0) -> None:
-        """Stop the node (idempotent); reads and writes raise afterwards.
+        """Stop the node for good (idempotent); reads and writes raise afterwards.
 
         Every write this node acknowledged is first handed to a peer (for up to
         ``drain_s`` seconds, see `transport.Node.drain`) and the node leaves the
         cluster, so its id is free for the next process at once. Runs at
         interpreter exit too. In a forked child it only lets go of the parent's
-        node.
+        node, which runs on in the parent.
         """
+        with self._lock:
+            self._closed = True
+            if self._forked_from is None:
+                self._store = _Refusing(_closed)  # type: ignore[assignment]
+                self._stop_node(drain_s)
+            self._background = None
+            self._release()
+
+    def _stop_node(self, drain_s: float) -> None:
         background, self._background = self._background, None
-        if self._forked_from is None:
-            self._store = _Refusing(_closed)  # type: ignore[assignment]
-        if background is not None and self._forked_from is None:
+        if not self._closed:
+            self._store = _StartOnUse(self)  # type: ignore[assignment]
+        if background is not None:
             try:
                 if drain_s > 0:
                     background.run(background.node.drain, drain_s)
@@ -227,9 +277,7 @@ class FlagClient:
             claim.release()
 
     def __enter__(self) -> FlagClient:
-        if self._background is None:
-            self.start()
-        return self
+        return self.start()
 
     def __exit__(
         self,
@@ -262,10 +310,11 @@ class FlagClient:
 
         Raises:
             RuntimeError: not started, or closed.
+            ForkedError: the client was started in a parent of this process.
         """
         self._check_fork()
         if self._background is None:
-            raise RuntimeError("FlagClient is not running")
+            raise _closed() if self._closed else RuntimeError("FlagClient is not started")
         return self._background
 
     @property
@@ -274,7 +323,13 @@ class FlagClient:
         return self.not_ready_reason() is None
 
     def not_ready_reason(self) -> str | None:
-        """Why the node is not ready (None when it is): the text of ``GET /ready``."""
+        """Why the node is not ready (None when it is): the text of ``GET /ready``.
+
+        Starts a client not yet started, without waiting, so that a readiness probe
+        that runs before any request starts the node it reports on.
+        """
+        if self._background is None and not self._closed:
+            self.start(wait=False)
         background = self.background
         transport = self._transport
         assert transport is not None
@@ -302,10 +357,12 @@ class FlagClient:
         """Is flag ``name`` on for this actor and these groups? (See `FlagStore.enabled`.)
 
         A lookup in this process's snapshot, from any thread; never raises for bad
-        arguments (a wrong type reads as off).
+        arguments (a wrong type reads as off). The first call in a process starts
+        the client (see `start`).
 
         Raises:
-            RuntimeError: the client is not started, or closed.
+            NotReadyError: on the first call, the node was not ready in time.
+            RuntimeError: the client is closed.
             ForkedError: the client was started in a parent of this process.
         """
         return self._store.enabled(name, actor, groups)
@@ -354,7 +411,7 @@ class FlagClient:
             ValueError: an invalid name or author; nothing is written.
             transport.WriteRefused: the node is not ready (joining, clock off,
                 shutting down); nothing is written.
-            RuntimeError: the client is not running.
+            NotReadyError, RuntimeError, ForkedError: as for `enabled`.
         """
         self._in_node(self._store.enable, name, author=author)
 
@@ -434,6 +491,7 @@ class FlagClient:
 
     def _after_fork(self, parent: int) -> None:
         self._forked_from = parent
+        self._lock = threading.RLock()  # another thread of the parent may have held it
         self._store = _Refusing(lambda: ForkedError(parent))  # type: ignore[assignment]
         self._release()  # the child's copy of the lock; the parent keeps its slot
 

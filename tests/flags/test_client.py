@@ -37,11 +37,12 @@ def test_a_write_on_one_client_is_read_on_the_other_from_any_thread(
     assert a.node_id != b.node_id  # claimed per process slot: <host>-0, <host>-1
     a.enable("new-checkout", author="ann")
     a.disable_for_group("new-checkout", "banned")
+    assert eventually(lambda: b.flag("new-checkout").groups == {"banned": False})
     seen: list[bool] = []
 
     def read() -> None:
-        assert eventually(lambda: b.enabled("new-checkout", actor="u1"))
-        seen.append(b.enabled("new-checkout", actor="u1", groups=["banned"]))
+        if b.enabled("new-checkout", actor="u1"):
+            seen.append(b.enabled("new-checkout", actor="u1", groups=["banned"]))
 
     threads = [threading.Thread(target=read) for _ in range(4)]
     for thread in threads:
@@ -117,10 +118,28 @@ def test_a_closed_client_refuses_reads_and_its_node_leaves(
     b.close()  # idempotent
 
 
-def test_an_unstarted_client_refuses_reads() -> None:
-    client = FlagClient([], secret=SECRET)
+def test_a_client_starts_on_first_use_from_any_thread(tmp_path: Path) -> None:
+    client = FlagClient([], secret=SECRET, lock_dir=tmp_path, defaults={"dark-mode": True})
+    assert client.node_id == ""  # nothing claimed, nothing running
     with pytest.raises(RuntimeError, match="not started"):
-        client.enabled("x")
+        client.background  # noqa: B018
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(client.enabled("dark-mode")))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    try:
+        assert results == [True] * 8
+        assert client.node_id.endswith("-0")  # one node for all eight first reads
+        assert client.ready
+    finally:
+        client.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        client.start()
 
 
 def test_a_missing_or_weak_secret_is_refused_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,11 +178,25 @@ def test_a_client_used_across_a_fork_raises_instead_of_freezing(
     assert report.startswith("ForkedError: this chorus node was started in process")
     assert "post_fork" in report
     assert _in_child(lambda: b.enable("frozen")).startswith("ForkedError")
+
     def close_in_child() -> str:
         b.close()
         return "closed"
 
     assert _in_child(close_in_child) == "closed"
+
+    def start_in_child() -> str:  # what gunicorn's post_fork hook does
+        b.start()
+        try:
+            return f"{b.node_id} {b.enabled('frozen')}"
+        finally:
+            b.close(drain_s=0)
+
+    parent_id = b.node_id
+    report = _in_child(start_in_child)
+    child_id, child_read = report.split() if report.count(" ") == 1 else (report, "")
+    assert child_id != parent_id
+    assert child_read == "True", report
     # The parent is untouched: its node runs, reads and writes.
     a.disable("frozen")
     assert eventually(lambda: not b.enabled("frozen"))
