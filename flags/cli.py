@@ -54,6 +54,11 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except WeakSecretError as exc:
         parser.error(str(exc))
     token = _read_secret(args.token_file, "CHORUS_TOKEN", "admin token", parser)
+    if args.bootstrap_expect is not None:
+        if args.bootstrap_expect < 1:
+            parser.error("--bootstrap-expect takes a number of nodes, at least 1")
+        if args.bootstrap:
+            parser.error("give --bootstrap or --bootstrap-expect, not both")
     configure(args.log_level)
     config = ServeConfig(
         node_id=args.node_id,
@@ -62,7 +67,11 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         http=args.http,
         secret=secret,
         token=token,
-        node_options={"join_timeout_s": args.join_timeout, "bootstrap": args.bootstrap},
+        node_options={
+            "join_timeout_s": args.join_timeout,
+            "bootstrap": args.bootstrap,
+            "bootstrap_expect": args.bootstrap_expect,
+        },
     )
     trio.run(serve, config)
     return 0
@@ -209,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="found a new cluster if none answers within --join-timeout (for starting "
         "a whole cluster at once; without it a node with --join waits for its cluster)",
+    )
+    serve.add_argument(
+        "--bootstrap-expect",
+        type=int,
+        metavar="N",
+        help="the number of nodes that start a new cluster together, this one included "
+        "(as Consul's bootstrap_expect): with --join, found a cluster only once N-1 peers "
+        "are heard waiting for one and none belongs to a cluster, the smallest --node-id "
+        "founding it; never with fewer, however long it takes. Give every node the same "
+        "flags on every start (--join the others --bootstrap-expect N): the first start of "
+        "all founds the cluster, a restart joins it, and a restart while cut off waits "
+        "(/ready says so). Not with --bootstrap",
     )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     serve.set_defaults(run=_serve)

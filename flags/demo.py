@@ -1,6 +1,8 @@
 """``chorus demo``: a local cluster of real ``chorus serve`` processes, end to end.
 
-1. Starts three nodes on free loopback ports and waits until each is ready.
+1. Starts three nodes on free loopback ports, each with the same flags on every
+   start (``--join`` the others, ``--bootstrap-expect`` the cluster's size), and waits
+   until each is ready: the first start of all founds the cluster, restarts join it.
 2. Toggles a flag through one node's HTTP API and times how long until every other
    node shows it (by polling their HTTP APIs: the figures include that round trip).
 3. Restarts every node in turn, as a rolling deploy would: SIGTERM, start again, and
@@ -54,8 +56,9 @@ class _Cluster:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.http[name]}"
 
-    def start(self, name: str, *, bootstrap: bool = False) -> None:
-        """Start (or restart) a node; ``bootstrap`` for the first start of all."""
+    def start(self, name: str) -> None:
+        """Start (or restart) a node, with the same flags every time: it founds a
+        cluster with the others on the first start of all, and joins it after."""
         join = ",".join(f"127.0.0.1:{p}" for n, p in self.gossip.items() if n != name)
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         self.processes[name] = subprocess.Popen(
@@ -72,9 +75,8 @@ class _Cluster:
                 f"127.0.0.1:{self.http[name]}",
                 "--join",
                 join,
-                "--join-timeout",
-                "2",
-                *(["--bootstrap"] if bootstrap else []),
+                "--bootstrap-expect",
+                str(len(self.names)),
             ],
             env=self.env,
             stdout=log,
@@ -177,7 +179,7 @@ def run_demo(nodes: int = 3, toggles: int = 20) -> int:
         try:
             print(f"chorus demo: {nodes} nodes on 127.0.0.1, each a real `chorus serve` process\n")
             for name in cluster.names:
-                cluster.start(name, bootstrap=True)
+                cluster.start(name)
             for name in cluster.names:
                 ok = cluster.wait_ready(name)
                 checks.append((f"{name} ready", ok))

@@ -157,7 +157,9 @@ async def serve(
                 # Not in the cluster yet: say why dialling fails (another secret, an
                 # HTTP port, nothing listening), not only that it has not joined.
                 reason = node.not_ready_reason()
-                errors = transport.dial_errors()
+                # The node's reason already says which peers refuse our node id.
+                refused = transport.refusals()
+                errors = {a: e for a, e in transport.dial_errors().items() if a not in refused}
                 if reason is None or node.admitted or not errors:
                     return reason
                 why = "; ".join(f"{address}: {e}" for address, e in sorted(errors.items()))

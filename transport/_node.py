@@ -122,6 +122,9 @@ class _Peer:
     members_sent: float = -math.inf  # when we last sent it our membership...
     members_sent_digest: bytes = b""  # ...and its digest then
     floor: Point = ZERO  # its tombstone floor, as its last heartbeat said
+    # The incarnation id of its last heartbeat when that one was refused (another
+    # incarnation of the name is a member, heard lately): see Node._refusal.
+    refused: str | None = None
 
 
 class Node:
@@ -171,13 +174,36 @@ class Node:
             takes, and reports not ready meanwhile: a node restarted while cut off
             must not start a second cluster, whose writes the first would discard.
             A node without seeds always founds one.
+        bootstrap_expect: as Consul's ``bootstrap_expect``: the number of nodes,
+            this one included, that start a new cluster together. A node with seeds
+            founds a cluster only once it hears at least ``bootstrap_expect - 1``
+            live peers, none of which belongs to a cluster, and its node id is the
+            smallest of them all (logged as a warning); the others join it. There is
+            no timeout: a cluster is never founded with fewer. So every node can be
+            started with the same options on every start: the first start of all
+            founds the cluster, a restart while the others are up joins it, and a
+            restart while cut off waits (not ready, saying so). Start exactly that
+            many nodes the first time (with more, two groups that cannot hear each
+            other could each found one; the younger then gives way). Not with
+            ``bootstrap``.
+
+    Raises:
+        ValueError: ``transport`` is for another node id; ``bootstrap_expect`` is
+            under 1, or given with ``bootstrap``.
 
     Membership: members are incarnations (``name/incarnation``) in a replicated
     `Membership` (see its rules). A node without seeds founds a cluster; one with
-    seeds joins one, founding one only with ``bootstrap``. A new node is admitted by
-    votes of a majority of the members; a restarted node (a new incarnation of a
-    member's name) is admitted at once by the first member that hears it, and its
-    old incarnation is removed. A node takes writes only once admitted, synced from
+    seeds joins one, founding one only with ``bootstrap`` or ``bootstrap_expect``. A
+    new node is admitted by votes of a majority of the members; a restarted node (a
+    new incarnation of a member's name) is admitted by the first member that hears
+    it and has not heard the old incarnation for ``failure_timeout_s`` (at once
+    after a graceful stop, which leaves), and its old incarnation is removed. While
+    the old incarnation is heard, the new one is refused: two live processes with
+    one node id do not replace each other. The refused one learns the member set,
+    reports not ready with the reason (`not_ready_reason`), logs it at WARNING,
+    and is admitted once the other stops. So is a node whose transport says peers
+    refuse its node id (``TcpTransport.refusals``: another live process holds it
+    there). A node takes writes only once admitted, synced from
     a member (pulled after its admission), and with its clocks sane (`ready`); else
     writes raise `WriteRefused`. `drain` hands every write to a peer and leaves.
 
@@ -271,9 +297,18 @@ class Node:
         tombstone_horizon_s: float = 86_400.0,
         gc_interval_s: float = 1.0,
         bootstrap: bool = False,
+        bootstrap_expect: int | None = None,
     ) -> None:
         if transport.node_id != node_id:
             raise ValueError(f"transport is for {transport.node_id!r}, not {node_id!r}")
+        if bootstrap_expect is not None and (
+            type(bootstrap_expect) is not int or bootstrap_expect < 1
+        ):
+            raise ValueError(
+                f"bootstrap_expect must be an int of at least 1, not {bootstrap_expect!r}"
+            )
+        if bootstrap_expect is not None and bootstrap:
+            raise ValueError("give bootstrap or bootstrap_expect, not both")
         self.node_id = node_id
         self.incarnation = incarnation or secrets.token_hex(4)
         self._transport = transport
@@ -299,6 +334,9 @@ class Node:
         self._horizon_s = tombstone_horizon_s
         self._gc_interval_s = gc_interval_s
         self._bootstrap = bootstrap
+        self._bootstrap_expect = bootstrap_expect
+        self._refusals_logged: set[str] = set()  # incarnations refused, logged once each
+        self._taken_logged: str | None = None  # the member holding our name, logged
         self._rng = random.Random(self._me)
 
         self.stats = NodeStats()
@@ -413,8 +451,15 @@ class Node:
         """Why the node is not `ready` (None when it is)."""
         if self._draining:
             return "shutting down"
+        refusals = self._transport_refusals()
+        if refusals:
+            return f"the cluster refuses this node: {refusals}"
+        taken = self._name_taken()
+        if taken is not None:
+            return taken
         if not self._synced.is_set():
-            return "not synced with the cluster yet"
+            waiting = self._bootstrap_wait()
+            return "not synced with the cluster yet" + (f": {waiting}" if waiting else "")
         if not self.admitted:
             return "not a member of the cluster (joining)"
         wall = self._checked_wall_ms()  # notices a step this very moment
@@ -457,6 +502,63 @@ class Node:
                 f"catches up in {lead / 1000:.0f} s, or a restart gives it a fresh clock"
             )
         return None
+
+    def _transport_refusals(self) -> str:
+        """What the transport says of peers refusing our node id ("" if nothing, or
+        a transport that cannot tell): another live process holds it there."""
+        refusals = getattr(self._transport, "refusals", None)
+        found = refusals() if callable(refusals) else None
+        if not found or not isinstance(found, dict):
+            return ""
+        return "; ".join(sorted({str(reason) for reason in found.values()}))
+
+    def _name_taken(self) -> str | None:
+        """Why this incarnation waits while another of its name is a member (None if
+        it does not): it is refused while the cluster still hears that one."""
+        membership = self._membership
+        if membership.cluster is None or self.admitted or self._me in membership.removed:
+            return None
+        older = membership.member_of_name(self.node_id)
+        if older is None:
+            return None
+        reason = (
+            f"node id {self.node_id} is taken by the member {older}, which the cluster "
+            f"still hears: is a second process running with --node-id {self.node_id}? "
+            f"(a restart is admitted {self._failure_timeout_s:g} s after its old "
+            "incarnation stops being heard, at once after a graceful stop)"
+        )
+        if self._taken_logged != older:
+            self._taken_logged = older
+            log.warning("node %s: waiting to be admitted: %s", self._me, reason)
+        return reason
+
+    def _waiting_peers(self) -> list[str] | None:
+        """The live peers heard (by heartbeat) waiting for a cluster, by name; None
+        if a live peer belongs to a cluster (join it, found none)."""
+        live = [(n, p) for n, p in self._peers.items() if p.alive and p.incarnation is not None]
+        if any(p.cluster is not None for _, p in live):
+            return None
+        return sorted(n for n, _ in live)
+
+    def _bootstrap_wait(self) -> str:
+        """With ``bootstrap_expect``, what founding waits for ("" otherwise)."""
+        expect = self._bootstrap_expect
+        if expect is None or self._membership.cluster is not None:
+            return ""
+        waiting = self._waiting_peers()
+        if waiting is None:
+            return "joining the cluster of its peers"
+        smaller = [n for n in waiting if n < self.node_id]
+        if len(waiting) + 1 >= expect and smaller:
+            return (
+                f"{len(waiting) + 1} nodes wait for a cluster; {smaller[0]}, whose node id "
+                "is the smallest, founds it"
+            )
+        return (
+            f"waiting for a cluster to join, or for {expect} nodes to found one "
+            f"(bootstrap_expect={expect}); it hears {len(waiting)} other node(s) "
+            f"waiting{': ' + ', '.join(waiting) if waiting else ''}"
+        )
 
     def clock_offset_ms(self) -> int | None:
         """This node's clock (`wall_ms`) minus the median of its live member peers'
@@ -882,6 +984,10 @@ class Node:
         elif kind == "members":
             self._on_members(peer, *message)
         elif kind == "ack":
+            if self._peers[peer].refused is not None:
+                # Maybe from the refused process (it merges our deltas too): not
+                # proof that a member holds our writes. Coverage confirms them.
+                return
             batch = self._batches.pop(message, None)
             if batch is not None:
                 self._confirm(batch)
@@ -895,7 +1001,13 @@ class Node:
             self._on_sync(peer, message)
 
     def _acknowledge(self, peer: str, delta: LWWMap) -> None:
-        """Tell a peer we merged (not held back) its entries (see `wait_replicated`)."""
+        """Tell a peer we merged (not held back) its entries (see `wait_replicated`).
+
+        Only a member acknowledges: a node waiting to be admitted (a joiner, or a
+        second process refused for its node id) merges deltas too, but may never be
+        admitted, so its copy proves nothing about durability."""
+        if not self.admitted:
+            return
         author = f"{peer}/{self._peers[peer].incarnation}"
         newest = max((e[:2] for e in delta._regs.values() if e[2] == author), default=None)
         if newest is not None:
@@ -1001,9 +1113,10 @@ class Node:
 
     def _heard_from(self, peer: str) -> None:
         record = self._peers.setdefault(peer, _Peer())
+        # The name is heard. Its incarnation is heard only through its heartbeats
+        # (see _on_heartbeat): other messages do not say which process sent them,
+        # and a second process with this name must not keep the first one's alive.
         record.last_seen = trio.current_time()
-        if record.incarnation is not None:
-            self._heard[f"{peer}/{record.incarnation}"] = record.last_seen
         if not record.alive:
             record.alive = True
             self.stats.joins += 1
@@ -1013,6 +1126,11 @@ class Node:
     def _on_heartbeat(self, peer: str, heartbeat: Heartbeat) -> None:
         record = self._peers[peer]
         incarnation = heartbeat.incarnation
+        refusal = self._refusal(peer, f"{peer}/{incarnation}")
+        if refusal is not None:
+            self._refuse(peer, f"{peer}/{incarnation}", refusal)
+            return
+        record.refused = None
         if record.incarnation is not None and record.incarnation != incarnation:
             self.stats.joins += 1
             log.info("node %s: peer %s restarted (%s)", self._me, peer, incarnation)
@@ -1047,6 +1165,44 @@ class Node:
         with contextlib.suppress(ClockSkewError):
             self._clock.update(Timestamp(*heartbeat.clock, sender))
         self._on_stability(sender, heartbeat)
+
+    def _refusal(self, peer: str, sender: str) -> str | None:
+        """Why the heartbeat of incarnation ``sender`` of node ``peer`` is refused
+        (None: it is not): another incarnation of that name is a member, and this
+        node heard that one's own heartbeat less than ``failure_timeout_s`` ago (or
+        learned it was a member less than that ago). A restart after a crash is
+        admitted once the old incarnation has been silent that long; after a
+        graceful stop, at once (it left). Two live processes with one node id
+        never replace each other: the one admitted first stays."""
+        membership = self._membership
+        if membership.cluster is None or sender in membership.admitted:
+            return None
+        if sender in membership.removed:
+            return None  # it is told so below
+        older = membership.member_of_name(peer)
+        if older is None or older == sender:
+            return None
+        quiet = trio.current_time() - self._heard.get(older, -math.inf)
+        if quiet >= self._failure_timeout_s:
+            return None
+        return (
+            f"node id {peer} is taken by the member {older}, heard {quiet:.1f} s ago: "
+            f"refusing its new incarnation {sender} until {older} is silent for "
+            f"{self._failure_timeout_s:g} s (a second process with --node-id {peer}?)"
+        )
+
+    def _refuse(self, peer: str, sender: str, why: str) -> None:
+        """Refuse a heartbeat: it changes nothing of what this node knows of ``peer``
+        (whose member incarnation stays heard and trusted), and the sender learns the
+        member set, which tells it why it waits."""
+        record = self._peers[peer]
+        record.refused = sender
+        if sender not in self._refusals_logged:
+            if len(self._refusals_logged) >= 1024:
+                self._refusals_logged.clear()
+            self._refusals_logged.add(sender)
+            log.warning("node %s: %s", self._me, why)
+        self._send_members(peer)
 
     def _on_stability(self, sender: str, heartbeat: Heartbeat) -> None:
         stability = self._stability
@@ -1420,6 +1576,20 @@ class Node:
                         self._pulling_from = None  # try another
                         break
                 continue
+            expect = self._bootstrap_expect
+            if expect is not None and self._membership.cluster is None:
+                peers_waiting = self._waiting_peers()
+                if (
+                    peers_waiting is not None
+                    and len(peers_waiting) + 1 >= expect
+                    and all(n > self.node_id for n in peers_waiting)
+                ):
+                    self._found(
+                        f"{len(peers_waiting) + 1} nodes wait for a cluster (bootstrap_expect="
+                        f"{expect}) and this one's id is the smallest: "
+                        f"{', '.join([self.node_id, *peers_waiting])}"
+                    )
+                    return
             if (
                 self._bootstrap
                 and self._membership.cluster is None

@@ -565,9 +565,8 @@ class TcpTransport(Transport):
         if existing is None or existing.listen == auth.listen:
             return None  # none, or the same process (both sides dialled; see _register)
         return (
-            f"node id {auth.node_id} is already taken by a live node at {existing.listen} "
-            f"(as {self._advertise} sees it): is a second process running with "
-            f"--node-id {auth.node_id}?"
+            f"node id {auth.node_id} is already taken by a live node at {existing.listen}: "
+            f"is a second process running with --node-id {auth.node_id}?"
         )
 
     async def _refuse(

@@ -1,0 +1,86 @@
+"""TcpTransport with two live processes of one node id: the first keeps its link."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+import trio
+
+from tests.helpers import free_port
+from transport import PeerDown, TransportClosed
+from transport._tcp import TcpTransport
+
+pytestmark = pytest.mark.timeout(60)
+SECRET = b"7e57c0de5ec4e7a1b2c3d4e5f6071829"
+
+
+def fast(**options: Any) -> dict[str, Any]:
+    return {"backoff_initial_s": 0.05, "backoff_max_s": 0.5, "handshake_timeout_s": 2.0, **options}
+
+
+async def _host(transport: TcpTransport, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(transport.serve)
+            task_status.started(scope)
+
+
+async def _drain(transport: TcpTransport, downs: list[str]) -> None:
+    """Consume a transport's events, as a Node would; note which peers went down."""
+    while True:
+        try:
+            event = await transport.receive()
+        except TransportClosed:
+            return
+        if isinstance(event, PeerDown):
+            downs.append(event.peer)
+
+
+def test_a_second_process_with_a_linked_node_id_is_refused_and_told_why(caplog: Any) -> None:
+    async def main() -> None:
+        port_a = free_port()
+        a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port_a), **fast())
+        b1 = TcpTransport("b", secret=SECRET, seeds=[f"127.0.0.1:{port_a}"], **fast())
+        b2 = TcpTransport("b", secret=SECRET, seeds=[f"127.0.0.1:{port_a}"], **fast())
+        downs: dict[str, list[str]] = {"a": [], "b1": []}
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_host, a)
+            scope_b1 = await nursery.start(_host, b1)
+            nursery.start_soon(_drain, a, downs["a"])
+            nursery.start_soon(_drain, b1, downs["b1"])
+            with trio.fail_after(10):
+                while "b" not in a.peers():
+                    await trio.sleep(0.01)
+            await nursery.start(_host, b2)
+            nursery.start_soon(_drain, b2, [])
+            with trio.fail_after(10):
+                while not b2.refusals():
+                    await trio.sleep(0.01)
+            await trio.sleep(3)  # b2 redials meanwhile, and is refused every time
+            assert a._links["b"].listen == b1.advertised  # the first keeps its link
+            assert downs == {"a": [], "b1": []}  # and it never dropped
+            (reason,) = b2.refusals().values()
+            assert reason.startswith(
+                f"node id b is already taken by a live node at {b1.advertised}"
+            )
+            assert "is a second process running with --node-id b?" in reason
+            assert b2.dial_errors() == b2.refusals()
+            assert b1.refusals() == {}
+
+            scope_b1.cancel()  # the first stops: the second gets the link
+            with trio.fail_after(10):
+                while "b" not in a.peers() or a._links["b"].listen != b2.advertised:
+                    await trio.sleep(0.01)
+            assert a.send("b", b"hello")
+            with trio.fail_after(10):
+                while b2.refusals():  # gone with the first message on the link
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+    with caplog.at_level(logging.INFO, logger="chorus.tcp"):
+        trio.run(main)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, [r.getMessage() for r in errors]  # once, not once per redial
+    assert "refuses this node: node id b is already taken" in errors[0].getMessage()
