@@ -358,3 +358,49 @@ def test_a_paused_member_replaced_meanwhile_comes_back_and_nothing_diverges(
             nursery.cancel_scope.cancel()
 
     sim_run(main)
+
+
+def test_two_live_processes_of_one_id_on_non_transitive_links_lose_no_replicated_write(
+    sim_run: Any,
+) -> None:
+    """The rule's known limit: b1 reaches only c, b2 only a. Each member hears only
+    one of them, so each admits its own (a member never heard by this node counts
+    as silent failure_timeout_s after it learned of it) and they replace each other
+    in turn. What must hold meanwhile: members never diverge for good, and a write
+    a peer acknowledged (wait_replicated) is never lost."""
+    flaps: list[int] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            cluster = TwinCluster(nursery, seed=13)
+            a = await cluster.start("a", bootstrap_expect=3)
+            b1 = await cluster.start("b", bootstrap_expect=3)
+            c = await cluster.start("c", bootstrap_expect=3)
+            await _until(lambda: a.ready and b1.ready and c.ready, 10)
+            cluster.network.set_link("a", "b", loss=1.0)
+            b2 = await cluster.start("b~2", bootstrap_expect=3)
+            cluster.network.set_link("c", "b~2", loss=1.0)
+            acknowledged: dict[str, int] = {}
+            for i in range(60):  # a minute of writes through whichever b is ready
+                for label, node in (("a", a), ("c", c), ("b1", b1), ("b2", b2)):
+                    key = f"{label}-{i}"
+                    if node.ready:
+                        node.map("flags").set(key, i)
+                        if await node.wait_replicated(0.5):
+                            acknowledged[key] = i
+                await trio.sleep(0.5)
+            flaps.append(b1.stats.state_drops + b2.stats.state_drops)
+            cluster.network.set_link("a", "b", loss=0.0)
+            cluster.network.set_link("c", "b~2", loss=0.0)
+            cluster.crash("b~2")  # the operator stops the second process
+            await _until(lambda: b1.ready, 20)
+            await trio.sleep(5)
+            states = [n.state() for n in (a, b1, c)]
+            assert states[0] == states[1] == states[2]  # converged
+            held = dict(a.map("flags").items())
+            assert {k: v for k, v in acknowledged.items() if held.get(k) != v} == {}
+            assert len(acknowledged) > 60
+            nursery.cancel_scope.cancel()
+
+    sim_run(main)
+    print(f"non-transitive duplicate: {flaps[0]} state drops in 60 s")
