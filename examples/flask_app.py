@@ -1,36 +1,24 @@
-"""A Flask app that reads a flag on every request, from a node in a background thread.
+"""Flask: a flag read on every request, from this process's own node.
 
-    CHORUS_SECRET=... CHORUS_JOIN=127.0.0.1:7400 flask --app examples.flask_app run
-
-Toggle the flag through any node's HTTP admin (``chorus flags enable new-checkout``)
-and the next request here sees it: ``FlagStore.enabled`` reads an immutable snapshot
-in this process, safe from Flask's request threads, with no lock and no network.
+CHORUS_JOIN=127.0.0.1:7400 CHORUS_SECRET=... flask --app examples.flask_app run
+CHORUS_JOIN=127.0.0.1:7400 CHORUS_SECRET=... gunicorn -w 4 examples.flask_app:app
 """
-
-from __future__ import annotations
 
 from flask import Flask, request
 
-from flags import FlagStore
-from transport import BackgroundNode
+import flags
 
-from ._web_node import node_from_env
-
-
-def create_app(node: BackgroundNode) -> Flask:
-    """A Flask app over a started BackgroundNode."""
-    # Built in the node's thread, where the map's changes arrive; read anywhere.
-    store: FlagStore = node.run_sync(lambda: FlagStore(node.node.map("flags")))
-    app = Flask(__name__)
-
-    @app.get("/checkout")
-    def checkout() -> dict[str, str]:
-        user = request.args.get("user")
-        new = store.enabled("new-checkout", actor=user)
-        return {"checkout": "new" if new else "old"}
-
-    return app
+client = flags.FlagClient()  # joins CHORUS_JOIN; its node starts on first use, in each worker
+app = Flask(__name__)
 
 
-if __name__ == "__main__":
-    create_app(node_from_env().start()).run()
+@app.get("/checkout")
+def checkout() -> dict[str, str]:
+    new = client.enabled("new-checkout", actor=request.args.get("user"))
+    return {"checkout": "new" if new else "old"}
+
+
+@app.get("/ready")
+def ready() -> tuple[dict[str, object], int]:
+    reason = client.not_ready_reason()  # for the load balancer: 503 until synced
+    return {"ready": reason is None, "reason": reason}, 200 if reason is None else 503
