@@ -4,6 +4,7 @@ Peers, each checking one boolean flag that is on:
 
 - a plain function returning ``d.get(name)``: the floor for a Python call;
 - ``FlagStore.enabled(name)``: chorus;
+- ``FlagClient.enabled(name)``: chorus as a web app calls it (``flags.connect``);
 - OpenFeature's ``InMemoryProvider`` through the SDK client (``get_boolean_value``);
 - Unleash's ``UnleashClient.is_enabled``, bootstrapped offline from a dict.
 
@@ -29,7 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import flags
 from flags import FlagStore, LocalMap
+from transport import new_secret
 
 
 def per_call_ns(check: Callable[[], object], calls: int, repeats: int) -> list[float]:
@@ -171,6 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         "plain function returning d.get(name)": (lambda: plain_function("new-checkout"), 1_000_000),
         "chorus FlagStore.enabled(name)": (lambda: store.enabled("new-checkout"), 1_000_000),
     }
+    # What a web app calls: a FlagClient, its node running in a background thread.
+    client = flags.connect([], secret=new_secret(), lock_dir=tempfile.mkdtemp())
+    client.enable("new-checkout")
+    peers["chorus FlagClient.enabled(name), node in a thread"] = (
+        lambda: client.enabled("new-checkout"),
+        1_000_000,
+    )
     of = openfeature_check()
     if of is not None:
         peers["OpenFeature InMemoryProvider (SDK client)"] = (of, 20_000)
@@ -199,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             }
     finally:
         stop_redis()
+        client.close(drain_s=0)
 
     # 10 million boolean checks in a row, the way a hot loop would make them.
     enabled = store.enabled

@@ -88,7 +88,7 @@ class ReplicatedMap:
             RuntimeError: called from outside the node's trio thread (use
                 `BackgroundNode.map` or ``flags.connect`` there); nothing is written.
         """
-        _check_thread()
+        self._check_thread()
         self._node._write(self._name, key, value)
 
     def delete(self, key: Key) -> None:
@@ -98,8 +98,15 @@ class ReplicatedMap:
             TypeError: the key is of an unsupported type.
             WriteRefused, RuntimeError: as for `set`.
         """
-        _check_thread()
+        self._check_thread()
         self._node._write(self._name, key, None, delete=True)
+
+    def _check_thread(self) -> None:
+        if self._node._nursery is not None and not trio.lowlevel.in_trio_run():
+            raise RuntimeError(
+                "a ReplicatedMap is written from its node's trio thread only: from another "
+                "thread use BackgroundNode.map(name).set, or flags.connect() for flags"
+            )
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(keys)`` after each local or remote change to this map.
@@ -138,11 +145,3 @@ class ReplicatedMap:
 
     def __repr__(self) -> str:
         return f"<ReplicatedMap {self._name!r} on {self._node.node_id!r}: {len(self)} keys>"
-
-
-def _check_thread() -> None:
-    if not trio.lowlevel.in_trio_run():
-        raise RuntimeError(
-            "a ReplicatedMap is written from its node's trio thread only: from another "
-            "thread use BackgroundNode.map(name).set, or flags.connect() for flags"
-        )
