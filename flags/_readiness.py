@@ -16,7 +16,9 @@ def not_ready_reason(node: Node, transport: TcpTransport) -> str | None:
         None when the node is ready, else one line of text.
     """
     reason = node.not_ready_reason()
-    errors = transport.dial_errors()
+    # The node's reason already says which peers refuse our node id.
+    refused = transport.refusals()
+    errors = {a: e for a, e in transport.dial_errors().items() if a not in refused}
     if reason is None or node.admitted or not errors:
         return reason
     why = "; ".join(f"{address}: {error}" for address, error in sorted(errors.items()))

@@ -15,6 +15,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from transport import Node, TcpTransport
 
+from ._readiness import not_ready_reason
 from ._store import FlagStore
 from .http import create_app
 
@@ -153,18 +154,6 @@ async def serve(
                     },
                 }
 
-            def not_ready() -> str | None:
-                # Not in the cluster yet: say why dialling fails (another secret, an
-                # HTTP port, nothing listening), not only that it has not joined.
-                reason = node.not_ready_reason()
-                # The node's reason already says which peers refuse our node id.
-                refused = transport.refusals()
-                errors = {a: e for a, e in transport.dial_errors().items() if a not in refused}
-                if reason is None or node.admitted or not errors:
-                    return reason
-                why = "; ".join(f"{address}: {e}" for address, e in sorted(errors.items()))
-                return f"{reason}; dialling {why}"
-
             app = create_app(
                 store,
                 token=config.token,
@@ -172,7 +161,7 @@ async def serve(
                 synced=lambda: node.synced,
                 cluster=cluster,
                 accepting_writes=lambda: accepting,
-                not_ready=not_ready,
+                not_ready=lambda: not_ready_reason(node, transport),
                 replicated=node.wait_replicated,
             )
             http_config = admin_http_config(config.http)
