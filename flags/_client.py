@@ -73,6 +73,13 @@ class _StartOnUse:
         return getattr(self._client.start()._store, name)
 
 
+_FORK_HINT = (
+    "Make the client with flags.FlagClient(...) rather than flags.connect(...): it starts "
+    "on first use, in each worker. Or call client.start() after the fork (gunicorn's "
+    "post_fork hook)."
+)
+
+
 def _closed() -> Exception:
     return RuntimeError("FlagClient is closed")
 
@@ -487,12 +494,12 @@ class FlagClient:
 
     def _check_fork(self) -> None:
         if self._forked_from is not None:
-            raise ForkedError(self._forked_from)
+            raise ForkedError(self._forked_from, _FORK_HINT)
 
     def _after_fork(self, parent: int) -> None:
         self._forked_from = parent
         self._lock = threading.RLock()  # another thread of the parent may have held it
-        self._store = _Refusing(lambda: ForkedError(parent))  # type: ignore[assignment]
+        self._store = _Refusing(lambda: ForkedError(parent, _FORK_HINT))  # type: ignore[assignment]
         self._release()  # the child's copy of the lock; the parent keeps its slot
 
     def __repr__(self) -> str:

@@ -48,13 +48,16 @@ class ForkedError(RuntimeError):
     import without ``--preload``).
     """
 
-    def __init__(self, started_in: int) -> None:
+    def __init__(self, started_in: int, hint: str | None = None) -> None:
         super().__init__(
             f"this chorus node was started in process {started_in}, and this is process "
             f"{os.getpid()}, forked from it: the node's thread runs only in the parent, so "
-            "this copy would never see another change. Start the node in each worker "
-            "after the fork (gunicorn: a post_fork hook, or no --preload; uvicorn and "
-            "FastAPI: the app's lifespan)"
+            "this copy would never see another change. "
+            + (
+                hint
+                or "Start the node in each worker after the fork (gunicorn: a post_fork "
+                "hook, or no --preload; uvicorn and FastAPI: the app's lifespan)"
+            )
         )
         self.started_in = started_in
 

@@ -176,7 +176,7 @@ def test_a_client_used_across_a_fork_raises_instead_of_freezing(
     assert eventually(lambda: b.enabled("frozen"))
     report = _in_child(lambda: b.enabled("frozen"))
     assert report.startswith("ForkedError: this chorus node was started in process")
-    assert "post_fork" in report
+    assert "flags.FlagClient(...) rather than flags.connect" in report
     assert _in_child(lambda: b.enable("frozen")).startswith("ForkedError")
 
     def close_in_child() -> str:
