@@ -1,8 +1,9 @@
 """Small helpers the real-socket and real-process tests share."""
 
 import socket
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import trio
 
@@ -14,6 +15,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def serve_argv(
+    name: str, gossip: int, http: int, join: Iterable[int] = (), *options: str
+) -> list[str]:
+    """The command line of a ``chorus serve`` process on 127.0.0.1 (a node id, its
+    cluster and HTTP ports, the cluster ports it joins, and more options)."""
+    return [
+        *(sys.executable, "-m", "flags.cli", "serve", "--node-id", name),
+        *("--listen", f"127.0.0.1:{gossip}", "--http", f"127.0.0.1:{http}"),
+        *(["--join", ",".join(f"127.0.0.1:{p}" for p in join)] if join else []),
+        *options,
+    ]
 
 
 def eventually(check: Callable[[], object], timeout: float = 10.0) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, serve_argv
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -96,10 +96,7 @@ def cluster() -> Iterator[tuple[str, int]]:
     """A one-node cluster of `chorus serve`: its HTTP admin URL and cluster port."""
     gossip, http = free_port(), free_port()
     process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "flags.cli", "serve", "--node-id", "admin"),
-            *("--listen", f"127.0.0.1:{gossip}", "--http", f"127.0.0.1:{http}"),
-        ],
+        serve_argv("admin", gossip, http),
         env={**os.environ, "CHORUS_SECRET": SECRET, "CHORUS_TOKEN": TOKEN},
         stderr=subprocess.DEVNULL,
     )

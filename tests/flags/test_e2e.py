@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, serve_argv
 
 pytestmark = pytest.mark.timeout(180)
 SECRET, TOKEN = "e2ec1a55e7f39a04b6d8f1c07b2e9d46", "e2e-admin-token-71bc"
@@ -43,23 +43,14 @@ class Serve:
         self.log = self.tmp / f"{self.name}.log"
         env = {**os.environ, "CHORUS_SECRET": self.secret, "CHORUS_TOKEN": TOKEN}
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "flags.cli",
-                "serve",
-                "--node-id",
+            serve_argv(
                 self.name,
-                "--listen",
-                f"127.0.0.1:{self.gossip}",
-                "--http",
-                f"127.0.0.1:{self.http}",
-                "--join",
-                ",".join(f"127.0.0.1:{p}" for p in self.join),
-                "--join-timeout",
-                str(self.join_timeout),
+                self.gossip,
+                self.http,
+                self.join,
+                *("--join-timeout", str(self.join_timeout)),
                 *(["--bootstrap"] if self.bootstrap else []),
-            ],
+            ),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=self.log.open("ab"),

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, serve_argv
 
 SECRET, TOKEN = "5e1f7ead1e55c0ffee0ddba11ab1e2c3", "readiness-admin-token-3f9a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -40,22 +39,7 @@ class Node:
         env = {**os.environ, "CHORUS_SECRET": SECRET, "CHORUS_TOKEN": TOKEN}
         with self.log.open("ab") as stderr:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "flags.cli",
-                    "serve",
-                    "--node-id",
-                    self.name,
-                    "--listen",
-                    f"127.0.0.1:{self.gossip}",
-                    "--http",
-                    f"127.0.0.1:{self.http}",
-                    "--join",
-                    ",".join(f"127.0.0.1:{p}" for p in self.join),
-                    "--bootstrap-expect",
-                    "3",
-                ],
+                serve_argv(self.name, self.gossip, self.http, self.join, "--bootstrap-expect", "3"),
                 env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
