@@ -24,6 +24,7 @@ import datetime
 import functools
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
@@ -161,6 +162,8 @@ class FlagClient:
         self._store: FlagStore
         self._set_store(_StartOnUse(self))
         self._lock = threading.RLock()  # start and close
+        _every_client.add(self)
+        self._failed: tuple[float, BaseException] | None = None  # last start: when, why
         self._closed = False
         self._background: BackgroundNode | None = None
         self._transport: TcpTransport | None = None
@@ -194,9 +197,15 @@ class FlagClient:
                 the next use tries again.
             ValueError: a flag default is invalid.
         """
+        asked = time.monotonic()
         with self._lock:
             if self._closed:
                 raise _closed()
+            failed = self._failed
+            if failed is not None and failed[0] >= asked:
+                # Another thread's start failed while this one waited for the lock:
+                # one attempt (one wait) for all the threads that asked meanwhile.
+                raise failed[1]
             if self._forked_from is not None:  # a fresh start in the child
                 self._forked_from, self._background = None, None
                 self._set_store(_StartOnUse(self))
@@ -210,9 +219,11 @@ class FlagClient:
                             self._wait_ready_s,
                             self.not_ready_reason() or "not ready",
                         )
-                except BaseException:
+                except BaseException as exc:
+                    self._failed = (time.monotonic(), exc)
                     self._stop_node(drain_s=0)
                     raise
+                self._failed = None
                 self._set_store(self._started_store)
         return self
 
@@ -510,7 +521,6 @@ class FlagClient:
 
     def _after_fork(self, parent: int) -> None:
         self._forked_from = parent
-        self._lock = threading.RLock()  # another thread of the parent may have held it
         self._set_store(_Refusing(lambda: ForkedError(parent, _FORK_HINT)))
         self._release()  # the child's copy of the lock; the parent keeps its slot
 
@@ -545,6 +555,17 @@ def connect(
 
 # Running clients, closed at interpreter exit so that each leaves the cluster.
 _clients: weakref.WeakSet[FlagClient] = weakref.WeakSet()
+# Every client: a fork while another thread holds one's lock (in `start`) must not
+# leave the child's copy of the lock held for ever.
+_every_client: weakref.WeakSet[FlagClient] = weakref.WeakSet()
+
+
+def _reset_locks_in_child() -> None:
+    for client in list(_every_client):
+        client._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_reset_locks_in_child)
 
 
 @atexit.register

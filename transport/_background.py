@@ -61,6 +61,18 @@ class ForkedError(RuntimeError):
         )
         self.started_in = started_in
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a worker of a multiprocessing pool, it travels back pickled: keep
+        # its text as written in the process that raised it.
+        return (_forked_error, (self.started_in, str(self)))
+
+
+def _forked_error(started_in: int, message: str) -> ForkedError:
+    error = ForkedError.__new__(ForkedError)
+    RuntimeError.__init__(error, message)
+    error.started_in = started_in
+    return error
+
 
 class _ForkedView:
     """What a `SyncMap` reads through in a forked child: every access raises."""

@@ -1,7 +1,9 @@
 """FlagClient (flags.connect): flags from ordinary threads, over real sockets."""
 
 import os
+import pickle
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import flags
 import transport
 from flags import FlagClient, FlagStore, NotReadyError
 from tests.helpers import eventually, free_port
-from transport import BackgroundNode, Node, TcpTransport, WriteRefused
+from transport import BackgroundNode, ForkedError, Node, TcpTransport, WriteRefused
 
 pytestmark = pytest.mark.timeout(60)
 SECRET = "c1e7a9b3d5f20486a8c4e6b1d3f5a7c9"
@@ -100,6 +102,39 @@ def test_a_client_that_cannot_join_says_why_and_writes_nothing(tmp_path: Path) -
         assert not client.enabled("new-checkout")
     finally:
         client.close()
+
+
+def test_threads_that_start_a_client_at_once_share_one_wait(tmp_path: Path) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    client = FlagClient([nowhere], secret=SECRET, lock_dir=tmp_path, wait_ready_s=1.0)
+    errors: list[BaseException] = []
+
+    def first_read() -> None:
+        try:
+            client.enabled("new-checkout")
+        except NotReadyError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_read) for _ in range(6)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    took = time.monotonic() - started
+    try:
+        assert len(errors) == 6
+        assert took < 3.0, f"{took:.1f} s: each thread waited in turn"
+    finally:
+        client.close()
+
+
+def test_a_forked_error_pickles_with_its_text() -> None:
+    error = ForkedError(12345, "a hint.")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is ForkedError
+    assert str(copy) == str(error)
+    assert copy.started_in == 12345
 
 
 def test_a_closed_client_refuses_reads_and_its_node_leaves(
