@@ -139,6 +139,55 @@ def test_with_the_owner_down_others_compute_after_the_wait(sim_run: Any) -> None
     sim_run(main)
 
 
+def test_a_node_that_stops_serving_while_it_refuses_writes_owns_no_key_once_it_takes_them(
+    sim_run: Any,
+) -> None:
+    async def main() -> None:
+        async with Simulation(seed=5) as sim:
+            await sim.start("a", "b", "c")
+            caches = {n: ReplicatedCache(sim.node(n)) for n in sim.live}
+            calls = 0
+
+            async def load() -> int:
+                nonlocal calls
+                calls += 1
+                await trio.sleep(0.05)
+                return 1
+
+            async with trio.open_nursery() as nursery:
+                await serve(nursery, [caches["a"], caches["b"]])
+                c_scope = trio.CancelScope()
+
+                async def serve_c(task_status: trio.TaskStatus[None]) -> None:
+                    with c_scope:
+                        await caches["c"].run(task_status=task_status)
+
+                await nursery.start(serve_c)
+                await sim.run_for(0.1)
+                assert caches["a"].members.serving() == {"a", "b", "c"}
+                sim.set_skew("c", 60_000)  # an NTP step: c refuses writes until its
+                await sim.run_for(0.001)  # peers confirm or deny it
+                assert not sim.node("c").ready
+                c_scope.cancel()  # c stops serving the cache; its withdrawal is refused
+                await sim.run_for(0.01)
+                sim.set_skew("c", 0)  # c takes writes again, and keeps running
+                await sim.run_for(2)
+                assert sim.node("c").ready
+                assert caches["a"].members.serving() == caches["b"].members.serving() == {"a", "b"}
+
+                keys = [f"k{i}" for i in range(30)]
+                start = trio.current_time()
+                async with trio.open_nursery() as stampede:
+                    for key in keys:
+                        for name in "ab":
+                            stampede.start_soon(caches[name].get_or_compute, key, load, 60)
+                assert calls == 30  # once per key: c, not serving, owns none
+                assert trio.current_time() - start < 0.5  # nobody waited out owner_wait_s
+                nursery.cancel_scope.cancel()
+
+    sim_run(main)
+
+
 def test_concurrent_calls_on_one_node_share_a_computation_and_errors_are_not_cached(
     sim_run: Any,
 ) -> None:

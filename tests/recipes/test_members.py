@@ -85,3 +85,140 @@ def test_bad_arguments() -> None:
         MemberSet(object(), "cache", refresh_s=0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="non-empty str"):
         MemberSet(object(), "", refresh_s=1)  # type: ignore[arg-type]
+
+
+class Served:
+    """A member set's `run` in a cancel scope of its own, so a test can stop it
+    and start it again."""
+
+    def __init__(self, nursery: trio.Nursery, members: MemberSet) -> None:
+        self.nursery, self.members = nursery, members
+        self.scope = trio.CancelScope()
+
+    async def start(self) -> None:
+        self.scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            with self.scope:
+                await self.members.run(task_status=task_status)
+
+        await self.nursery.start(run)
+
+    def stop(self) -> None:
+        self.scope.cancel()
+
+
+async def refuse_writes(sim: Simulation, name: str) -> None:
+    """Step ``name``'s clock forward: it refuses writes until its peers tell it
+    whether the step is right (`Node.not_ready_reason`)."""
+    sim.set_skew(name, 60_000)
+    await sim.run_for(0.001)
+    assert not sim.node(name).ready
+
+
+async def take_writes(sim: Simulation, name: str) -> None:
+    """Step ``name``'s clock back to the time it kept: it takes writes at once."""
+    sim.set_skew(name, 0)
+    await sim.run_for(0.001)
+    assert sim.node(name).ready
+
+
+def test_a_refused_withdrawal_is_retried_once_the_node_takes_writes(sim_run: Any) -> None:
+    async def main() -> None:
+        async with Simulation(seed=63) as sim:
+            await sim.start("a", "b", "c")
+            sets = {n: MemberSet(sim.node(n), "cache") for n in sim.live}
+            async with trio.open_nursery() as nursery:
+                served = {n: Served(nursery, s) for n, s in sets.items()}
+                for s in served.values():
+                    await s.start()
+                await sim.run_for(0.1)
+                assert views(sim, sets) == dict.fromkeys("abc", frozenset("abc"))
+
+                await refuse_writes(sim, "c")
+                served["c"].stop()  # c stops serving, but cannot delete its announcement
+                await sim.run_for(0.01)
+                assert "c" in sim.node("c").map("cache.members")
+                await take_writes(sim, "c")  # c keeps running, a live member again
+                await sim.run_for(2)  # refresh_s is 1 s
+                assert views(sim, sets) == dict.fromkeys("abc", frozenset("ab"))
+                assert "c" not in sim.node("a").map("cache.members")
+                assert not sets["c"]._retrying  # the retry ended with the withdrawal
+                nursery.cancel_scope.cancel()
+
+    sim_run(main)
+
+
+def test_a_node_that_serves_again_is_not_withdrawn_by_a_stale_retry(sim_run: Any) -> None:
+    async def main() -> None:
+        async with Simulation(seed=64) as sim:
+            await sim.start("a", "b", "c")
+            sets = {n: MemberSet(sim.node(n), "cache") for n in sim.live}
+            async with trio.open_nursery() as nursery:
+                served = {n: Served(nursery, s) for n, s in sets.items()}
+                for s in served.values():
+                    await s.start()
+                await sim.run_for(0.1)
+
+                await refuse_writes(sim, "c")
+                served["c"].stop()  # the withdrawal is refused: retried
+                await sim.run_for(0.01)
+                await served["c"].start()  # c serves again before it takes writes
+                writes = sim.node("c").stats.writes
+                await take_writes(sim, "c")
+                await sim.run_for(5)
+                assert views(sim, sets) == dict.fromkeys("abc", frozenset("abc"))
+                assert sim.node("c").stats.writes == writes  # not withdrawn, then restored
+
+                await refuse_writes(sim, "c")  # stopped again while refusing writes
+                served["c"].stop()
+                await sim.run_for(0.01)
+                assert "c" in sim.node("a").map("cache.members")
+                await take_writes(sim, "c")
+                await sim.run_for(2)
+                assert views(sim, sets) == dict.fromkeys("abc", frozenset("ab"))
+
+                await refuse_writes(sim, "c")  # it serves again while it refuses writes,
+                await served["c"].start()  # so announces once it takes them
+                await sim.run_for(0.01)
+                assert views(sim, sets) == dict.fromkeys("abc", frozenset("ab"))
+                await take_writes(sim, "c")
+                await sim.run_for(2)
+                assert views(sim, sets) == dict.fromkeys("abc", frozenset("abc"))
+                nursery.cancel_scope.cancel()
+
+    sim_run(main)
+
+
+def test_a_pending_withdrawal_ends_when_the_node_stops_or_leaves(sim_run: Any) -> None:
+    async def main() -> None:
+        async with Simulation(seed=65) as sim:
+            await sim.start("a", "b", "c", "d")
+            sets = {n: MemberSet(sim.node(n), "cache") for n in sim.live}
+            async with trio.open_nursery() as nursery:
+                served = {n: Served(nursery, s) for n, s in sets.items()}
+                for s in served.values():
+                    await s.start()
+                await sim.run_for(0.1)
+
+                await refuse_writes(sim, "c")
+                served["c"].stop()
+                await sim.run_for(0.01)
+                assert sets["c"]._retrying
+                sim.crash("c")  # c's announcement names no live member any more
+                await sim.run_for(2)
+                assert not sets["c"]._retrying
+
+                node = sim.node("d")
+                await refuse_writes(sim, "d")
+                served["d"].stop()
+                await sim.run_for(0.01)
+                assert sets["d"]._retrying
+                await node.drain()  # d leaves: its announcement names no member
+                await sim.run_for(2)
+                assert not sets["d"]._retrying
+                await sim.run_for(3)  # the others see c down
+                assert sets["a"].serving() == sets["b"].serving() == {"a", "b"}
+                nursery.cancel_scope.cancel()
+
+    sim_run(main)

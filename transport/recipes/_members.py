@@ -9,6 +9,11 @@ that only reads flags) never owns a key; a node that crashed or restarted stops
 owning keys once the others see it down or see its new incarnation, whatever its
 old announcement says. Phoenix.Tracker keeps presences per topic the same way.
 
+A node that stops serving while it refuses writes (a clock step not yet confirmed,
+a rejoin) cannot delete its announcement then; it keeps trying until it can, since
+a node that keeps running stays live and would keep owning keys. Likewise a node
+that starts serving while it refuses writes announces itself once it takes them.
+
 The rule lives in `_serving` alone, so it can be swapped (for services carried in
 the membership itself) without touching the recipes.
 """
@@ -49,7 +54,8 @@ class MemberSet:
         refresh_s: while serving (`run`), how often to check, in seconds, that this
             node's announcement is current and to delete announcements of
             incarnations the cluster removed. A change to this node's entry is
-            answered at once.
+            answered at once. Once it stops serving, how often to retry a
+            withdrawal the node refused (`withdraw`).
 
     Raises:
         TypeError: ``name`` is not a non-empty str.
@@ -65,6 +71,7 @@ class MemberSet:
         self._map = node.map(f"{name}.members")
         self._refresh_s = refresh_s
         self._serving = False
+        self._retrying = False  # a task retries a refused withdrawal (`_retry_withdraw`)
         self._changed = trio.Event()
         self._map.subscribe(self._on_change)
 
@@ -101,16 +108,60 @@ class MemberSet:
             return False
         return True
 
-    def withdraw(self) -> None:
-        """Delete this node's announcement, if it is there and the node takes writes.
+    def withdraw(self) -> bool:
+        """Delete this node's announcement, if it is there.
 
-        A withdrawal that cannot be written is harmless: once this node stops, or
-        leaves, or restarts, its announcement no longer names a live member.
+        A node that refuses writes now cannot delete it, and it would stay an owner
+        while it stays live: the withdrawal is then retried every ``refresh_s``
+        seconds, in a task of its own, until it is written, or moot: this node
+        serves again (`run`), its incarnation left or was removed from the cluster,
+        or the node stopped (its announcement then names no live member). Each
+        refused try counts in the node's ``stats.writes_refused``.
+
+        Returns:
+            True when this node is not announced (any more); False when the
+            withdrawal was refused for now, and is retried.
         """
+        if self._withdraw_now():
+            return True
+        if not self._retrying:
+            try:
+                trio.lowlevel.spawn_system_task(self._retry_withdraw)
+            except RuntimeError:  # the trio run is ending: so is the node
+                return False
+            self._retrying = True
+        return False
+
+    def _withdraw_now(self) -> bool:
+        """Try to delete this node's announcement once: True when it is not (or no
+        longer needs to be) there; False when the node refused the write."""
         node = self._node
-        if self._map.get(node.node_id) == node.incarnation:
-            with contextlib.suppress(WriteRefused, RuntimeError):  # not ready, or stopped
-                self._map.delete(node.node_id)
+        if self._map.get(node.node_id) != node.incarnation:
+            return True
+        if f"{node.node_id}/{node.incarnation}" in node.membership.removed:
+            return True  # it left or was removed: its announcement names no member
+        try:
+            self._map.delete(node.node_id)
+        except WriteRefused as exc:
+            log.debug("%s: cannot withdraw %s yet (%s)", self.name, node.node_id, exc)
+            return False
+        except RuntimeError:  # the node stopped
+            return True
+        return True
+
+    async def _retry_withdraw(self) -> None:
+        """Retry a refused withdrawal until it is written or moot (see `withdraw`).
+        One such task per member set at a time; it checks `_serving` right before
+        each try, so a node that serves again is never withdrawn by it."""
+        try:
+            while True:
+                await trio.sleep(self._refresh_s)
+                if self._serving or self._withdraw_now():
+                    return
+        except Exception:  # a system task must not raise: that would end the trio run
+            log.exception("%s: retrying the withdrawal of %s failed", self.name, self._node.node_id)
+        finally:
+            self._retrying = False
 
     def collect(self) -> int:
         """Delete the announcements of incarnations the cluster removed (they left,
@@ -138,9 +189,11 @@ class MemberSet:
         return len(stale)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled: announce this node (retried until the node takes
-        writes), keep the announcement current, collect stale ones; withdraw when
-        cancelled. ``await nursery.start(members.run)`` returns after the first try.
+        """Serve until cancelled: announce this node (retried every ``refresh_s``
+        seconds until the node takes writes), keep the announcement current, collect
+        stale ones; withdraw when cancelled (retried in the background until the node
+        takes writes, see `withdraw`). ``await nursery.start(members.run)`` returns
+        after the first try.
 
         Cancel it before `Node.drain`, which refuses writes: the withdrawal then goes
         out with the writes drain hands over.

@@ -39,7 +39,11 @@ Within one process, concurrent calls for a key share one computation (as Go's
 ``singleflight`` does). The election can differ between nodes for about one
 replication delay after a node starts or stops serving, and for up to the failure
 timeout after one crashes: a stampede in that window computes a key at most once
-per distinct owner the nodes see.
+per distinct owner the nodes see. A node that stops serving while it refuses writes
+(a clock step its peers have not confirmed yet) stays announced, so still owns keys
+others wait for, until about ``refresh_s`` (1 s) after it takes writes again: it
+withdraws then (`MemberSet.withdraw`). One that starts serving then announces itself
+likewise.
 """
 
 from __future__ import annotations
@@ -237,8 +241,9 @@ class ReplicatedCache:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve the cache until cancelled: announce this node as a candidate owner
         (`MemberSet.run`) and sweep every ``sweep_interval_s`` seconds. Cancelled,
-        it withdraws the announcement. ``await nursery.start(cache.run)`` returns
-        once the announcement is written (or was refused: it is retried)."""
+        it withdraws the announcement (refused, it is retried until the node takes
+        writes: see `MemberSet.withdraw`). ``await nursery.start(cache.run)``
+        returns once the announcement is written (or was refused: it is retried)."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.members.run)
             task_status.started()
