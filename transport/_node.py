@@ -238,21 +238,34 @@ class Node:
     - as soon as the wall clock comes back within ``max_offset_ms`` of that time,
       however it comes back (stepped back, or slewed back gradually as chrony and
       ntpd do), the step is over and the node's clock is the wall clock again;
-    - the node adopts the step when the other clocks agree with it: its wall clock
-      and the wall clocks of the member peers whose heartbeats arrived after the
-      step (at least one) have a median within ``max_offset_ms`` of its wall clock
-      (it had been wrong), and either none of those peers has an unconfirmed step
-      of its own, or they count strictly more than half of the members (itself
-      included). Otherwise it keeps
-      its time, and is ready as long as that time agrees with the median of its
-      live member peers' clocks (`clock_offset_ms`). A node with live member peers
-      refuses writes while the heartbeats since the step make no majority and a
-      live member peer has not been heard since (within
+    - the node adopts the step when other clocks agree with it (it had been
+      wrong): the median of its wall clock and theirs is within ``max_offset_ms``
+      of its wall clock. Those clocks are the member peers' whose heartbeats
+      arrived after the step (at least one): the wall clocks of them all when,
+      with itself, they count strictly more than half of the members; or the
+      clocks of those whose clocks did not step (no unconfirmed step of their
+      own); or, when every one of them has a step of its own and the time this
+      node kept is more than ``max_offset_ms`` off its live member peers' median
+      anyway (so it refuses writes), the wall clocks of them all. Otherwise it
+      keeps its time, and is ready as long as that time agrees with the median
+      of its live member peers' clocks (`clock_offset_ms`). A node with live
+      member peers refuses writes while the heartbeats since the step make no
+      majority and a live member peer has not been heard since (within
       ``heartbeat_interval_s``);
-    - the only member keeps its time until it hears a peer; peers that stepped
-      together on the minority side of a split do not confirm each other (each
-      has a step of its own), while a minority whose other clocks did not step
-      (most members down) still confirms a clock set right.
+    - so the only member keeps its time until it hears a peer. Nodes that step
+      together on the minority side of a split, from times that agree, do not
+      confirm each other: none of them is fenced by the times they kept. A clock
+      that did not step confirms a clock set right, whether or not other peers
+      stepped too (most members down, say, and two clocks that ran fast together
+      set right beside one that was right all along). And when every live peer
+      stepped and the times kept leave this node fenced (most members down, one
+      clock ran fast and one slow, both set right), it adopts the step its
+      peers' wall clocks agree with, and then, its clock no longer stepped,
+      confirms theirs: keeping those times would fence a node for good. The
+      limit: one fault on top of another (a node already off its peers' median,
+      then a time source gone wrong that steps the others to its time) can set a
+      minority's clocks wrong together; a clock that did not step confirming a
+      step (the rule before) had the same limit.
 
     Only members count: heartbeats of nodes that are not current members of this
     node's cluster (never admitted, removed, or of another cluster) move no
@@ -619,13 +632,15 @@ class Node:
         clock minus this. See "Clock steps"."""
         return self._unconfirmed_step_ms
 
-    def _peer_walls(
-        self, since: float = -math.inf, *, raw: bool = False, settled: bool = False
-    ) -> list[int]:
-        """Live member peers' clocks now, in ms, from their heartbeats received at or
-        after trio time ``since``: what their HLCs read, or with ``raw`` their wall
-        clocks (the two differ by a step a peer has not adopted); with ``settled``
-        only the peers with no such step.
+    def _peer_walls(self, since: float = -math.inf) -> list[int]:
+        """Live member peers' clocks now, in ms (what their HLCs read), from their
+        heartbeats received at or after trio time ``since``. See `_peer_clocks`."""
+        return [clock for clock, _ in self._peer_clocks(since)]
+
+    def _peer_clocks(self, since: float = -math.inf) -> list[tuple[int, int]]:
+        """``(clock, step)`` of each live member peer whose last heartbeat arrived at
+        or after trio time ``since``: its clock now, in ms (what its HLC reads), and
+        the step it has not adopted, in ms (its wall clock is the sum).
 
         Only current members of this node's cluster count (incarnations in its
         `Membership`, not removed): anyone who can reach the transport may send
@@ -634,13 +649,12 @@ class Node:
         """
         now, members = trio.current_time(), self._membership.members()
         return [
-            p.wall_ms + raw * p.step_ms + int((now - p.wall_at) * 1000)
+            (p.wall_ms + int((now - p.wall_at) * 1000), p.step_ms)
             for n, p in self._peers.items()
             if p.alive
             and p.wall_ms is not None
             and p.wall_at >= since
             and f"{n}/{p.incarnation}" in members
-            and not (settled and p.step_ms)
         ]
 
     def _majority(self, peers: int) -> bool:
@@ -709,25 +723,43 @@ class Node:
         )
 
     def _settle_clock_step(self) -> None:
-        """Adopt an unconfirmed step once the clocks of this node and of the member
-        peers whose heartbeats arrived since the step have a median its wall clock
-        agrees with, those peers having no unconfirmed step of their own, or the
-        clocks making a majority of the members (see "Clock steps")."""
+        """Adopt an unconfirmed step once other clocks agree with the wall clock: the
+        median of its wall clock and theirs is within ``max_offset_ms`` of it. The
+        clocks asked are those of member peers heard since the step (at least one),
+        any of: the wall clocks of them all, when with this node they make a
+        majority of the members; the clocks of those with no unconfirmed step of
+        their own; the wall clocks of them all, when every one has a step of its
+        own and the time this node kept is off its live peers' median anyway (it
+        refuses writes). See "Clock steps"."""
         # Read the wall clock through the check: a step not noticed yet would be
         # adopted as agreeing with the peers, then noticed as a step of its own.
-        self._checked_wall_ms()
+        kept = self._checked_wall_ms()
         step = self._last_clock_step
         if not self._unconfirmed_step_ms or step is None:
             return
-        walls = self._peer_walls(since=step.time, raw=True)
-        settled = len(self._peer_walls(since=step.time, settled=True)) == len(walls)
-        if not walls or not (settled or self._majority(len(walls))):
-            # Alone, or cut off from the majority with peers whose clocks stepped too
-            # (they would confirm each other): keep the time it kept.
-            return
         assert self._wall_reading is not None  # set by the check above
         wall = self._wall_reading[0]
-        if abs(wall - statistics.median([wall, *walls])) > self._max_offset_ms:
+        peers = self._peer_clocks(since=step.time)
+        walls = [clock + peer_step for clock, peer_step in peers]
+        settled = [clock for clock, peer_step in peers if not peer_step]
+
+        def agree(clocks: list[int]) -> bool:
+            median = statistics.median([wall, *clocks])
+            return bool(clocks) and abs(wall - median) <= self._max_offset_ms
+
+        def fenced() -> bool:  # the time it kept is off its live peers' median
+            others = self._peer_walls()
+            return abs(kept - statistics.median([kept, *others])) > self._max_offset_ms
+
+        if not (
+            (self._majority(len(walls)) and agree(walls))
+            or agree(settled)
+            # Peers whose clocks stepped too could confirm each other's steps when
+            # they stepped together: only when the time this node kept is off their
+            # median (the kept times do not hold the live members together) are
+            # their wall clocks, which agree with its own, the better bet.
+            or (walls and not settled and fenced() and agree(walls))
+        ):
             return  # keep the time it kept: clock_offset_ms says if that one agrees
         adopted, self._unconfirmed_step_ms = self._unconfirmed_step_ms, 0
         self._anchor = None

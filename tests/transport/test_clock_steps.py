@@ -437,3 +437,116 @@ def test_a_clock_set_right_is_adopted_with_most_members_down(sim_run: Any) -> No
             assert n2.ready, n2.not_ready_reason()
 
     sim_run(main)
+
+
+@pytest.mark.parametrize(
+    ("fast_ms", "other_ms"),
+    [(800, -800), (30_000, -30_000), (1502, 502)],
+    ids=["fast-and-slow", "far-fast-and-far-slow", "fast-and-less-fast"],
+)
+def test_clocks_set_right_with_most_members_down_confirm_each_other_when_one_is_fenced(
+    sim_run: Any, fast_ms: int, other_ms: int
+) -> None:
+    """Found by the cluster machine: of four members, n0's clock runs ``fast_ms``
+    ahead and n2's ``other_ms``; n1 and n3 crash; then NTP sets both clocks right.
+    Each keeps the time it had, so their wall clocks agree and their kept clocks
+    do not, and neither could confirm the other's step (each has a step of its
+    own, and two of four are no majority): n0, or both, stayed fenced for good
+    ("its peers' clocks agree with neither"). Now a node that the kept times fence
+    adopts the step its peer's wall clock agrees with, then confirms the other's:
+    both take writes again (n0 once real time catches up with its hybrid clock,
+    which followed its fast clock)."""
+
+    async def main() -> None:
+        async with Simulation(seed=129, skew_ms={"n0": fast_ms, "n2": other_ms}) as sim:
+            await sim.start("n0", "n1", "n2", "n3", ready=False)
+            await sim.run_for(5)
+            sim.crash("n1")
+            sim.crash("n3")
+            await sim.run_for(1)
+            sim.set_skew("n0", 0)
+            sim.set_skew("n2", 0)
+            await sim.run_for(2)
+            n0, n2 = sim.node("n0"), sim.node("n2")
+            true_ms = sim.network.wall_clock()
+            for node in (n0, n2):
+                assert node.stats.clock_steps == 1
+                assert node.unconfirmed_step_ms == 0  # adopted
+                assert abs(node.wall_ms() - true_ms()) <= 5
+            await sim.run_for(fast_ms / 1000 + 1)
+            for node in (n0, n2):
+                assert node.ready, node.not_ready_reason()
+                node.map("m").set(node.node_id, "after")
+            assert await sim.settle(10) is not None
+
+    sim_run(main)
+
+
+def test_a_right_clock_confirms_steps_of_peers_that_stepped_together(sim_run: Any) -> None:
+    """Of six members, n2's and n4's clocks run a second fast; n1, n3 and n5 crash,
+    so n0, whose clock is right, is the one off the live median; then NTP sets n2
+    and n4 right. They keep the same fast time, so they agree with each other and
+    n0 stays fenced. n0's clock did not step and agrees with their wall clocks: it
+    confirms their steps, though each also hears the other's step (which once
+    kept them both from adopting, and n0 fenced for good; found beside the
+    cluster machine's case above, and reproduced with its rules)."""
+
+    async def main() -> None:
+        names = [f"n{i}" for i in range(6)]
+        async with Simulation(seed=131, skew_ms={"n2": 1000, "n4": 1000}) as sim:
+            await sim.start(*names, ready=False)
+            await sim.run_for(5)
+            for name in ("n1", "n3", "n5"):
+                sim.crash(name)
+            await sim.run_for(1)
+            assert "off its peers' median" in (sim.node("n0").not_ready_reason() or "")
+            # n2 and n4 hear each other's step first (else whichever heard only n0's
+            # heartbeat since its step adopted it, by luck of timing, and the other
+            # followed).
+            sim.network.partition({"n0"}, {"n2", "n4"})
+            sim.set_skew("n2", 0)
+            sim.set_skew("n4", 0)
+            await sim.run_for(2)
+            sim.network.heal()
+            await sim.run_for(2)
+            for name in sim.live:
+                node = sim.node(name)
+                assert node.unconfirmed_step_ms == 0
+            await sim.run_for(2)  # the hybrid clocks of n2 and n4 ran a second ahead
+            for name in sim.live:
+                node = sim.node(name)
+                assert node.ready, node.not_ready_reason()
+                node.map("m").set(name, "after")
+            assert await sim.settle(10) is not None
+
+    sim_run(main)
+
+
+def test_a_minority_whose_clocks_disagreed_does_not_confirm_steps_the_same_way(
+    sim_run: Any,
+) -> None:
+    """The limit of the rule above: {a, b} split from {c, d, e}, a 700 ms fast and b
+    right, so the times they keep disagree, yet neither is fenced (two clocks'
+    median is their mean); then a time source gone wrong steps both an hour
+    ahead. Their wall clocks agree, but each has a step of its own and no kept
+    time is off: they do not confirm each other, and keep their times."""
+
+    async def main() -> None:
+        async with Simulation(seed=130, skew_ms={"a": 700}) as sim:
+            await sim.start("a", "b", "c", "d", "e", ready=False)
+            a, b, c = (sim.node(n) for n in "abc")
+            sim.network.partition({"a", "b"}, {"c", "d", "e"})
+            await sim.run_for(5)
+            assert a.ready, a.not_ready_reason()
+            assert b.ready, b.not_ready_reason()
+            sim.set_skew("a", HOUR_MS)
+            sim.set_skew("b", HOUR_MS)
+            await sim.run_for(3)
+            assert abs(a.unconfirmed_step_ms - (HOUR_MS - 700)) <= 5
+            assert abs(b.unconfirmed_step_ms - HOUR_MS) <= 5
+            for node in (a, b):
+                assert abs(node.wall_ms() - c.wall_ms()) < 1_000  # not an hour ahead
+                assert lead_ms(sim, node.node_id) < 1_000
+                assert node.ready, node.not_ready_reason()
+
+    sim_run(main)

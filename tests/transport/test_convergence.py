@@ -360,6 +360,25 @@ def test_a_clock_stepped_ahead_and_back_drags_no_clock(sim_run: Any) -> None:
     sim_run(main)
 
 
+def test_a_fast_and_a_slow_clock_set_right_with_half_the_members_down_heal() -> None:
+    """Found by the cluster machine (failing on 6e08881 already): of
+    four members, n0's clock ran 501 ms fast and n2's 501 ms slow; n1 and n3 crash;
+    healing sets both clocks right. Each kept its time through its step, and
+    neither confirmed the other's (each had a step of its own; two of four are no
+    majority), so n0 stayed fenced for good: "+503 ms off its peers' median ...
+    its peers' clocks agree with neither". Now n0, which the kept times fence,
+    adopts the step n2's wall clock agrees with, then confirms n2's (more in
+    test_clock_steps.py)."""
+    from tests.transport.test_cluster_machine import ClusterMachine
+
+    machine = ClusterMachine()
+    machine.start(size=4, seed=0, skews=[501, 0, -501, 0, 0, 0])
+    machine.crash(index=1)  # n1
+    machine.crash(index=2)  # n3, the third of n0, n2, n3
+    assert sorted(machine.up) == ["n0", "n2"]
+    machine.teardown()  # heals, sets every clock right, asserts all ready and converged
+
+
 def test_8c_drain_does_not_resend_a_write_superseded_here(sim_run: Any) -> None:
     async def main() -> None:
         async with Simulation(seed=113) as sim:
