@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, ItemsView, Iterator
+from collections.abc import Callable, ItemsView, Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -54,6 +54,9 @@ class LocalMap:
 
     def set(self, key: Key, value: Any) -> None:
         self._notify(self._state.merge(LWWMap().set(key, value, self._clock.now())))
+
+    def check_writable(self, keys: Iterable[Key]) -> None:
+        """Nothing refuses a LocalMap's writes (see `transport.ReplicatedMap.check_writable`)."""
 
     def delete(self, key: Key) -> None:
         self._notify(self._state.merge(LWWMap().delete(key, self._clock.now())))

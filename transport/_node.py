@@ -932,15 +932,15 @@ class Node:
 
     # -- writes --------------------------------------------------------------------
 
-    def _write(self, name: str, key: Key, value: Any, *, delete: bool = False) -> None:
+    def _check_write(self, full_key: tuple[str, Key]) -> Point:
+        """Raise what a write of ``full_key`` would be refused with now; else return
+        the point it must be stamped after. Writes nothing (a refusal is counted)."""
         if self._nursery is None:
             raise RuntimeError(f"node {self.node_id!r} is not running")
         reason = self.not_ready_reason()
         if reason is not None:
             self.stats.writes_refused += 1
             raise WriteRefused(f"node {self.node_id!r}: {reason}")
-        full_key = (name, key)
-        scratch = LWWMap()
         # Order the write after everything this node has seen of the key, held
         # entries included, and after what the members that admitted it had seen.
         after = max(self._held.timestamp(full_key) or ZERO, self._write_floor)
@@ -948,10 +948,16 @@ class Node:
         if ahead > 2 * self._max_offset_ms:
             self.stats.writes_refused += 1
             raise WriteRefused(
-                f"node {self.node_id!r}: an entry for {key!r} from "
+                f"node {self.node_id!r}: an entry for {full_key[1]!r} from "
                 f"{ahead} ms in the future is held back here; "
                 "a write now would have to be stamped after it (retry later)"
             )
+        return after
+
+    def _write(self, name: str, key: Key, value: Any, *, delete: bool = False) -> None:
+        full_key = (name, key)
+        after = self._check_write(full_key)
+        scratch = LWWMap()
         ts = self._clock.now_after(Timestamp(after[0], after[1], "\x00"))
         if delete:
             delta = scratch.delete(full_key, ts)

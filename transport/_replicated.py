@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, ItemsView, Iterator, KeysView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -100,6 +100,21 @@ class ReplicatedMap:
         """
         self._check_thread()
         self._node._write(self._name, key, None, delete=True)
+
+    def check_writable(self, keys: Iterable[Key]) -> None:
+        """Raise what `set` or `delete` of each key would raise now, writing nothing.
+
+        For a change made of several writes: call it first, then write with no
+        ``await`` in between, and the change is applied whole or not at all.
+
+        Raises:
+            WriteRefused: the node takes no writes now, or one of the keys has an
+                entry held back from too far in the future (see `set`).
+            RuntimeError: as for `set`.
+        """
+        self._check_thread()
+        for key in keys:
+            self._node._check_write((self._name, key))
 
     def _check_thread(self) -> None:
         if self._node._nursery is not None and not trio.lowlevel.in_trio_run():

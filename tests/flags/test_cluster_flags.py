@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 from flags import FlagStore
+from transport import WriteRefused
 from transport.simulation import Simulation
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,5 +51,41 @@ def test_a_toggle_reaches_every_node_and_notifies_once(sim_run: Any) -> None:
             assert all(s.enabled("new-checkout") for s in stores.values())
             for name in ["b", "c"]:
                 assert heard[name] == [frozenset({"new-checkout"})]
+
+    sim_run(main)
+
+
+def test_a_change_of_several_entries_applies_whole_or_not_at_all(sim_run: Any) -> None:
+    """``disable`` writes the boolean gate and deletes the percentage gates: when one
+    delete must be refused (an entry of that key is held back from 10 minutes ahead),
+    nothing is written, rather than a flag left half disabled."""
+
+    async def main() -> None:
+        async with Simulation(seed=3) as sim:
+            a, b, _ = await sim.start("a", "b", "c")
+            store_a, store_b = FlagStore(a.map("flags")), FlagStore(b.map("flags"))
+            store_a.enable("f")
+            store_a.enable_percentage_of_actors("f", 0.5)
+            await sim.run_for(2)
+            sim.network.partition({"a"}, {"b", "c"})
+            await sim.run_for(5)
+            sim.set_skew("b", 600_000)  # b and c step 10 minutes ahead together: two of
+            sim.set_skew("c", 600_000)  # three members, so they confirm each other
+            await sim.run_for(5)
+            store_b.enable_percentage_of_actors("f", 0.7)  # stamped 10 minutes ahead
+            sim.set_skew("b", 0)
+            sim.set_skew("c", 0)
+            await sim.run_for(5)
+            sim.network.heal()
+            await sim.run_for(5)
+            assert a.ready
+            assert a.held  # b's gate, held back until its time comes
+            before = dict(a.map("flags").items())
+            with pytest.raises(WriteRefused, match="future"):
+                store_a.disable("f")
+            with pytest.raises(WriteRefused, match="future"):
+                store_a.clear("f")
+            assert dict(a.map("flags").items()) == before  # no gate, no audit entry
+            assert store_a.flag("f").boolean is True
 
     sim_run(main)
