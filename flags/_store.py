@@ -323,7 +323,14 @@ class FlagStore:
 
     def disable(self, name: str, *, author: str | None = None) -> None:
         """Turn the flag off for everyone: the boolean gate off, percentage gates
-        removed. Actor and group enables still apply."""
+        removed. Actor and group enables still apply.
+
+        Raises:
+            ValueError: invalid name or author; nothing is written.
+            transport.WriteRefused: the map refuses one of the writes (its node is
+                not ready, or holds an entry of one of the keys back from the
+                future); it is checked before any is made, so nothing is written.
+        """
         _check_name(name, "flag name")
         author_ = _check_author(author)
         gone = [
@@ -379,6 +386,9 @@ class FlagStore:
 
         With no gates left, the flag falls back to its default, or off. Metadata and
         the audit log stay.
+
+        Raises:
+            ValueError, transport.WriteRefused: as `disable`; nothing is written.
         """
         _check_name(name, "flag name")
         author_ = _check_author(author)
