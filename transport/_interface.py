@@ -58,6 +58,12 @@ class Transport(abc.ABC):
     `send` returns False.
     """
 
+    #: The id of the cluster this node belongs to (`Membership.cluster`), None while
+    #: it belongs to none. The Node sets it whenever it changes. A transport may tell
+    #: peers (TcpTransport does, in its handshake: of two live processes with one
+    #: node id, a peer keeps the link of the one in the older cluster) or ignore it.
+    cluster: str | None = None
+
     @property
     @abc.abstractmethod
     def node_id(self) -> str:

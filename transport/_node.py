@@ -1306,6 +1306,7 @@ class Node:
 
     def _membership_changed(self) -> None:
         membership = self._membership
+        self._transport.cluster = membership.cluster  # it tells peers (see TcpTransport)
         if self._draining:
             return
         if self._me in membership.removed:
@@ -1539,6 +1540,7 @@ class Node:
         self._write_floor = ZERO
         if fresh:
             self._membership = Membership()
+            self._transport.cluster = None
         self._stability = Stability(self._me, self._membership.members())
         self._after_merge(set(old._live))  # views and subscribers see the keys go
         self._synced = trio.Event()

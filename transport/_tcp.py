@@ -66,6 +66,22 @@ def _diagnose(proto: Connection | None, exc: BaseException, received: bytes) -> 
     return text, "handshake version" in text
 
 
+def _older(cluster: str | None, than: str | None) -> bool:
+    """True if ``cluster`` is older than ``than``: cluster ids sort by age, and a
+    process in no cluster (None) counts as the youngest."""
+    return cluster is not None and (than is None or cluster < than)
+
+
+def _taken_reason(node_id: str, listen: str, older: str | None) -> str:
+    """Why a process with ``node_id`` is refused: another one holds it, at ``listen``
+    (of the cluster ``older``, older than the refused one's, if given)."""
+    of = f" of the older cluster {older}" if older else ""
+    return (
+        f"node id {node_id} is already taken by a live node at {listen}{of}: "
+        f"is a second process running with --node-id {node_id}?"
+    )
+
+
 def parse_address(address: str | tuple[str, int]) -> tuple[str, int]:
     """``"host:port"`` or ``(host, port)`` to ``(host, port)``; IPv6 as ``[::1]:7000``.
 
@@ -108,16 +124,35 @@ class TcpStats:
 class _Link:
     """One authenticated connection to a peer (internal)."""
 
-    def __init__(self, peer: str, initiator: str, queue_size: int, listen: str = "") -> None:
+    def __init__(
+        self,
+        peer: str,
+        initiator: str,
+        queue_size: int,
+        listen: str = "",
+        cluster: str | None = None,
+    ) -> None:
         self.peer = peer
         self.initiator = initiator
         self.listen = listen  # where the peer says it listens: one process, one address
+        self.cluster = cluster  # the peer's cluster at the handshake (None: none yet)
+        self.refusal: str | None = None  # why it was displaced: sent as it closes
         self.send_channel, self.receive_channel = trio.open_memory_channel[bytes](queue_size)
         self.cancel_scope = trio.CancelScope()
 
 
 class TcpTransport(Transport):
     """A `Transport` over TCP between nodes that share a secret.
+
+    One link per peer node id. When a second live process with a linked node id
+    connects (another listen address), the link goes to the process in the older
+    cluster (the smaller cluster id, as each told in its handshake; one in no cluster
+    counts as the youngest), and the other is refused with a REFUSED frame
+    (`refusals`). Between processes of one cluster, or of none, the link up keeps
+    it. So a paused node that comes back finds its peers again even when a
+    duplicate of it founded a younger cluster with them meanwhile: the Node's
+    two-clusters rule then makes that cluster give way. Set `cluster` (the Node
+    does) to say which cluster this process belongs to.
 
     Args:
         node_id: this node's name; peers know it by this.
@@ -512,6 +547,7 @@ class TcpTransport(Transport):
             self._secret,
             client=client,
             max_frame_bytes=self._max_message_bytes + 64,
+            cluster=self.cluster,
         )
         if client and address is not None:
             self._own_nonces[proto.nonce] = address
@@ -532,6 +568,7 @@ class TcpTransport(Transport):
         if taken is not None:
             await self._refuse(stream, proto, authenticated, taken)
             return authenticated.node_id, False
+        self._displace(authenticated)
         link = self._register(
             authenticated, initiator=self._node_id if client else authenticated.node_id
         )
@@ -554,20 +591,49 @@ class TcpTransport(Transport):
 
     def _taken(self, auth: Authenticated) -> str | None:
         """Why a connection from ``auth`` must be refused: another process holds its
-        node id here (a live link to that id from another address). None if not.
+        node id here (a live link to that id from another address), and it is not
+        of a cluster older than that process's. None if not.
 
         One link per node id: a second process with the same id must not take the
         link from the first (they would replace each other on every reconnection,
-        and each replacement drops a node's state). The link up keeps it; the
-        newcomer is told why, and gets the link once the first is gone.
+        and each replacement drops a node's state). The link up keeps it, unless the
+        newcomer belongs to an older cluster (see `_displace`); the newcomer is told
+        why, and gets the link once the first is gone.
         """
         existing = self._links.get(auth.node_id)
         if existing is None or existing.listen == auth.listen:
             return None  # none, or the same process (both sides dialled; see _register)
-        return (
-            f"node id {auth.node_id} is already taken by a live node at {existing.listen}: "
-            f"is a second process running with --node-id {auth.node_id}?"
+        if _older(auth.cluster, existing.cluster):
+            return None  # the newcomer takes the link: see _displace
+        older = existing.cluster if _older(existing.cluster, auth.cluster) else None
+        return _taken_reason(auth.node_id, existing.listen, older)
+
+    def _displace(self, auth: Authenticated) -> None:
+        """Close the link of another process with ``auth``'s node id, which belongs to
+        a cluster younger than ``auth``'s (or to none). It redials, and is refused.
+
+        A process of the older cluster must get the link: otherwise a duplicate that
+        founded a new cluster with our node while the first process was paused would
+        keep that one out for good, and its cluster, with its state, would never
+        meet ours (the younger gives way when two clusters meet, see `Node`).
+        """
+        existing = self._links.get(auth.node_id)
+        if existing is None or existing.listen == auth.listen:
+            return
+        log.warning(
+            "tcp %s: %s at %s, of the cluster %s, takes the link from %s at %s, of %s: "
+            "the process of the older cluster keeps the node id",
+            self._node_id,
+            auth.node_id,
+            auth.listen,
+            auth.cluster,
+            auth.node_id,
+            existing.listen,
+            f"the cluster {existing.cluster}" if existing.cluster else "no cluster",
         )
+        # Its write loop sends what is queued, then this refusal, and closes.
+        existing.refusal = _taken_reason(auth.node_id, auth.listen, auth.cluster)
+        self._unregister(existing)
 
     async def _refuse(
         self, stream: trio.abc.Stream, proto: Connection, auth: Authenticated, reason: str
@@ -665,7 +731,7 @@ class TcpTransport(Transport):
                 return None  # keep the existing one: both sides choose the same
             existing.cancel_scope.cancel()
             self._unregister(existing)
-        link = _Link(peer, initiator, self._queue_size, auth.listen)
+        link = _Link(peer, initiator, self._queue_size, auth.listen, auth.cluster)
         self._links[peer] = link
         self._known[peer] = auth.listen
         self._gone.pop(peer, None)
@@ -763,4 +829,10 @@ class TcpTransport(Transport):
                 self._stats.slow_closed += 1
                 log.warning("tcp %s: %s stopped reading, closing", self._node_id, link.peer)
                 break
+        else:
+            if link.refusal is not None:  # displaced (see _displace): say why
+                proto.send_refused(link.refusal)
+                with contextlib.suppress(trio.TooSlowError, trio.BrokenResourceError, OSError):
+                    with trio.fail_after(1.0):
+                        await stream.send_all(proto.data_to_send())
         scope.cancel()

@@ -10,16 +10,20 @@ Handshake, mutual challenge-response over a shared secret (like Erlang's cookie,
 but never sent). Neither side says who it is before the other has proved it knows
 the secret::
 
-    client -> server   [2, "hello", nonce_c]
-    server -> client   [2, "challenge", nonce_s]
-    client -> server   [2, "proof", proof_c]
-    server -> client   [2, "welcome", server_id, server_listen, proof_s]
-    client -> server   [2, "identity", client_id, client_listen, proof_i]
+    client -> server   [3, "hello", nonce_c]
+    server -> client   [3, "challenge", nonce_s]
+    client -> server   [3, "proof", proof_c]
+    server -> client   [3, "welcome", server_id, server_listen, server_cluster, proof_s]
+    client -> server   [3, "identity", client_id, client_listen, client_cluster, proof_i]
 
 with ``proof_c = HMAC(secret, "chorus client" | nonce_c | nonce_s)``, ``proof_s``
-over ``"chorus server" | nonce_c | nonce_s | server_id | server_listen`` and
-``proof_i`` over ``"chorus identity" | nonce_c | nonce_s | client_id |
-client_listen | server_id``. Nonces are 32 random bytes.
+over ``"chorus server" | nonce_c | nonce_s | server_id | server_listen |
+server_cluster`` and ``proof_i`` over ``"chorus identity" | nonce_c | nonce_s |
+client_id | client_listen | client_cluster | server_id``. Nonces are 32 random
+bytes. A cluster is the sender's cluster id (`Membership.cluster`, at most
+`MAX_CLUSTER_CHARS` characters), or null while it belongs to none (empty in the
+MACs; a cluster id is never empty): a node that two processes with one node id
+reach keeps the link of the one in the older cluster (see `transport._tcp`).
 
 So a party without the secret that connects to a node gets one random nonce and
 nothing else: no node id, no address, and no MAC to test guesses of the secret
@@ -52,12 +56,15 @@ import cbor2
 
 from crdt import DecodeError, decode_cbor
 
-#: The handshake's version: 2 since neither side names itself before the other's
-#: proof (version 1 servers sent their id and a MAC first). Versions do not mix.
-VERSION = 2
+#: The handshake's version: 3 since welcome and identity carry the sender's cluster
+#: (2: without it; 1: servers sent their id and a MAC first). Versions do not mix.
+VERSION = 3
 NONCE_BYTES = 32
 TAG_BYTES = 32
 MAX_ID_CHARS = 200
+#: The longest cluster id sent or accepted in a handshake, in characters (as in
+#: heartbeats: ``f"{wall_ms:015d}/{founder}"`` with a node id of at most 200).
+MAX_CLUSTER_CHARS = 256
 MAX_HANDSHAKE_BYTES = 1024
 
 
@@ -73,10 +80,12 @@ class Kind(enum.IntEnum):
 
 @attrs.frozen
 class Authenticated:
-    """The handshake succeeded: the peer is ``node_id``, listening at ``listen``."""
+    """The handshake succeeded: the peer is ``node_id``, listening at ``listen``, a
+    process of the cluster ``cluster`` (None: of none yet) when it connected."""
 
     node_id: str
     listen: str
+    cluster: str | None = None
 
 
 @attrs.frozen
@@ -122,6 +131,14 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
+def _cluster(value: Any) -> str | None:
+    if value is None:
+        return None
+    if type(value) is not str or not 0 < len(value) <= MAX_CLUSTER_CHARS:
+        raise ProtocolError("bad cluster")
+    return value
+
+
 def _nonce(value: Any) -> bytes:
     if type(value) is not bytes or len(value) != NONCE_BYTES:
         raise ProtocolError("bad nonce")
@@ -154,6 +171,7 @@ class Connection:
 
     Args:
         node_id: our node id; listen: the address peers may dial us at.
+        cluster: our cluster id (None: we belong to none yet), told to the peer.
         secret: the cluster secret (bytes; `check_secret` is the caller's job).
         client: True on the dialling side, which speaks first.
         max_frame_bytes: the largest frame accepted or sent, in bytes.
@@ -172,10 +190,14 @@ class Connection:
         client: bool,
         max_frame_bytes: int,
         nonce: bytes | None = None,
+        cluster: str | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the cluster secret must not be empty")
+        if cluster is not None and not 0 < len(cluster) <= MAX_CLUSTER_CHARS:
+            raise ValueError(f"a cluster id must have 1 to {MAX_CLUSTER_CHARS} characters")
         self.node_id, self.listen = node_id, listen
+        self.cluster = cluster
         self.client = client
         self.max_frame_bytes = max_frame_bytes
         self.peer: str | None = None
@@ -265,29 +287,32 @@ class Connection:
         if state is _State.SENT_CHALLENGE and kind == "proof" and len(fields) == 1:
             if not hmac.compare_digest(_bytes(fields[0]), self._proof(b"chorus client")):
                 raise ProtocolError("client failed to prove it knows the secret")
-            proof = self._proof(b"chorus server", self.node_id, self.listen)
-            self._send_handshake("welcome", self.node_id, self.listen, proof)
+            ours = self.node_id, self.listen, self.cluster or ""
+            proof = self._proof(b"chorus server", *ours)
+            self._send_handshake("welcome", self.node_id, self.listen, self.cluster, proof)
             self._state = _State.SENT_WELCOME
             return None
-        if state is _State.SENT_PROOF and kind == "welcome" and len(fields) == 3:
+        if state is _State.SENT_PROOF and kind == "welcome" and len(fields) == 4:
             peer, listen = _text(fields[0], "node id"), _text(fields[1], "listen address")
-            if not hmac.compare_digest(
-                _bytes(fields[2]), self._proof(b"chorus server", peer, listen)
-            ):
+            cluster = _cluster(fields[2])
+            expected = self._proof(b"chorus server", peer, listen, cluster or "")
+            if not hmac.compare_digest(_bytes(fields[3]), expected):
                 raise ProtocolError("server failed to prove it knows the secret")
             if peer == self.node_id:
                 raise ProtocolError("peer claims our own node id")
-            proof = self._proof(b"chorus identity", self.node_id, self.listen, peer)
-            self._send_handshake("identity", self.node_id, self.listen, proof)
-            return self._opened(peer, listen)
-        if state is _State.SENT_WELCOME and kind == "identity" and len(fields) == 3:
+            ours = self.node_id, self.listen, self.cluster or ""
+            proof = self._proof(b"chorus identity", *ours, peer)
+            self._send_handshake("identity", self.node_id, self.listen, self.cluster, proof)
+            return self._opened(peer, listen, cluster)
+        if state is _State.SENT_WELCOME and kind == "identity" and len(fields) == 4:
             peer, listen = _text(fields[0], "node id"), _text(fields[1], "listen address")
-            expected = self._proof(b"chorus identity", peer, listen, self.node_id)
-            if not hmac.compare_digest(_bytes(fields[2]), expected):
+            cluster = _cluster(fields[2])
+            expected = self._proof(b"chorus identity", peer, listen, cluster or "", self.node_id)
+            if not hmac.compare_digest(_bytes(fields[3]), expected):
                 raise ProtocolError("client failed to prove its identity")
             if peer == self.node_id:
                 raise ProtocolError("peer claims our own node id")
-            return self._opened(peer, listen)
+            return self._opened(peer, listen, cluster)
         raise ProtocolError(f"unexpected {kind!r:.20} in state {state.value}")
 
     def _nonces(self) -> tuple[bytes, bytes]:
@@ -299,14 +324,14 @@ class Connection:
     def _proof(self, label: bytes, *texts: str) -> bytes:
         return _mac(self._secret, label, *self._nonces(), *(t.encode() for t in texts))
 
-    def _opened(self, peer: str, listen: str) -> Authenticated:
+    def _opened(self, peer: str, listen: str, cluster: str | None) -> Authenticated:
         self.peer, self._peer_listen = peer, listen
         client_id, server_id = (self.node_id, peer) if self.client else (peer, self.node_id)
         c2s = self._proof(b"chorus c2s", client_id, server_id)
         s2c = self._proof(b"chorus s2c", client_id, server_id)
         self._send_key, self._recv_key = (c2s, s2c) if self.client else (s2c, c2s)
         self._state = _State.OPEN
-        return Authenticated(peer, listen)
+        return Authenticated(peer, listen, cluster)
 
     def _on_sealed(self, body: bytes) -> Event:
         if len(body) < TAG_BYTES + 1:

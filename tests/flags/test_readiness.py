@@ -232,3 +232,85 @@ def test_a_rolling_restart_of_every_node_first_included_gives_no_wrong_read(
     assert len(clusters) == 1  # never a second cluster
     assert founded == 1  # the first start of all, and never again
     assert ready_after["c (kill -9)"] < 10
+
+
+@pytest.mark.timeout(90)
+def test_a_paused_node_whose_duplicate_founded_a_second_cluster_brings_its_state_back(
+    cluster: list[Node], tmp_path: Path
+) -> None:
+    """a is paused (alive, holding the state); b and c are killed and restarted; a
+    second process with --node-id a joins them, and the three found a new, empty
+    cluster. Once a resumes, b and c must take its link (its cluster is the older)
+    and give their cluster up for a's: every ready node reads the flag enabled
+    again, and the duplicate is refused (503)."""
+    a, b, c = cluster
+    put = httpx.put(f"{a.url}/flags/{FLAG}", json={"enabled": True}, headers=AUTH, timeout=5)
+    assert put.status_code == 200
+    deadline = time.monotonic() + 10
+    while not _enabled_everywhere(cluster):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    older = httpx.get(f"{a.url}/cluster", timeout=2).json()["membership"]["cluster"]
+
+    twin = Node("a", tmp_path, label="a-twin")
+    twin.join = [b.gossip, c.gossip]
+    assert a.process is not None
+    a.process.send_signal(signal.SIGSTOP)
+    try:
+        b.kill()
+        c.kill()
+        b.start()
+        c.start()
+        twin.start()
+        # b, c and the twin are three nodes waiting: they found a second cluster.
+        b.wait_ready(timeout=15)
+        younger = httpx.get(f"{b.url}/cluster", timeout=2).json()["membership"]["cluster"]
+        assert younger > older  # (the flag is off there: the known cost of a pause)
+
+        a.process.send_signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        everyone = [a, b, c, twin]
+
+        def wrong_reads() -> list[str]:
+            wrong = []
+            for node in everyone:
+                answer = node.ready()
+                if answer is None or answer.status_code != 200:
+                    continue
+                document = httpx.get(f"{node.url}/flags/{FLAG}", timeout=2).json()
+                if document.get("enabled") is not True:
+                    wrong.append(f"{node.label}: {document}")
+            return wrong
+
+        def settled() -> bool:
+            answers = [n.ready() for n in cluster]
+            return all(r is not None and r.status_code == 200 for r in answers)
+
+        while wrong_reads() or not settled():
+            assert time.monotonic() - resumed < 15, (
+                f"after SIGCONT: wrong reads {wrong_reads()}\n"
+                + "\n".join(f"--- {n.label}\n{n.tail()}" for n in everyone)
+            )
+            time.sleep(0.1)
+        settled_after = time.monotonic() - resumed
+        # Then for a while: no wrong read anywhere, and the duplicate stays refused.
+        until = time.monotonic() + 4
+        reason = ""
+        while time.monotonic() < until:
+            assert wrong_reads() == []
+            answer = twin.ready()
+            assert answer is not None
+            assert answer.status_code == 503, answer.text
+            reason = answer.json()["reason"]
+            time.sleep(0.1)
+        assert "node id a is already taken by a live node" in reason
+        for node in cluster:
+            document = httpx.get(f"{node.url}/cluster", timeout=2).json()
+            assert document["membership"]["cluster"] == older
+        print(
+            f"\npaused node, duplicate: ready nodes all right {settled_after:.1f} s after SIGCONT"
+        )
+    finally:
+        if a.process is not None and a.process.poll() is None:
+            a.process.send_signal(signal.SIGCONT)
+        twin.kill()

@@ -234,10 +234,16 @@ WIRE = [
 
 
 def connection(client: bool, name: str | None = None) -> Connection:
-    """A fresh Connection: a client has queued its first handshake message."""
+    """A fresh Connection: a client has queued its first handshake message. The
+    server belongs to a cluster, the client to none (both shapes of the field)."""
     name = name or ("client" if client else "server")
     return Connection(
-        f"{name}/1", f"{name}:7000", SECRET, client=client, max_frame_bytes=MAX_FRAME_BYTES
+        f"{name}/1",
+        f"{name}:7000",
+        SECRET,
+        client=client,
+        max_frame_bytes=MAX_FRAME_BYTES,
+        cluster=None if client else f"001700000000000/{name}",
     )
 
 
@@ -247,6 +253,7 @@ def check_events(events: list[Any]) -> list[Any]:
         if isinstance(event, Authenticated):
             assert type(event.node_id) is str
             assert type(event.listen) is str
+            assert event.cluster is None or type(event.cluster) is str
         elif isinstance(event, Message):
             assert type(event.data) is bytes
         else:

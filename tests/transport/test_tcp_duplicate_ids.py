@@ -84,3 +84,98 @@ def test_a_second_process_with_a_linked_node_id_is_refused_and_told_why(caplog: 
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1, [r.getMessage() for r in errors]  # once, not once per redial
     assert "refuses this node: node id b is already taken" in errors[0].getMessage()
+
+
+OLDER, YOUNGER = "001700000000000/a", "001700000000500/b"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("younger", [YOUNGER, None], ids=["younger-cluster", "no-cluster"])
+@pytest.mark.parametrize("hub_dials", [False, True], ids=["they-dial", "hub-dials"])
+def test_the_process_of_the_older_cluster_takes_the_link_from_a_younger_one(
+    younger: str | None, hub_dials: bool
+) -> None:
+    """Two processes with one node id, of different clusters: the one of the older
+    cluster gets the link even when the younger had it first, and the younger is
+    refused (it would otherwise keep the older cluster, and its state, out)."""
+
+    async def main() -> None:
+        port_a, port_young, port_old = free_port(), free_port(), free_port()
+        hub_seeds = [f"127.0.0.1:{port_young}"] if hub_dials else []  # the young one first
+        their_seeds = [] if hub_dials else [f"127.0.0.1:{port_a}"]
+        a = TcpTransport(
+            "a", secret=SECRET, listen=("127.0.0.1", port_a), seeds=hub_seeds, **fast()
+        )
+        young = TcpTransport(
+            "b", secret=SECRET, listen=("127.0.0.1", port_young), seeds=their_seeds, **fast()
+        )
+        old = TcpTransport(
+            "b", secret=SECRET, listen=("127.0.0.1", port_old), seeds=their_seeds, **fast()
+        )
+        young.cluster, old.cluster, a.cluster = younger, OLDER, OLDER
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_host, young)
+            nursery.start_soon(_drain, young, [])
+            await nursery.start(_host, a)
+            nursery.start_soon(_drain, a, [])
+            with trio.fail_after(10):
+                while "b" not in a.peers():
+                    await trio.sleep(0.01)
+            assert a._links["b"].listen == young.advertised
+            await nursery.start(_host, old)
+            nursery.start_soon(_drain, old, [])
+            if hub_dials:
+                a._learn([f"127.0.0.1:{port_old}"])  # as if gossiped
+            with trio.fail_after(10):
+                while a._links.get("b") is None or a._links["b"].listen != old.advertised:
+                    await trio.sleep(0.01)
+            with trio.fail_after(10):
+                while not young.refusals():
+                    await trio.sleep(0.01)
+            await trio.sleep(2)  # the young one redials meanwhile, and is refused
+            assert a._links["b"].listen == old.advertised  # the older cluster's keeps it
+            assert a._links["b"].cluster == OLDER
+            (reason,) = young.refusals().values()
+            assert reason.startswith(
+                f"node id b is already taken by a live node at {old.advertised} "
+                f"of the older cluster {OLDER}"
+            )
+            assert old.refusals() == {}
+            assert a.send("b", b"to the older one")
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("cluster", [OLDER, None], ids=["same-cluster", "no-cluster"])
+def test_between_processes_of_one_cluster_the_first_keeps_the_link(cluster: str | None) -> None:
+    async def main() -> None:
+        port_a = free_port()
+        a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port_a), **fast())
+        first = TcpTransport("b", secret=SECRET, seeds=[f"127.0.0.1:{port_a}"], **fast())
+        second = TcpTransport("b", secret=SECRET, seeds=[f"127.0.0.1:{port_a}"], **fast())
+        first.cluster = second.cluster = cluster
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_host, a)
+            nursery.start_soon(_drain, a, [])
+            await nursery.start(_host, first)
+            nursery.start_soon(_drain, first, [])
+            with trio.fail_after(10):
+                while "b" not in a.peers():
+                    await trio.sleep(0.01)
+            await nursery.start(_host, second)
+            nursery.start_soon(_drain, second, [])
+            with trio.fail_after(10):
+                while not second.refusals():
+                    await trio.sleep(0.01)
+            await trio.sleep(1)
+            assert a._links["b"].listen == first.advertised
+            assert a._links["b"].cluster == cluster
+            (reason,) = second.refusals().values()
+            assert reason.startswith(
+                f"node id b is already taken by a live node at {first.advertised}: "
+            )
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

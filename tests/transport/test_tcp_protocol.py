@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from transport._tcp_protocol import (
+    MAX_CLUSTER_CHARS,
     VERSION,
     Authenticated,
     Connection,
@@ -96,7 +97,7 @@ def test_a_server_without_the_secret_is_refused_by_the_client() -> None:
     assert client.receive_data(frame([VERSION, "challenge", b"\x01" * 32])) == []
     client.data_to_send()  # the proof: a rogue server may guess the secret offline
     with pytest.raises(ProtocolError, match="server failed"):
-        client.receive_data(frame([VERSION, "welcome", "b", "s", b"\x00" * 32]))
+        client.receive_data(frame([VERSION, "welcome", "b", "s", None, b"\x00" * 32]))
     assert not client.open
     assert client.data_to_send() == b""  # it never told the server who it is
 
@@ -190,8 +191,9 @@ def test_oversized_frames_are_refused() -> None:
         b"\xff\xff",  # not CBOR
         b"\x83\x01ehello\x00",  # wrong version
         b"\x82\x01dnope",  # unknown kind
-        b"\x83\x02ehelloAx",  # short nonce
-        b"\x83\x02eproofAx",  # a proof before the hello
+        b"\x83\x02ehello\x00",  # version 2
+        b"\x83\x03ehelloAx",  # short nonce
+        b"\x83\x03eproofAx",  # a proof before the hello
     ],
 )
 def test_bad_handshakes_are_refused(frame_body: bytes) -> None:
@@ -234,9 +236,122 @@ def test_random_bytes_never_open_a_connection(data: bytes) -> None:
     assert not server.open
 
 
-def test_a_node_of_the_previous_handshake_version_gets_a_clear_error() -> None:
+@pytest.mark.parametrize(
+    "old_hello",
+    [
+        [1, "hello", "a", "127.0.0.1:1", b"\x00" * 32],  # version 1: the client named itself
+        [2, "hello", b"\x00" * 32],  # version 2: no cluster in welcome and identity
+    ],
+    ids=["version-1", "version-2"],
+)
+def test_a_node_of_a_previous_handshake_version_gets_a_clear_error(old_hello: list[object]) -> None:
     server = Connection("b", "s", SECRET, client=False, max_frame_bytes=LIMIT)
-    old_hello = frame([1, "hello", "a", "127.0.0.1:1", b"\x00" * 32])
-    with pytest.raises(ProtocolError, match=r"unsupported handshake version 1 .*speaks 2"):
-        server.receive_data(old_hello)
+    version = old_hello[0]
+    with pytest.raises(
+        ProtocolError, match=rf"unsupported handshake version {version} .*speaks {VERSION}"
+    ):
+        server.receive_data(frame(old_hello))
     assert server.data_to_send() == b""
+    client = Connection("a", "c", SECRET, client=True, max_frame_bytes=LIMIT)
+    client.data_to_send()
+    with pytest.raises(ProtocolError, match=rf"unsupported handshake version 2 .*speaks {VERSION}"):
+        client.receive_data(frame([2, "challenge", b"\x01" * 32]))
+
+
+def _cluster_pair(
+    client_cluster: str | None, server_cluster: str | None
+) -> tuple[Connection, Connection]:
+    client = Connection(
+        "a", "127.0.0.1:1", SECRET, client=True, max_frame_bytes=LIMIT, cluster=client_cluster
+    )
+    server = Connection(
+        "b", "127.0.0.1:2", SECRET, client=False, max_frame_bytes=LIMIT, cluster=server_cluster
+    )
+    return client, server
+
+
+@pytest.mark.parametrize(
+    ("client_cluster", "server_cluster"),
+    [(None, None), ("001700000000000/a", None), (None, "001700000000000/b"), ("1/x", "2/y")],
+)
+def test_each_side_learns_the_others_cluster(
+    client_cluster: str | None, server_cluster: str | None
+) -> None:
+    client, server = _cluster_pair(client_cluster, server_cluster)
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    welcome = unframe(server.data_to_send())
+    assert isinstance(welcome, list)
+    assert welcome[:5] == [VERSION, "welcome", "b", "127.0.0.1:2", server_cluster]
+    assert client.receive_data(frame(welcome)) == [
+        Authenticated("b", "127.0.0.1:2", server_cluster)
+    ]
+    assert server.receive_data(client.data_to_send()) == [
+        Authenticated("a", "127.0.0.1:1", client_cluster)
+    ]
+
+
+@pytest.mark.parametrize("side", ["welcome", "identity"])
+@pytest.mark.parametrize("forged", [None, "000000000000001/mallory", "001700000000000/a "])
+def test_a_changed_cluster_fails_the_proof(side: str, forged: str | None) -> None:
+    client, server = _cluster_pair("001700000000000/a", "001700000000000/a")
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    welcome = unframe(server.data_to_send())
+    assert isinstance(welcome, list)
+    if side == "welcome":
+        welcome[4] = forged  # a relay making the server look older (or in no cluster)
+        with pytest.raises(ProtocolError, match="server failed"):
+            client.receive_data(frame(welcome))
+        return
+    client.receive_data(frame(welcome))
+    identity = unframe(client.data_to_send())
+    assert isinstance(identity, list)
+    identity[4] = forged
+    with pytest.raises(ProtocolError, match="identity"):
+        server.receive_data(frame(identity))
+
+
+@pytest.mark.parametrize(
+    "cluster", ["", "x" * (MAX_CLUSTER_CHARS + 1), 7, b"1/a", ["1/a"]], ids=repr
+)
+@pytest.mark.parametrize("side", ["welcome", "identity"])
+def test_a_malformed_cluster_is_refused(cluster: object, side: str) -> None:
+    client, server = _cluster_pair(None, None)
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    welcome = unframe(server.data_to_send())
+    assert isinstance(welcome, list)
+    if side == "welcome":
+        welcome[4] = cluster
+        with pytest.raises(ProtocolError, match="bad cluster"):
+            client.receive_data(frame(welcome))
+        return
+    client.receive_data(frame(welcome))
+    identity = unframe(client.data_to_send())
+    assert isinstance(identity, list)
+    identity[4] = cluster
+    with pytest.raises(ProtocolError, match="bad cluster"):
+        server.receive_data(frame(identity))
+
+
+def test_a_welcome_or_identity_of_the_old_shape_is_refused() -> None:
+    client, server = _cluster_pair(None, None)
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    welcome = unframe(server.data_to_send())
+    assert isinstance(welcome, list)
+    del welcome[4]  # [v, "welcome", id, listen, proof]: no cluster
+    with pytest.raises(ProtocolError, match="unexpected 'welcome'"):
+        client.receive_data(frame(welcome))
+
+
+def test_a_cluster_id_too_long_to_send_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="cluster id"):
+        Connection("a", "c", SECRET, client=True, max_frame_bytes=LIMIT, cluster="x" * 257)
+    with pytest.raises(ValueError, match="cluster id"):
+        Connection("a", "c", SECRET, client=True, max_frame_bytes=LIMIT, cluster="")
