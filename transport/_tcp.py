@@ -22,7 +22,15 @@ import trio
 from ._addresses import AddressBook, Dial
 from ._interface import Event, PeerDown, PeerUp, Received, Transport, TransportClosed
 from ._secret import check_secret
-from ._tcp_protocol import Authenticated, Connection, Message, Peers, ProtocolError, Refused
+from ._tcp_protocol import (
+    Authenticated,
+    ClusterChanged,
+    Connection,
+    Message,
+    Peers,
+    ProtocolError,
+    Refused,
+)
 from ._tcp_protocol import Event as ProtoEvent
 
 log = logging.getLogger("chorus.tcp")
@@ -135,9 +143,11 @@ class _Link:
         self.peer = peer
         self.initiator = initiator
         self.listen = listen  # where the peer says it listens: one process, one address
-        self.cluster = cluster  # the peer's cluster at the handshake (None: none yet)
+        self.cluster = cluster  # the peer's cluster, as it last told (None: none yet)
+        self.told: str | None = None  # our cluster, as we last told the peer
         self.refusal: str | None = None  # why it was displaced: sent as it closes
-        self.send_channel, self.receive_channel = trio.open_memory_channel[bytes](queue_size)
+        # Node messages; None wakes the writer to tell a change of our cluster.
+        self.send_channel, self.receive_channel = trio.open_memory_channel[bytes | None](queue_size)
         self.cancel_scope = trio.CancelScope()
 
 
@@ -149,7 +159,8 @@ class TcpTransport(Transport):
     cluster (the smaller cluster id, as each told in its handshake; one in no cluster
     counts as the youngest), and the other is refused with a REFUSED frame
     (`refusals`). Between processes of one cluster, or of none, the link up keeps
-    it. So a paused node that comes back finds its peers again even when a
+    it. A process that joins a cluster while linked tells its peers (a CLUSTER
+    frame). So a paused node that comes back finds its peers again even when a
     duplicate of it founded a younger cluster with them meanwhile: the Node's
     two-clusters rule then makes that cluster give way. Set `cluster` (the Node
     does) to say which cluster this process belongs to.
@@ -276,6 +287,7 @@ class TcpTransport(Transport):
         self._events_send, self._events_receive = trio.open_memory_channel[Event](1024)
         self._nursery: trio.Nursery | None = None
         self._closed = False
+        self._cluster: str | None = None
         self._rng = random.Random()
         self.address: tuple[str, int] | None = None
 
@@ -284,6 +296,24 @@ class TcpTransport(Transport):
     @property
     def node_id(self) -> str:
         return self._node_id
+
+    @property
+    def cluster(self) -> str | None:
+        """This process's cluster (see `Transport.cluster`): told to peers in the
+        handshake, and on every link up when it changes."""
+        return self._cluster
+
+    @cluster.setter
+    def cluster(self, cluster: str | None) -> None:
+        if cluster == self._cluster:
+            return
+        self._cluster = cluster
+        for link in self._links.values():
+            # A full queue drops the wake-up: the next message tells it first.
+            with contextlib.suppress(
+                trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError
+            ):
+                link.send_channel.send_nowait(None)
 
     @property
     def advertised(self) -> str | None:
@@ -575,6 +605,7 @@ class TcpTransport(Transport):
         if link is None:
             await trio.aclose_forcefully(stream)
             return authenticated.node_id, False
+        link.told = proto.cluster
         try:
             with link.cancel_scope:
                 async with trio.open_nursery() as nursery:
@@ -794,6 +825,8 @@ class TcpTransport(Transport):
                 if self._refusals:  # it takes us now: the other process is gone
                     self._refusals.pop(link.listen, None)
                 await self._events_send.send(Received(link.peer, event.data))
+            elif isinstance(event, ClusterChanged):
+                link.cluster = event.cluster
             elif isinstance(event, Peers):
                 self._learn(event.addresses)
             elif isinstance(event, Refused):
@@ -817,12 +850,24 @@ class TcpTransport(Transport):
         gossip = sorted(a for p, a in self._known.items() if p != link.peer)
         if gossip:
             proto.send_peers(gossip)
-            await stream.send_all(proto.data_to_send())
+        if link.told != self._cluster:  # it changed during the handshake
+            link.told = self._cluster
+            proto.send_cluster(self._cluster)
+        out = proto.data_to_send()
+        if out:
+            await stream.send_all(out)
         async for data in link.receive_channel:
-            proto.send_message(data)
+            if link.told != self._cluster:
+                link.told = self._cluster
+                proto.send_cluster(self._cluster)
+            if data is not None:
+                proto.send_message(data)
+            out = proto.data_to_send()
+            if not out:
+                continue
             with trio.move_on_after(self._write_timeout_s) as write:
                 try:
-                    await stream.send_all(proto.data_to_send())
+                    await stream.send_all(out)
                 except (trio.BrokenResourceError, OSError):
                     break
             if write.cancelled_caught:

@@ -38,9 +38,10 @@ HMAC-SHA256 under a per-direction session key (derived from the secret and both
 nonces) over the frame's sequence number and the rest: a tampered, injected,
 reordered or replayed frame fails. ``kind`` 0 carries a Node message, 1 a list of
 peer addresses (gossip), 2 why the sender refuses this connection (UTF-8 text: say,
-another live node already holds the peer's node id here); the sender closes after
-it. Frames are authenticated, not encrypted: use TLS (``ssl_context``) on untrusted
-networks.
+another live node already holds the peer's node id here; the sender closes after
+it), 3 the sender's cluster id once it changes after the handshake (UTF-8, empty
+for none: a process that joins a cluster while linked). Frames are authenticated,
+not encrypted: use TLS (``ssl_context``) on untrusted networks.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class Kind(enum.IntEnum):
     MESSAGE = 0
     PEERS = 1
     REFUSED = 2
+    CLUSTER = 3
 
 
 @attrs.frozen
@@ -109,7 +111,14 @@ class Refused:
     reason: str
 
 
-Event = Authenticated | Message | Peers | Refused
+@attrs.frozen
+class ClusterChanged:
+    """The peer now belongs to the cluster ``cluster`` (None: to none)."""
+
+    cluster: str | None
+
+
+Event = Authenticated | Message | Peers | Refused | ClusterChanged
 #: The longest refusal reason sent or accepted, in characters.
 MAX_REASON_CHARS = 1000
 
@@ -357,6 +366,12 @@ class Connection:
             if not 0 < len(reason) <= MAX_REASON_CHARS or not reason.isprintable():
                 raise ProtocolError("bad refusal reason")
             return Refused(reason)
+        if kind == Kind.CLUSTER:
+            try:
+                text = payload.decode()
+            except UnicodeDecodeError:
+                raise ProtocolError("bad cluster") from None
+            return ClusterChanged(_cluster(text) if text else None)
         raise ProtocolError(f"unknown frame kind {kind}")
 
     # -- outgoing ------------------------------------------------------------------
@@ -379,6 +394,17 @@ class Connection:
         text, cut to `MAX_REASON_CHARS`); the caller closes the connection after it."""
         text = "".join(c if c.isprintable() else "?" for c in reason)[:MAX_REASON_CHARS]
         self._seal(Kind.REFUSED, (text or "refused").encode())
+
+    def send_cluster(self, cluster: str | None) -> None:
+        """Queue an authenticated notice that we now belong to ``cluster`` (None: to
+        none).
+
+        Raises:
+            ValueError: ``cluster`` is empty or over `MAX_CLUSTER_CHARS` characters.
+        """
+        if cluster is not None and not 0 < len(cluster) <= MAX_CLUSTER_CHARS:
+            raise ValueError(f"a cluster id must have 1 to {MAX_CLUSTER_CHARS} characters")
+        self._seal(Kind.CLUSTER, (cluster or "").encode())
 
     def _seal(self, kind: Kind, payload: bytes) -> None:
         if not self.open:

@@ -178,6 +178,7 @@ def _tcp_seeds() -> dict[str, dict[str, bytes]]:
     # After a handshake, from an authenticated peer: a whole session, to a fresh side.
     client, server = connection(client=True), connection(client=False)
     chunks = handshake(client, server)
+    client.send_cluster("001700000000000/client/1")
     client.send_message(b"hello")
     seeds["tcp-server"]["a-whole-session"] = b"".join(chunks[::2]) + client.data_to_send()
     seeds["tcp-client"]["a-whole-session"] = b"".join(chunks[1::2])

@@ -22,7 +22,14 @@ from crdt.testing import lww_maps, registers, timestamps
 from hlc import MAX_LOGICAL, MAX_WALL_MS
 from transport import _wire
 from transport._membership import Membership
-from transport._tcp_protocol import Authenticated, Connection, Message, Peers, ProtocolError
+from transport._tcp_protocol import (
+    Authenticated,
+    ClusterChanged,
+    Connection,
+    Message,
+    Peers,
+    ProtocolError,
+)
 
 #: A cluster secret strong enough for the transport's check (64 hex characters).
 SECRET = b"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
@@ -256,6 +263,9 @@ def check_events(events: list[Any]) -> list[Any]:
             assert event.cluster is None or type(event.cluster) is str
         elif isinstance(event, Message):
             assert type(event.data) is bytes
+        elif isinstance(event, ClusterChanged):
+            assert event.cluster is None or type(event.cluster) is str
+            assert event.cluster != ""
         else:
             assert isinstance(event, Peers), event
             assert all(type(a) is str for a in event.addresses)

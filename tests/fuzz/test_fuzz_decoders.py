@@ -134,9 +134,9 @@ def deliver(dst: Connection, data: bytes, cuts: list[int]) -> list[Any]:
 def test_a_live_handshake_and_session_mutated_in_flight(
     target: int, program: list[Mutation], messages: list[bytes], cuts: list[list[int]]
 ) -> None:
-    # A client and a server talk: the whole handshake, then messages and peer lists
-    # both ways. The chunk in flight numbered ``target`` is mutated; every chunk
-    # arrives cut into pieces. The handshake's shape is not assumed: the two sides
+    # A client and a server talk: the whole handshake, then messages, cluster
+    # notices and peer lists. The chunk in flight numbered ``target`` is mutated;
+    # every chunk arrives cut into pieces. The handshake's shape is not assumed: the two sides
     # are pumped until they fall quiet. (Everything is drawn up front: what happens
     # depends on the random nonces, and Hypothesis must draw the same each replay.)
     client, server = connection(client=True), connection(client=False)
@@ -145,6 +145,7 @@ def test_a_live_handshake_and_session_mutated_in_flight(
         for message in messages:
             if client.open and server.open:
                 client.send_message(message)
+                client.send_cluster("001700000000000/client" if message else None)
                 server.send_peers(["a:1", "b:2"])
             moved = False
             for src, dst in ((client, server), (server, client)):

@@ -179,3 +179,44 @@ def test_between_processes_of_one_cluster_the_first_keeps_the_link(cluster: str 
             nursery.cancel_scope.cancel()
 
     trio.run(main)
+
+
+@pytest.mark.timeout(30)
+def test_a_process_that_joins_a_cluster_after_its_handshake_is_known_of_that_cluster() -> None:
+    """A node links to a process while it joins (no cluster yet): once it belongs to
+    one, a second process with its id and of that same cluster does not take the
+    link from it (the first keeps it, as between any two of one cluster)."""
+
+    async def main() -> None:
+        port_a = free_port()
+        options = fast(idle_timeout_s=60.0)  # the link must stay up: no reconnection
+        a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port_a), **options)
+        first = TcpTransport("b", secret=SECRET, seeds=[f"127.0.0.1:{port_a}"], **options)
+        second = TcpTransport("b", secret=SECRET, seeds=[f"127.0.0.1:{port_a}"], **options)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_host, a)
+            nursery.start_soon(_drain, a, [])
+            await nursery.start(_host, first)
+            nursery.start_soon(_drain, first, [])
+            with trio.fail_after(10):
+                while "b" not in a.peers():
+                    await trio.sleep(0.01)
+            assert a._links["b"].cluster is None
+            first.cluster = OLDER  # it joined a's cluster
+            a.cluster = OLDER
+            link = a._links["b"]
+            with trio.fail_after(3):  # told on the link up, not at a reconnection
+                while link.cluster != OLDER:
+                    await trio.sleep(0.01)
+            second.cluster = OLDER
+            await nursery.start(_host, second)
+            nursery.start_soon(_drain, second, [])
+            with trio.fail_after(10):
+                while not second.refusals():
+                    await trio.sleep(0.01)
+            await trio.sleep(1)
+            assert a._links["b"] is link  # the first keeps it
+            assert first.refusals() == {}
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)

@@ -7,7 +7,9 @@ from transport._tcp_protocol import (
     MAX_CLUSTER_CHARS,
     VERSION,
     Authenticated,
+    ClusterChanged,
     Connection,
+    Kind,
     Message,
     Peers,
     ProtocolError,
@@ -355,3 +357,27 @@ def test_a_cluster_id_too_long_to_send_is_refused_at_once() -> None:
         Connection("a", "c", SECRET, client=True, max_frame_bytes=LIMIT, cluster="x" * 257)
     with pytest.raises(ValueError, match="cluster id"):
         Connection("a", "c", SECRET, client=True, max_frame_bytes=LIMIT, cluster="")
+
+
+@pytest.mark.parametrize("cluster", ["001700000000000/a", None, "x" * MAX_CLUSTER_CHARS])
+def test_a_change_of_cluster_after_the_handshake_is_told(cluster: str | None) -> None:
+    client, server = pair()
+    handshake(client, server)
+    client.send_cluster(cluster)
+    client.send_message(b"after")
+    assert server.receive_data(client.data_to_send()) == [
+        ClusterChanged(cluster),
+        Message(b"after"),
+    ]
+
+
+def test_a_bad_cluster_notice_is_refused() -> None:
+    client, _ = pair()
+    with pytest.raises(ValueError, match="cluster id"):
+        client.send_cluster("x" * (MAX_CLUSTER_CHARS + 1))
+    for payload in (b"\xff\xfe", b"x" * (MAX_CLUSTER_CHARS + 1)):
+        client, server = pair()
+        handshake(client, server)
+        client._seal(Kind.CLUSTER, payload)  # as a peer that breaks the rules would
+        with pytest.raises(ProtocolError, match="bad cluster"):
+            server.receive_data(client.data_to_send())
