@@ -1164,7 +1164,14 @@ class Node:
     def _on_heartbeat(self, peer: str, heartbeat: Heartbeat) -> None:
         record = self._peers[peer]
         incarnation = heartbeat.incarnation
-        refusal = self._refusal(peer, f"{peer}/{incarnation}")
+        ours = self._membership.cluster
+        if heartbeat.cluster is not None and ours is not None and heartbeat.cluster < ours:
+            # A node of an older cluster: ours gives way below, whoever holds the
+            # name here (a duplicate that founded ours while the original was
+            # paused must not keep the original out).
+            refusal = None
+        else:
+            refusal = self._refusal(peer, f"{peer}/{incarnation}")
         if refusal is not None:
             self._refuse(peer, f"{peer}/{incarnation}", refusal)
             return
@@ -1184,7 +1191,6 @@ class Node:
         sender = f"{peer}/{incarnation}"
         self._heard[sender] = record.wall_at
         membership = self._membership
-        ours = membership.cluster
         if heartbeat.cluster is not None and ours is not None and heartbeat.cluster != ours:
             if heartbeat.cluster < ours:  # the older cluster wins
                 self._drop_state(f"met {peer} of the older cluster {heartbeat.cluster}", fresh=True)
