@@ -1,8 +1,8 @@
 """BackgroundNode: a Node in a thread of its own, for apps that do not run trio.
 
-Django, Flask and asyncio (FastAPI) apps start one at boot and read flags from any
-thread. The node runs its own ``trio.run`` in a daemon thread; this facade is
-synchronous.
+Django, Flask and asyncio (FastAPI) apps run one and read replicated maps from any
+thread (for feature flags, ``flags.FlagClient`` runs one for them). The node runs its
+own ``trio.run`` in a daemon thread; this facade is synchronous.
 
 - Reads (`SyncMap.get`, ``in``, `len`) are local dict lookups with no lock: under
   CPython's GIL a single dict operation is atomic, and the trio thread only ever
@@ -139,10 +139,14 @@ class BackgroundNode:
 
         node = BackgroundNode(lambda: Node("web-1", TcpTransport("web-1", ...)))
         node.start()
-        flags = node.map("flags")
-        if flags.get("new-checkout"):
+        sessions = node.map("sessions")
+        sessions.set("s-42", {"user": "ann"})  # any thread
+        if sessions.get("s-42"):
             ...
         node.stop()
+
+    Feature flags are not read this way (a flag is several entries, one per gate):
+    use ``flags.FlagClient``, which runs a BackgroundNode of its own.
     """
 
     def __init__(self, make_node: Callable[[], Node]) -> None:
