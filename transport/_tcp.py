@@ -342,7 +342,8 @@ class TcpTransport(Transport):
         """Why dialling fails, in plain words, by address (or by seed, for a name that
         does not resolve): refused, no answer, an HTTP port, a different cluster
         secret or handshake version, or our node id taken there by another live
-        process (`refusals`). An address leaves once a handshake there works."""
+        process (`refusals`). An address leaves once a handshake there works, or its
+        node connects to us from there."""
         return {**self._dial_errors, **self.refusals()}
 
     def refusals(self) -> dict[str, str]:
@@ -765,6 +766,7 @@ class TcpTransport(Transport):
         link = _Link(peer, initiator, self._queue_size, auth.listen, auth.cluster)
         self._links[peer] = link
         self._known[peer] = auth.listen
+        self._dial_errors.pop(auth.listen, None)  # it answers, whoever dialled whom
         self._gone.pop(peer, None)
         self._emit(PeerUp(peer))
         log.info("tcp %s: connected to %s (%s)", self._node_id, peer, auth.listen)

@@ -365,3 +365,24 @@ def test_an_unresolvable_seed_is_named_in_dial_errors_and_once_at_error(
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1
     assert "cannot resolve" in errors[0].getMessage()
+
+
+def test_a_dial_error_leaves_once_that_node_connects_to_us() -> None:
+    """a dialled b's address before b was up; b then dials a. The link is up, so
+    ``dial_errors`` must not go on saying that b's address refuses connections."""
+
+    async def main() -> None:
+        port = free_port()
+        options = {**fast(), "backoff_initial_s": 30.0, "backoff_max_s": 30.0}
+        a = TcpTransport("a", secret=SECRET, seeds=[f"127.0.0.1:{port}"], **options)
+        async with serving(a):
+            await eventually(lambda: f"127.0.0.1:{port}" in a.dial_errors())
+            assert a.address is not None
+            b = TcpTransport(
+                "b", secret=SECRET, listen=("127.0.0.1", port), seeds=[f"127.0.0.1:{a.address[1]}"]
+            )
+            async with serving(b):
+                await eventually(lambda: "b" in a.peers())
+                assert a.dial_errors() == {}  # a has not dialled again (30 s backoff)
+
+    trio.run(main)
