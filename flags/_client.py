@@ -8,8 +8,9 @@ first use (or at `FlagClient.start`), and waits until the node is ready;
 - reads (`FlagClient.enabled`) look up the store's immutable snapshot in the calling
   thread: no lock, no hop to the node's thread, no network;
 - writes (`FlagClient.enable`...) run in the node's thread, where the map lives, and
-  return once applied there; they validate their arguments first, so they either
-  complete or raise before anything is applied.
+  return once applied there; they check their arguments, and whether the map takes
+  every entry they write (`transport.ReplicatedMap.check_writable`), before writing
+  any, so they either complete or raise with nothing applied.
 
 One client per process. Under a multi-process server every worker is a node with an
 id of its own (`transport.claim_node_id`), started after the fork, on first use; a
