@@ -360,7 +360,14 @@ class FlagClient:
         that runs before any request starts the node it reports on.
         """
         if self._background is None and not self._closed:
-            self.start(wait=False)
+            if not self._lock.acquire(blocking=False):
+                # Another thread is starting it (and may wait wait_ready_s for
+                # readiness): a probe answers now rather than wait with it.
+                return "starting: another thread is starting this node"
+            try:
+                self.start(wait=False)
+            finally:
+                self._lock.release()
         background = self.background
         transport = self._transport
         assert transport is not None

@@ -8,6 +8,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from crdt import Key, LWWMap
+from crdt._values import canonical_value, check_key
 from hlc import HLC, Timestamp, system_wall_ms
 
 log = logging.getLogger("chorus.flags")
@@ -55,8 +56,13 @@ class LocalMap:
     def set(self, key: Key, value: Any) -> None:
         self._notify(self._state.merge(LWWMap().set(key, value, self._clock.now())))
 
-    def check_writable(self, keys: Iterable[Key]) -> None:
-        """Nothing refuses a LocalMap's writes (see `transport.ReplicatedMap.check_writable`)."""
+    def check_writable(self, keys: Iterable[Key], *, values: Iterable[Any] = ()) -> None:
+        """Raise what `set` would for a bad key or value (see
+        `transport.ReplicatedMap.check_writable`); a LocalMap refuses nothing else."""
+        for key in keys:
+            check_key(key)
+        for value in values:
+            canonical_value(value)
 
     def delete(self, key: Key) -> None:
         self._notify(self._state.merge(LWWMap().delete(key, self._clock.now())))

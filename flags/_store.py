@@ -33,7 +33,7 @@ class FlagMap(Protocol):
     def items(self) -> Iterable[tuple[Any, Any]]: ...
     def set(self, key: Any, value: Any) -> None: ...
     def delete(self, key: Any) -> None: ...
-    def check_writable(self, keys: Iterable[Any]) -> None: ...
+    def check_writable(self, keys: Iterable[Any], *, values: Iterable[Any] = ()) -> None: ...
     def timestamp(self, key: Any) -> Timestamp | None: ...
     def subscribe(self, callback: Callable[[frozenset[Any]], None]) -> Callable[[], None]: ...
 
@@ -338,11 +338,7 @@ class FlagStore:
             for kind in ("percentage_of_actors", "percentage_of_time")
             if (name, kind) in self._keys.get(name, ())
         ]
-        self._map.check_writable([(name, "boolean"), *gone])  # all of it, or nothing
-        self._map.set((name, "boolean"), False)
-        for key in gone:
-            self._map.delete(key)
-        self._audit(name, (name, "boolean"), author_, "disable", None, False)
+        self._change(name, author_, "disable", None, False, {(name, "boolean"): False}, gone)
 
     def enable_for_actor(self, name: str, actor: str, *, author: str | None = None) -> None:
         """Turn the flag on for one actor, whatever other gates say."""
@@ -400,10 +396,7 @@ class FlagStore:
         else:
             keys = [k for k in self._keys.get(name, ()) if k[1] in GATE_KINDS]
             keys = keys or [(name, "boolean")]
-        self._map.check_writable(keys)  # all of it, or nothing
-        for key in keys:
-            self._map.delete(key)
-        self._audit(name, keys[0], author_, "clear", actor or group, None)
+        self._change(name, author_, "clear", actor or group, None, {}, keys)
 
     def set_metadata(
         self,
@@ -417,8 +410,10 @@ class FlagStore:
         """Set a flag's description, owner or expiry date (each its own entry).
 
         Raises:
-            ValueError: ``expires`` is not a date or ISO date string, or a text is
-                too long; nothing is written.
+            ValueError: ``expires`` is not a date or ISO date string, or a text (or
+                the change's audit record) is too long for the map; nothing is
+                written.
+            transport.WriteRefused: as `disable`; nothing is written.
         """
         _check_name(name, "flag name")
         author_ = _check_author(author)
@@ -440,36 +435,35 @@ class FlagStore:
                     f"expires must be a date or YYYY-MM-DD, got {expires!r:.60}"
                 ) from None
             fields["expires"] = day.isoformat()
-        self._map.check_writable((name, "meta", field) for field in fields)
-        for field, value in fields.items():
-            self._map.set((name, "meta", field), value)
         if fields:
-            self._audit(
-                name, (name, "meta", next(iter(fields))), author_, "set_metadata", None, fields
-            )
+            entries = {(name, "meta", field): value for field, value in fields.items()}
+            self._change(name, author_, "set_metadata", None, fields, entries)
 
     def _gate(
         self, name: str, author: str | None, action: str, gate: tuple[str, ...], value: Any
     ) -> None:
         _check_name(name, "flag name")
         author_ = _check_author(author)
-        key = (name, *gate)
-        self._map.set(key, value)
-        self._audit(name, key, author_, action, gate[1] if len(gate) > 1 else None, value)
+        target = gate[1] if len(gate) > 1 else None
+        self._change(name, author_, action, target, value, {(name, *gate): value})
 
     # -- the audit log ---------------------------------------------------------------
 
-    def _audit(
+    def _change(
         self,
         name: str,
-        key: tuple[Any, ...],
         author: str,
         action: str,
         target: str | None,
         value: Any,
+        sets: Mapping[tuple[Any, ...], Any],
+        deletes: Iterable[tuple[Any, ...]] = (),
     ) -> None:
-        ts = self._map.timestamp(key)
-        stamp = str(ts) if ts is not None else ""
+        """Write ``sets``, delete ``deletes``, and record the change in the audit log:
+        all of it, or nothing. The map checks every key and value first (readiness,
+        entries held back from the future, types, sizes); the writes follow with no
+        ``await`` in between."""
+        deletes = list(deletes)
         record = {
             "author": author,
             "action": action,
@@ -477,6 +471,17 @@ class FlagStore:
             "value": value,
             "node": str(self._map.node_id),
         }
+        keys = [*sets, *deletes]
+        self._map.check_writable(keys, values=[*sets.values(), record])
+        for key, entry in sets.items():
+            self._map.set(key, entry)
+        for key in deletes:
+            self._map.delete(key)
+        self._audit(name, keys[0], record)
+
+    def _audit(self, name: str, key: tuple[Any, ...], record: dict[str, Any]) -> None:
+        ts = self._map.timestamp(key)  # the change's own timestamp names its record
+        stamp = str(ts) if ts is not None else ""
         self._map.set((name, "audit", stamp), record)
         entries = sorted(k for k in self._keys.get(name, ()) if k[1] == "audit")
         for old in entries[: max(0, len(entries) - self._audit_retention)]:

@@ -18,6 +18,7 @@ import trio
 import crdt
 from crdt import Coverage, DecodeError, Key, LWWMap
 from crdt._stability import ZERO, Point, Stability
+from crdt._values import canonical_value
 from hlc import HLC, ClockSkewError, Timestamp, system_wall_ms
 
 from ._holdback import HeldEntries
@@ -953,6 +954,14 @@ class Node:
                 "a write now would have to be stamped after it (retry later)"
             )
         return after
+
+    def _check_value(self, value: Any) -> None:
+        """Raise what a write of ``value`` would be refused with (see `_write`)."""
+        size = len(canonical_value(value)[0])
+        if size > self.max_value_bytes:
+            raise ValueError(
+                f"value of {size} bytes is over max_value_bytes={self.max_value_bytes}"
+            )
 
     def _write(self, name: str, key: Key, value: Any, *, delete: bool = False) -> None:
         full_key = (name, key)

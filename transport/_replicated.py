@@ -101,20 +101,28 @@ class ReplicatedMap:
         self._check_thread()
         self._node._write(self._name, key, None, delete=True)
 
-    def check_writable(self, keys: Iterable[Key]) -> None:
-        """Raise what `set` or `delete` of each key would raise now, writing nothing.
+    def check_writable(self, keys: Iterable[Key], *, values: Iterable[Any] = ()) -> None:
+        """Raise what writes of ``keys`` and ``values`` would raise now, writing nothing.
 
         For a change made of several writes: call it first, then write with no
         ``await`` in between, and the change is applied whole or not at all.
 
+        Args:
+            keys: the keys the change sets or deletes.
+            values: the values it sets (checked as `set` checks them).
+
         Raises:
             WriteRefused: the node takes no writes now, or one of the keys has an
                 entry held back from too far in the future (see `set`).
+            TypeError, ValueError: a key or value `set` would refuse (its type, or
+                an encoded value over the node's ``max_value_bytes``).
             RuntimeError: as for `set`.
         """
         self._check_thread()
         for key in keys:
             self._node._check_write((self._name, key))
+        for value in values:
+            self._node._check_value(value)
 
     def _check_thread(self) -> None:
         if self._node._nursery is not None and not trio.lowlevel.in_trio_run():

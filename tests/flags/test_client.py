@@ -1,5 +1,6 @@
 """FlagClient (flags.connect): flags from ordinary threads, over real sockets."""
 
+import contextlib
 import os
 import pickle
 import threading
@@ -127,6 +128,33 @@ def test_threads_that_start_a_client_at_once_share_one_wait(tmp_path: Path) -> N
         assert took < 3.0, f"{took:.1f} s: each thread waited in turn"
     finally:
         client.close()
+
+
+def test_a_readiness_probe_never_waits_on_another_threads_start(tmp_path: Path) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    client = FlagClient([nowhere], secret=SECRET, lock_dir=tmp_path, wait_ready_s=0.3)
+    stop = threading.Event()
+
+    def reader() -> None:  # starts, waits 0.3 s, fails, stops the node; again
+        while not stop.is_set():
+            with contextlib.suppress(NotReadyError):
+                client.enabled("new-checkout")
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    slowest = 0.0
+    try:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            asked = time.monotonic()
+            reason = client.not_ready_reason()  # never raises, never waits
+            slowest = max(slowest, time.monotonic() - asked)
+            assert reason is not None
+    finally:
+        stop.set()
+        thread.join(10)
+        client.close(drain_s=0)
+    assert slowest < 0.2, f"a probe waited {slowest:.2f} s"
 
 
 def test_a_forked_error_pickles_with_its_text() -> None:

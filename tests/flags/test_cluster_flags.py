@@ -89,3 +89,23 @@ def test_a_change_of_several_entries_applies_whole_or_not_at_all(sim_run: Any) -
             assert store_a.flag("f").boolean is True
 
     sim_run(main)
+
+
+def test_a_change_whose_audit_record_is_too_large_writes_nothing(sim_run: Any) -> None:
+    """Texts are bounded in characters, values in bytes: 2,000 emoji are 8,000 bytes.
+    The fields, or the audit record holding both, go over ``max_value_bytes``; the
+    change is refused before any field is written."""
+
+    async def main() -> None:
+        async with Simulation(seed=1) as sim:
+            (a,) = await sim.start("a", max_value_bytes=9000)
+            store = FlagStore(a.map("flags"))
+            big = "\U0001f600" * 2000
+            store.set_metadata("f", description="old")
+            before = dict(a.map("flags").items())
+            with pytest.raises(ValueError, match="max_value_bytes"):
+                store.set_metadata("f", description=big, owner=big)  # each 8,000 B: fits
+            assert dict(a.map("flags").items()) == before
+            assert store.flag("f").description == "old"
+
+    sim_run(main)
