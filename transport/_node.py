@@ -379,6 +379,10 @@ class Node:
         self._batches: dict[Point, list[tuple[Key, tuple[int, int, str, bytes]]]] = {}
         self._confirmed = trio.Event()
         self._draining = False
+        # The heartbeat loop's last run (trio time), and a pause it found: (how long
+        # the node did not run, when it ran again). See _paused_reason.
+        self._last_tick: float | None = None
+        self._pause: tuple[float, float] | None = None
 
     @property
     def _me(self) -> str:
@@ -476,6 +480,9 @@ class Node:
             return "not synced with the cluster yet" + (f": {waiting}" if waiting else "")
         if not self.admitted:
             return "not a member of the cluster (joining)"
+        paused = self._paused_reason()
+        if paused is not None:
+            return paused
         wall = self._checked_wall_ms()  # notices a step this very moment
         self._settle_clock_step()
         step = self._last_clock_step
@@ -1185,6 +1192,8 @@ class Node:
             self._refuse(peer, f"{peer}/{incarnation}", refusal)
             return
         record.refused = None
+        if self._pause is not None and f"{peer}/{incarnation}" in self._membership.members():
+            self._pause = None  # a member heard since the pause: its news comes next
         if record.incarnation is not None and record.incarnation != incarnation:
             self.stats.joins += 1
             log.info("node %s: peer %s restarted (%s)", self._me, peer, incarnation)
@@ -1381,8 +1390,41 @@ class Node:
             )
         )
 
+    def _paused_reason(self) -> str | None:
+        """Why this node may hold stale state after it did not run for a while (None
+        when it ran all along, or has heard a member peer since).
+
+        A process stopped (SIGSTOP, a frozen VM) or starved for longer than
+        ``failure_timeout_s`` could not hear its peers meanwhile: they may have
+        written since, or declared it dead and admitted a replacement with its id.
+        Until it hears a member peer again it is not ready. A node with no other
+        member has nobody to wait for.
+        """
+        if self._last_tick is None or len(self._membership.members()) < 2:
+            return None
+        now = trio.current_time()
+        if now - self._last_tick > self._failure_timeout_s:  # the loop has not run yet
+            gap = now - self._last_tick
+        elif self._pause is not None:
+            gap = self._pause[0]
+        else:
+            return None
+        return (
+            f"this node did not run for {gap:.1f} s (a stopped process or a frozen "
+            "machine?): waiting to hear a member peer before it serves again"
+        )
+
     async def _heartbeat_loop(self) -> None:
         while True:
+            now = trio.current_time()
+            if self._last_tick is not None and now - self._last_tick > self._failure_timeout_s:
+                self._pause = (now - self._last_tick, now)
+                log.warning(
+                    "node %s: did not run for %.1f s; not ready until a member peer is heard",
+                    self._me,
+                    now - self._last_tick,
+                )
+            self._last_tick = now
             message = self._heartbeat()
             for peer in sorted(self._transport.peers()):
                 self._send(peer, message, "heartbeat")

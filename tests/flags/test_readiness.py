@@ -314,3 +314,47 @@ def test_a_paused_node_whose_duplicate_founded_a_second_cluster_brings_its_state
         if a.process is not None and a.process.poll() is None:
             a.process.send_signal(signal.SIGCONT)
         twin.kill()
+
+
+@pytest.mark.timeout(120)
+def test_a_resumed_node_whose_id_was_taken_meanwhile_never_serves_stale_reads(
+    cluster: list[Node], tmp_path: Path
+) -> None:
+    """a is paused (SIGSTOP) long enough for its peers to drop its links; a second
+    process with --node-id a joins the same cluster meanwhile, and a flag is enabled.
+    When a resumes, nothing brings it the change (its id's links are the other
+    process's), so it must not answer ready: it did not run for longer than
+    failure_timeout_s, and waits to hear a member peer."""
+    a, b, c = cluster
+    twin = Node("a", tmp_path, label="a-twin")
+    twin.join = [b.gossip, c.gossip]
+    assert a.process is not None
+    a.process.send_signal(signal.SIGSTOP)
+    try:
+        twin.start()
+        twin.wait_ready(timeout=60)  # once b and c have dropped the paused a's links
+        put = httpx.put(f"{b.url}/flags/{FLAG}", json={"enabled": True}, headers=AUTH, timeout=5)
+        assert put.status_code == 200
+        a.process.send_signal(signal.SIGCONT)
+        resumed = time.monotonic()
+        reads = wrong = 0
+        reasons: list[str] = []
+        while time.monotonic() - resumed < 3:
+            answer = a.ready()
+            if answer is None:
+                continue
+            if answer.status_code != 200:
+                reasons.append(answer.json()["reason"])
+                continue
+            reads += 1
+            document = httpx.get(f"{a.url}/flags/{FLAG}", timeout=2).json()
+            wrong += document.get("enabled") is not True
+        assert wrong == 0, f"{wrong} of {reads} reads on a ready a were stale"
+        # Its first answer after the pause: not ready, because of the pause or because
+        # its peers refuse its id (whichever it learns first).
+        assert reasons, "a answered ready at once"
+        assert "did not run for" in reasons[0] or "already taken" in reasons[0], reasons[0]
+    finally:
+        if a.process.poll() is None:
+            a.process.send_signal(signal.SIGCONT)
+        twin.kill()
