@@ -206,7 +206,9 @@ class Node:
     refuse its node id (``TcpTransport.refusals``: another live process holds it
     there). A node takes writes only once admitted, synced from
     a member (pulled after its admission), and with its clocks sane (`ready`); else
-    writes raise `WriteRefused`. `drain` hands every write to a peer and leaves.
+    writes raise `WriteRefused`. A node that did not run for longer than
+    ``failure_timeout_s`` (a stopped process, a frozen machine) is not ready until it
+    hears a member peer again. `drain` hands every write to a peer and leaves.
 
     Tombstones (causal stability, see `crdt._stability.Stability`): heartbeats carry
     the sender's HLC reading, the root digest of its state and its coverage vector.
