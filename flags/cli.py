@@ -59,7 +59,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error("--bootstrap-expect takes a number of nodes, at least 1")
         if args.bootstrap:
             parser.error("give --bootstrap or --bootstrap-expect, not both")
-    configure(args.log_level)
+    configure(args.log_level, args.log_format)
     config = ServeConfig(
         node_id=args.node_id,
         listen=args.listen,
@@ -231,7 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
         "all founds the cluster, a restart joins it, and a restart while cut off waits "
         "(/ready says so). Not with --bootstrap",
     )
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve.add_argument(
+        "--log-level",
+        type=str.upper,
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="in any case (default %(default)s)",
+    )
+    serve.add_argument(
+        "--log-format",
+        default="keyvalue",
+        choices=["keyvalue", "json"],
+        help="one key=value (logfmt) line or one JSON object per event (default %(default)s)",
+    )
     serve.set_defaults(run=_serve)
 
     flags = commands.add_parser(
