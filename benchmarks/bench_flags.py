@@ -4,6 +4,8 @@ Peers, each checking one boolean flag that is on:
 
 - a plain function returning ``d.get(name)``: the floor for a Python call;
 - ``FlagStore.enabled(name)``: chorus;
+- the same on a store made with ``count_evaluations=True`` (as ``chorus serve``
+  makes it, for ``chorus_flag_evaluations_total``);
 - ``FlagClient.enabled(name)``: chorus as a web app calls it (``flags.connect``);
 - OpenFeature's ``InMemoryProvider`` through the SDK client (``get_boolean_value``);
 - Unleash's ``UnleashClient.is_enabled``, bootstrapped offline from a dict.
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     store = FlagStore(LocalMap())
     store.enable("new-checkout")
     store.enable_percentage_of_actors("ramp", 0.3)
+    counting = FlagStore(LocalMap(), count_evaluations=True)
+    counting.enable("new-checkout")
     plain = {"new-checkout": True}
 
     def plain_function(name: str) -> Any:
@@ -173,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     peers: dict[str, tuple[Callable[[], object], int]] = {
         "plain function returning d.get(name)": (lambda: plain_function("new-checkout"), 1_000_000),
         "chorus FlagStore.enabled(name)": (lambda: store.enabled("new-checkout"), 1_000_000),
+        "chorus FlagStore.enabled(name), counting evaluations": (
+            lambda: counting.enabled("new-checkout"),
+            1_000_000,
+        ),
     }
     # What a web app calls: a FlagClient, its node running in a background thread.
     client = flags.connect([], secret=new_secret(), lock_dir=tempfile.mkdtemp())

@@ -18,6 +18,8 @@ Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio r
   peers'; 503 with the reason otherwise: the readiness probe of a rolling deploy.
 - ``GET /cluster``: this node's id, members, clock, floor, and the counters of the
   node and of its transport.
+- ``GET /metrics``: the same and more in the Prometheus text format (see
+  `flags._metrics`), when the app is given a registry.
 
 Writes need ``Authorization: Bearer <token>``. Errors are JSON ``{"error": ...}``: 401
 without a valid token, 400 for a body that is not JSON (or a malformed Content-Length),
@@ -38,9 +40,11 @@ from typing import Any
 
 import anyio
 import attrs
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from transport import WriteRefused
@@ -85,6 +89,7 @@ def create_app(
     accepting_writes: Callable[[], bool] = lambda: True,
     not_ready: Callable[[], str | None] = lambda: None,
     replicated: Callable[[float], Awaitable[bool]] | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> Starlette:
     """Build the admin app over ``store``.
 
@@ -99,6 +104,8 @@ def create_app(
             ``/ready`` then get 503 with that reason.
         replicated: ``await replicated(timeout_s)`` is True once another node holds
             every write made here (for ``?ack=replicated``); None: not offered.
+        metrics: served at ``GET /metrics`` (collected at each scrape, in the
+            thread that runs the app); None: no such route.
 
     Raises:
         ValueError: ``token`` is empty.
@@ -208,6 +215,10 @@ def create_app(
     async def cluster_view(request: Request) -> JSONResponse:
         return JSONResponse(cluster())
 
+    async def metrics_view(request: Request) -> Response:
+        assert metrics is not None
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(
         routes=[
             Route("/flags", list_flags, methods=["GET"]),
@@ -217,6 +228,7 @@ def create_app(
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/cluster", cluster_view, methods=["GET"]),
+            *([Route("/metrics", metrics_view, methods=["GET"])] if metrics is not None else []),
         ]
     )
 
