@@ -412,9 +412,14 @@ class FlagClient:
     def explain(
         self, name: str, actor: str | None = None, groups: Iterable[str] = ()
     ) -> tuple[bool, str]:
-        """`enabled`, with the gate that decided (see `FlagStore.explain`)."""
-        result: tuple[bool, str] = self._in_node(self._store.explain, name, actor, tuple(groups))
-        return result
+        """`enabled`, with the gate that decided (see `FlagStore.explain`); from any
+        thread, with no hop to the node's."""
+        return self._store.explain(name, actor, groups)
+
+    def metadata(self, name: str) -> dict[str, str]:
+        """The flag's description, owner and expiry date that are set (see
+        `FlagStore.metadata`); from any thread, with no hop to the node's."""
+        return self._store.metadata(name)
 
     def flag(self, name: str) -> Flag:
         """Everything known about one flag (see `FlagStore.flag`)."""

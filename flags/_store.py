@@ -317,7 +317,7 @@ class FlagStore:
         """Like `enabled`, with the reason: ``"actor"``, ``"group"``, ``"boolean"``,
         ``"percentage_of_actors"``, ``"percentage_of_time"``, ``"default"`` (no gate
         in the cluster; the store's default applied), or ``"no_gate"`` (unknown flag,
-        no default)."""
+        no default). Safe from any thread, like `enabled`."""
         rule = self._snapshot.get(name)
         if rule is None:
             return False, NO_GATE
@@ -336,6 +336,17 @@ class FlagStore:
         # An itertools.count shows its next value only in its repr: "count(42)".
         counts = {name: int(repr(c)[6:-1]) for name, c in list(self._evaluations.items())}
         return counts, int(repr(self._unknown_evaluations)[6:-1])
+
+    def metadata(self, name: str) -> dict[str, str]:
+        """The flag's description, owner and expiry date, those that are set, as
+        ``{field: text}``: three lookups in the map, safe from any thread (what an
+        OpenFeature resolution reports as ``flag_metadata``)."""
+        found = {}
+        for field in META_FIELDS:
+            value = self._map.get((name, "meta", field))
+            if type(value) is str:  # anything else is an entry the store ignores
+                found[field] = value
+        return found
 
     def known(self, name: str) -> bool:
         """True when the flag has gates in the cluster or a default here."""
@@ -591,7 +602,9 @@ class FlagStore:
         return unsubscribe
 
     def _has_gates(self, name: str) -> bool:
-        return any(k[1] in GATE_KINDS for k in self._keys.get(name, ()))
+        # tuple() copies the set in one C call, under the GIL: safe from any thread
+        # while the node's thread changes the set.
+        return any(k[1] in GATE_KINDS for k in tuple(self._keys.get(name, ())))
 
     def _on_change(self, keys: frozenset[Any]) -> None:
         """Index the changed keys, then rebuild the snapshot of every flag they touch.

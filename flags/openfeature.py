@@ -81,7 +81,7 @@ from ._rules import (
     PERCENTAGE_OF_ACTORS,
     PERCENTAGE_OF_TIME,
 )
-from ._store import Flag, FlagSubscriber
+from ._store import FlagSubscriber
 
 if TYPE_CHECKING:
     from ._client import FlagClient
@@ -110,7 +110,7 @@ class FlagSource(Protocol):
     def explain(
         self, name: str, actor: str | None = None, groups: Iterable[str] = ()
     ) -> tuple[bool, str]: ...
-    def flag(self, name: str) -> Flag: ...
+    def metadata(self, name: str) -> dict[str, str]: ...
     def subscribe(self, callback: FlagSubscriber) -> Callable[[], None]: ...
 
 
@@ -123,18 +123,6 @@ def cut_off(node: Node) -> bool:
     """
     others = any(name_of(i) != node.node_id for i in node.membership.members())
     return others and len(node.members()) <= 1
-
-
-def _metadata(flag: Flag) -> dict[str, str]:
-    return {
-        field: value
-        for field, value in (
-            ("description", flag.description),
-            ("owner", flag.owner),
-            ("expires", flag.expires),
-        )
-        if value is not None
-    }
 
 
 class ChorusProvider(AbstractProvider):
@@ -294,7 +282,7 @@ class ChorusProvider(AbstractProvider):
                 reason=Reason.ERROR,
                 error_code=ErrorCode.FLAG_NOT_FOUND,
                 error_message=f"flag {flag_key!r} has no gates and no default",
-                flag_metadata=_metadata(self._store.flag(flag_key)),
+                flag_metadata=self._store.metadata(flag_key),
             )
         return None
 
@@ -307,7 +295,7 @@ class ChorusProvider(AbstractProvider):
         unresolved = self._unresolved(flag_key, default_value)
         if unresolved is not None:
             return unresolved
-        metadata = _metadata(self._store.flag(flag_key))
+        metadata = self._store.metadata(flag_key)
         actor: str | None = None
         groups: Sequence[str] = ()
         if evaluation_context is not None:
@@ -339,7 +327,7 @@ class ChorusProvider(AbstractProvider):
             reason=Reason.ERROR,
             error_code=ErrorCode.TYPE_MISMATCH,
             error_message=f"chorus flags are booleans; {flag_key!r} was asked for another type",
-            flag_metadata=_metadata(self._store.flag(flag_key)),
+            flag_metadata=self._store.metadata(flag_key),
         )
 
     def resolve_string_details(

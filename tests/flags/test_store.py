@@ -269,3 +269,12 @@ def test_the_fast_path_agrees_with_explain(
 
     rules = Rules(flag, boolean, actors, groups, percentage_of_actors=ratio)
     assert rules.enabled(actor, member_of) == rules.explain(actor, member_of)[0]
+
+
+def test_metadata_lists_the_fields_set_and_ignores_malformed_ones() -> None:
+    flags_map = LocalMap()
+    store = FlagStore(flags_map)
+    assert store.metadata("checkout") == {}
+    store.set_metadata("checkout", description="new flow", expires="2027-01-31")
+    flags_map.set(("checkout", "meta", "owner"), 42)  # a peer's malformed entry
+    assert store.metadata("checkout") == {"description": "new flow", "expires": "2027-01-31"}
