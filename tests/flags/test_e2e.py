@@ -223,7 +223,7 @@ def test_the_flags_client(cluster: list[Serve]) -> None:
     )
     assert got.returncode == 0
     assert '"reason": "group"' in got.stdout
-    denied = chorus("flags", "enable", "beta", "--url", a.url, "--token", "wrong")
+    denied = chorus("flags", "enable", "beta", "--url", a.url, env={"CHORUS_TOKEN": "wrong"})
     assert denied.returncode == 1
     assert "401" in denied.stderr
     assert chorus("flags", "clear", "beta", "--url", a.url, env=token).returncode == 0

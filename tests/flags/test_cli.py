@@ -1,0 +1,268 @@
+"""`chorus flags` run in-process (``main([...])``) against a real `chorus serve`, and
+`chorus serve`'s startup errors as real processes."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from flags.cli import _flag_path, main
+from tests.flags.test_e2e import SECRET, TOKEN, Serve
+from tests.helpers import eventually, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
+    serve = Serve("a", [], tmp_path_factory.mktemp("cli"))
+    try:
+        assert serve.wait(), serve.log.read_text()[-2000:]
+        yield serve
+    finally:
+        serve.process.kill()
+        serve.process.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHORUS_TOKEN", TOKEN)
+
+
+def chorus(
+    capsys: pytest.CaptureFixture[str], *argv: str, url: str | None = None
+) -> tuple[int, str, str]:
+    """Run the CLI in-process: (exit code, stdout, stderr)."""
+    target = ["--url", url, "--timeout", "5"] if url else []
+    try:
+        code = main([*argv, *target])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read(node: Serve, name: str) -> dict[str, object]:
+    document: dict[str, object] = node.get(_flag_path(name)).json()
+    return document
+
+
+def test_names_are_sent_percent_encoded() -> None:
+    assert _flag_path("a?b#c/d%e f") == "/flags/a%3Fb%23c%2Fd%25e%20f"
+
+
+@pytest.mark.parametrize("name", ["a?b", "a#b", "team/checkout", "team:checkout@v2.1"])
+def test_a_name_is_the_flag_changed_or_one_clear_error(
+    node: Serve, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """The whole name reaches the server (not cut at ?, # or /): the flag itself is
+    enabled, or the server's name grammar refuses it and the CLI says so in one line."""
+    code, out, err = chorus(capsys, "flags", "enable", name, url=node.url)
+    if code == 0:
+        assert read(node, name)["boolean"] is True
+        assert read(node, name)["name"] == name
+        code, out, err = chorus(capsys, "flags", "get", name, "--json", url=node.url)
+        assert code == 0, err
+        assert json.loads(out)["name"] == name
+    else:
+        assert code == 1
+        assert "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1, err
+        assert err.startswith(f"chorus flags enable: {name} not enabled for everyone: ")
+    names = {f["name"] for f in node.get("/flags").json()["flags"]}
+    assert not names & {"a", "team"}  # never a flag named after a prefix of the name
+    if name == "team:checkout@v2.1":
+        assert code == 0  # within every grammar considered
+
+
+def test_a_control_character_in_a_name_is_one_line_not_a_traceback(
+    node: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("a\tb", "a\nb", "a\x00b"):
+        code, _out, err = chorus(capsys, "flags", "enable", name, url=node.url)
+        assert code == 2
+        assert "Traceback" not in err
+        assert err.splitlines()[-1].startswith("chorus flags enable: error: flag names have no")
+
+
+def test_every_option_given_applies_one_request_each(
+    node: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = chorus(
+        capsys,
+        *("flags", "enable", "many"),
+        *("--actor", "u1", "--actor", "u2", "--group", "g1", "--group", "g2"),
+        *("--percentage-of-actors", "0.5", "--percentage-of-time", "0.25"),
+        url=node.url,
+    )
+    assert code == 0, err
+    flag = read(node, "many")
+    assert flag["actors"] == {"u1": True, "u2": True}
+    assert flag["groups"] == {"g1": True, "g2": True}
+    assert flag["percentage_of_actors"] == 0.5
+    assert flag["percentage_of_time"] == 0.25
+    assert flag["boolean"] is None  # gates given: the flag is not turned on for everyone
+    changes = [line for line in out.splitlines() if line.startswith("many: enabled for ")]
+    assert len(changes) == 6, out
+
+    code, out, err = chorus(
+        capsys, "flags", "disable", "many", "--actor", "u2", "--group", "g2", url=node.url
+    )
+    assert code == 0, err
+    assert read(node, "many")["actors"] == {"u1": True, "u2": False}
+    assert read(node, "many")["groups"] == {"g1": True, "g2": False}
+
+    code, out, err = chorus(
+        capsys, "flags", "clear", "many", "--actor", "u1", "--group", "g1", url=node.url
+    )
+    assert code == 0, err
+    assert read(node, "many")["actors"] == {"u2": False}
+    assert read(node, "many")["groups"] == {"g2": False}
+
+    code, out, err = chorus(
+        capsys,
+        "flags",
+        "get",
+        "many",
+        "--actor",
+        "u2",
+        "--group",
+        "g1",
+        "--group",
+        "g2",
+        url=node.url,
+    )
+    assert code == 0, err
+    assert "enabled for actor u2 and groups g1, g2: no" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("get", "x", "--actor", "u1", "--actor", "u2"), "--actor given twice"),
+        (
+            ("enable", "x", "--percentage-of-time", "0.1", "--percentage-of-time", "0.2"),
+            "--percentage-of-time given twice",
+        ),
+        (("list", "--actor", "u1"), "list shows every flag's gates and evaluates none"),
+        (("disable", "x", "--percentage-of-actors", "0.5"), "unrecognized arguments"),
+    ],
+)
+def test_options_it_cannot_apply_are_refused(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], message: str
+) -> None:
+    code, _out, err = chorus(capsys, "flags", *argv, url=f"http://127.0.0.1:{free_port()}")
+    assert code == 2
+    assert message in err
+    assert f"usage: chorus flags {argv[0]} " in err  # the subcommand's usage
+
+
+def test_the_token_never_comes_from_argv(
+    node: Serve,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.delenv("CHORUS_TOKEN")
+    nobody = f"http://127.0.0.1:{free_port()}"  # a request would fail with code 1
+    code, _, err = chorus(capsys, "flags", "enable", "t", url=nobody)
+    assert code == 2
+    assert err.splitlines()[-1] == (
+        "chorus flags enable: error: CHORUS_TOKEN is not set (or pass --token-file)"
+    )
+    for option in ("--token", "--tok"):  # nor abbreviated into --token-file
+        code, _, err = chorus(capsys, "flags", "enable", "t", option, TOKEN, url=nobody)
+        assert code == 2
+        assert f"unrecognized arguments: {option} {TOKEN}" in err
+    assert chorus(capsys, "flags", "list", url=node.url)[0] == 0  # reads need no token
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    code, _, err = chorus(
+        capsys, "flags", "enable", "t", "--token-file", str(token_file), url=node.url
+    )
+    assert code == 0, err
+    assert read(node, "t")["boolean"] is True
+    token_file.write_text("wrong")
+    code, _out, err = chorus(
+        capsys, "flags", "enable", "t", "--token-file", str(token_file), url=node.url
+    )
+    assert code == 1
+    assert "401" in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = chorus(capsys, "--version")
+    assert code == 0
+    distribution = metadata.packages_distributions()["flags"][0]
+    assert out.strip() == f"{distribution} {metadata.version(distribution)}"
+
+
+def test_parse_errors_show_the_subcommands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = chorus(capsys, "flags", "enable")
+    assert code == 2
+    assert err.startswith("usage: chorus flags enable ")
+    code, _, err = chorus(capsys, "flags", "get", "x", "--bogus")
+    assert code == 2
+    assert err.startswith("usage: chorus flags get ")
+    assert err.splitlines()[-1] == "chorus flags get: error: unrecognized arguments: --bogus"
+    code, _out, err = chorus(capsys, "serve", "--node-id", "a", "--bogus")
+    assert err.startswith("usage: chorus serve ")
+
+
+def test_writes_carry_an_author(
+    node: Serve, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, out, err = chorus(capsys, "flags", "enable", "authored", "--author", "ann", url=node.url)
+    assert code == 0, err
+    assert "(author ann)" in out
+    assert eventually(lambda: "authored changed by ann" in node.log.read_text())
+    monkeypatch.setenv("USER", "zoe")
+    code, out, err = chorus(capsys, "flags", "disable", "authored", url=node.url)
+    assert code == 0, err
+    expected = f"zoe@{socket.gethostname()}"
+    assert eventually(lambda: f"authored changed by {expected}" in node.log.read_text())
+
+
+def serve_fails(*argv: str) -> str:
+    """Run `chorus serve` expecting a startup error; return its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flags.cli", "serve", "--node-id", "x", *argv],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "CHORUS_SECRET": SECRET, "CHORUS_TOKEN": TOKEN},
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("chorus serve: error: ")
+    return errors[0]
+
+
+def test_serve_startup_errors_are_one_line() -> None:
+    free = f"127.0.0.1:{free_port()}"
+    assert "--listen" in serve_fails("--listen", "7410", "--http", free)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        line = serve_fails("--listen", busy, "--http", f"127.0.0.1:{free_port()}")
+        assert (
+            line == f"chorus serve: error: cannot listen on --listen {busy}: Address already in use"
+        )
+        line = serve_fails("--listen", "127.0.0.1:0", "--http", busy)
+        assert (
+            line == f"chorus serve: error: cannot listen on --http {busy}: Address already in use"
+        )
+    # An address no interface has (TEST-NET-1, RFC 5737).
+    line = serve_fails("--listen", "192.0.2.1:7400", "--http", free)
+    assert line.startswith("chorus serve: error: cannot listen on --listen 192.0.2.1:7400: ")
