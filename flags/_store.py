@@ -6,6 +6,7 @@ import datetime
 import itertools
 import logging
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, cast
 
@@ -18,6 +19,12 @@ from ._rules import DEFAULT, NO_GATE, Rules
 log = logging.getLogger("chorus.flags")
 
 MAX_NAME_CHARS = 200
+#: The characters of flag names, actor ids and group names (besides letters and digits).
+NAME_PUNCTUATION = "._-:@+"
+#: The name grammar: 1 to `MAX_NAME_CHARS` ASCII letters, digits and `NAME_PUNCTUATION`.
+#: No whitespace, control characters, NUL, ``/``, ``?``, ``#`` or ``%``: a name goes
+#: into a URL path segment, a log line and a shell argument as it is.
+NAME_PATTERN = re.compile(rf"[A-Za-z0-9._:@+-]{{1,{MAX_NAME_CHARS}}}")
 MAX_TEXT_CHARS = 2000  # description and owner
 GATE_KINDS = ("boolean", "actor", "group", "percentage_of_actors", "percentage_of_time")
 META_FIELDS = ("description", "owner", "expires")
@@ -89,12 +96,19 @@ class AuditEntry:
     node: str
 
 
+def valid_name(value: object) -> bool:
+    """True when ``value`` is a name by the grammar of `NAME_PATTERN` (flag names,
+    actor ids, group names)."""
+    return type(value) is str and NAME_PATTERN.fullmatch(value) is not None
+
+
 def _check_name(value: object, what: str) -> str:
-    if type(value) is not str or not value or len(value) > MAX_NAME_CHARS:
+    if not valid_name(value):
         raise ValueError(
-            f"{what} must be a non-empty str of at most {MAX_NAME_CHARS} chars, got {value!r:.60}"
+            f"{what} must be 1 to {MAX_NAME_CHARS} ASCII letters, digits or any of "
+            f"{NAME_PUNCTUATION!r}, got {_short(value)}"
         )
-    return value
+    return cast(str, value)
 
 
 def _check_ratio(value: object, what: str) -> float:
@@ -224,6 +238,15 @@ class FlagStore:
     The read path, `enabled`, looks the flag up in an immutable snapshot that is
     replaced (only for the flags a change touched) when the map changes: no lock,
     no allocation for boolean flags, no network, and it never raises.
+
+    Names: flag names, actor ids and group names follow one grammar, 1 to 200 ASCII
+    letters, digits and ``. _ - : @ +`` (`NAME_PATTERN`; no whitespace, control
+    characters, NUL, ``/``, ``?``, ``#`` or ``%``), so that every name the Python API
+    takes can go into a URL path, a log line and a shell argument unchanged (the HTTP
+    admin and the CLI take the same names). Writers and ``defaults`` refuse other
+    names with ValueError. Entries already in the map under other names (written by
+    an older version, which took any non-empty str of at most 200 chars) are still
+    read as before, and `clear` and `delete` still remove them; no writer adds to them.
 
     Entries the store does not know are ignored, never trusted and never fatal: a
     key of another shape (wrong length, wrong types, an unknown kind) or a value of
@@ -427,17 +450,45 @@ class FlagStore:
         Raises:
             ValueError, transport.WriteRefused: as `disable`; nothing is written.
         """
-        _check_name(name, "flag name")
+        self._check_existing(name)
         author_ = _check_author(author)
         keys: list[tuple[str, ...]]
-        if actor is not None:
-            keys = [(name, "actor", _check_name(actor, "actor"))]
-        elif group is not None:
-            keys = [(name, "group", _check_name(group, "group"))]
+        kind, target = ("actor", actor) if actor is not None else ("group", group)
+        if target is not None:
+            held = self._keys.get(name, set())
+            # A gate the map holds may predate the grammar: it can still be removed.
+            if not (type(target) is str and (name, kind, target) in held):
+                _check_name(target, kind)
+            keys = [(name, kind, target)]
         else:
             keys = [k for k in self._keys.get(name, ()) if k[1] in GATE_KINDS]
             keys = keys or [(name, "boolean")]
         self._change(name, author_, "clear", actor or group, None, {}, keys)
+
+    def delete(self, name: str, *, author: str | None = None) -> bool:
+        """Remove the flag from the cluster: every gate and its metadata. The audit log
+        stays, with the deletion recorded; a default given to a store still applies.
+
+        Returns:
+            False when the cluster held no gate or metadata for the flag (nothing is
+            written, not even an audit record); True once it is removed.
+
+        Raises:
+            ValueError, transport.WriteRefused: as `disable`; nothing is written.
+        """
+        self._check_existing(name)
+        author_ = _check_author(author)
+        keys = [k for k in tuple(self._keys.get(name, ())) if k[1] != "audit"]
+        if not keys:
+            return False
+        self._change(name, author_, "delete", None, None, {}, sorted(keys, key=repr))
+        return True
+
+    def _check_existing(self, name: object) -> None:
+        """A writer that removes takes the name of a flag the map holds even when it
+        is outside the grammar (written by an older version), so it can be removed."""
+        if not (type(name) is str and name in self._keys):
+            _check_name(name, "flag name")
 
     def set_metadata(
         self,
@@ -581,8 +632,18 @@ class FlagStore:
         return Flag(name=name, default=self._defaults.get(name), **fields)
 
     def all(self) -> list[Flag]:
-        """Every flag the cluster or the defaults know, sorted by name."""
-        return [self.flag(name) for name in sorted(set(self._keys) | set(self._defaults))]
+        """Every flag the cluster or the defaults know (see `names`), sorted by name."""
+        return [self.flag(name) for name in sorted(self.names())]
+
+    def names(self) -> set[str]:
+        """The flags the cluster holds gates or metadata for, or this store a default
+        for. A flag that only has audit entries left (deleted) is not one of them."""
+        held = {
+            name
+            for name, keys in list(self._keys.items())
+            if any(k[1] != "audit" for k in tuple(keys))
+        }
+        return held | set(self._defaults)
 
     # -- change tracking -------------------------------------------------------------
 

@@ -187,6 +187,31 @@ def test_invalid_input_raises_and_writes_nothing(call: Any, message: str) -> Non
     assert len(shared._state._regs) == 0
 
 
+def test_delete_removes_gates_and_metadata_and_keeps_the_audit_log() -> None:
+    shared = LocalMap()
+    store = FlagStore(shared, defaults={"f": True})
+    store.enable_for_actor("f", "ann")
+    store.disable_for_group("f", "banned")
+    store.set_metadata("f", owner="team-a", description="d")
+    assert store.delete("f", author="bob") is True
+    assert not store.flag("f").has_gates
+    assert store.metadata("f") == {}
+    assert store.explain("f") == (True, "default")  # this store's default still applies
+    assert store.audit("f")[0].action == "delete"
+    assert store.audit("f")[0].author == "bob"
+    assert len(store.audit("f")) == 4
+    assert [f.name for f in store.all()] == ["f"]  # by its default
+    assert [f.name for f in FlagStore(shared).all()] == []  # audit entries are no flag
+    entries = len(shared._state._regs)
+    assert store.delete("f") is False  # nothing left: nothing written
+    assert store.delete("never") is False
+    assert len(shared._state._regs) == entries
+    store.enable("f")
+    with pytest.raises(ValueError, match="author"):
+        store.delete("f", author=7)  # type: ignore[arg-type]
+    assert store.flag("f").boolean is True  # checked whole: nothing removed
+
+
 def test_bad_defaults_are_refused() -> None:
     with pytest.raises(ValueError, match="bool"):
         FlagStore(LocalMap(), defaults={"f": "yes"})  # type: ignore[dict-item]
