@@ -3,13 +3,18 @@
 Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio run):
 
 - ``GET /flags``: every flag (gates, metadata, default).
-- ``GET /flags/{name}?actor=A&group=G&group=H``: one flag's gates, with ``enabled``
-  and ``reason`` evaluated for that actor and those groups.
+- ``GET /flags/{name}?actor=A&group=G&group=H``: one flag's gates and metadata, with
+  ``enabled`` and ``reason`` evaluated for that actor and those groups; 404 for a flag
+  with no gate, metadata or default.
 - ``PUT /flags/{name}``: one change, as JSON: ``{"enabled": bool}``,
   ``{"actor": id, "enabled": bool}``, ``{"group": g, "enabled": bool}``,
   ``{"percentage_of_actors": p}`` or ``{"percentage_of_time": p}``, with an optional
   ``"author"``.
-- ``DELETE /flags/{name}`` (``?actor=`` or ``?group=`` for one gate): clear gates.
+- ``PUT /flags/{name}/meta``: ``{"description"?, "owner"?, "expires"?, "author"?}``.
+- ``DELETE /flags/{name}``: delete the flag (gates and metadata; the audit log stays
+  and records it); ``?actor=`` or ``?group=``: remove that one gate.
+- ``GET /flags/{name}/audit?limit=N`` and ``GET /audit?limit=N``: recorded changes,
+  newest first.
 - Writes take ``?ack=replicated``: answer only once another node holds the change
   (503, with ``"written": true``, if none confirms it within 2 s; the change stays
   applied here and keeps replicating).
@@ -21,8 +26,11 @@ Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio r
 - ``GET /metrics``: the same and more in the Prometheus text format (see
   `flags._metrics`), when the app is given a registry.
 
-Writes need ``Authorization: Bearer <token>``. Errors are JSON ``{"error": ...}``: 401
-without a valid token, 400 for a body that is not JSON (or a malformed Content-Length),
+Names follow `flags.FlagStore`'s grammar (`flags._store.NAME_PATTERN`). Writes need
+``Authorization: Bearer <token>`` (scheme in any case); reads too with
+``reads_need_token``, except ``/health`` and ``/ready``. Errors are JSON
+``{"error": ...}``: 401 without a valid token, 404 for no such route or flag, 405 for
+a method the route does not take, 400 for a body that is not JSON (or a malformed Content-Length),
 408 for a body that takes over `BODY_TIMEOUT_S` to arrive, 413 for a body over
 `MAX_BODY_BYTES` (refused from its Content-Length alone, or as soon as the streamed body
 passes the limit: never buffered whole), 422 for JSON of the wrong shape (unknown
@@ -43,6 +51,7 @@ import attrs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -90,6 +99,7 @@ def create_app(
     not_ready: Callable[[], str | None] = lambda: None,
     replicated: Callable[[float], Awaitable[bool]] | None = None,
     metrics: CollectorRegistry | None = None,
+    reads_need_token: bool = False,
 ) -> Starlette:
     """Build the admin app over ``store``.
 
@@ -106,17 +116,37 @@ def create_app(
             every write made here (for ``?ack=replicated``); None: not offered.
         metrics: served at ``GET /metrics`` (collected at each scrape, in the
             thread that runs the app); None: no such route.
+        reads_need_token: reads (``/flags``, ``/audit``, ``/cluster``, ``/metrics``)
+            need the token too. Off by default: they change nothing, and a load
+            balancer, dashboard or scraper on a trusted network reads without a
+            secret; on where the port is reachable by anyone who must not see flag
+            names and actor ids. ``/health`` and ``/ready`` stay open either way, for
+            probes.
 
     Raises:
         ValueError: ``token`` is empty.
     """
     if not token:
         raise ValueError("the admin token must not be empty")
-    expected = f"Bearer {token}".encode()
+    expected = token.encode()
 
     def authorised(request: Request) -> bool:
-        given = request.headers.get("authorization", "").encode()
-        return hmac.compare_digest(given, expected)
+        # RFC 7235 §2.1: the scheme is case-insensitive; one or more spaces follow it.
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(given.strip(" ").encode(), expected)
+
+    def read_guard(request: Request) -> JSONResponse | None:
+        if reads_need_token and not authorised(request):
+            log.warning("http: rejected a read of %s without a valid token", request.url.path)
+            return _error(401, "a valid 'Authorization: Bearer <token>' header is required")
+        return None
+
+    def flag_name(request: Request) -> str:
+        # Not checked here: a read of a name outside the grammar finds nothing (or an
+        # entry from an older version); a write of one is refused by the store (422).
+        return str(request.path_params["name"])
 
     async def body_of(request: Request) -> dict[str, Any]:
         raw = await read_body(request)
@@ -156,11 +186,25 @@ def create_app(
             )
         return JSONResponse(document)
 
+    def known(name: str) -> bool:
+        return name in store.names()
+
+    def no_flag(name: str) -> JSONResponse:
+        return _error(404, f"no flag named {name!r}: no gate, metadata or default")
+
     async def list_flags(request: Request) -> JSONResponse:
+        denied = read_guard(request)
+        if denied is not None:
+            return denied
         return JSONResponse({"node": node_id, "flags": [flag_json(f) for f in store.all()]})
 
     async def get_flag(request: Request) -> JSONResponse:
-        name = request.path_params["name"]
+        denied = read_guard(request)
+        if denied is not None:
+            return denied
+        name = flag_name(request)
+        if not known(name):
+            return no_flag(name)
         actor = request.query_params.get("actor") or None
         groups = request.query_params.getlist("group")
         enabled, reason = store.explain(name, actor, groups)
@@ -172,7 +216,7 @@ def create_app(
         denied = write_guard(request)
         if denied is not None:
             return denied
-        name = request.path_params["name"]
+        name = flag_name(request)
         try:
             body = await body_of(request)
             apply_change(store, name, body)
@@ -184,20 +228,74 @@ def create_app(
         log.info("http: %s changed by %s", name, body.get("author") or "http")
         return await answer_write(request, name)
 
+    async def put_meta(request: Request) -> JSONResponse:
+        denied = write_guard(request)
+        if denied is not None:
+            return denied
+        name = flag_name(request)
+        try:
+            body = await body_of(request)
+            apply_metadata(store, name, body)
+        except _Rejected as exc:
+            log.warning("http: rejected PUT %s/meta: %s", name, exc)
+            return _error(exc.status, str(exc))
+        except WriteRefused as exc:
+            return _error(503, str(exc))
+        log.info("http: %s metadata changed by %s", name, body.get("author") or "http")
+        return await answer_write(request, name)
+
     async def delete_flag(request: Request) -> JSONResponse:
         denied = write_guard(request)
         if denied is not None:
             return denied
-        name = request.path_params["name"]
+        name = flag_name(request)
         actor = request.query_params.get("actor")
         group = request.query_params.get("group")
+        author = request.query_params.get("author")
         try:
-            store.clear(name, actor=actor, group=group, author=request.query_params.get("author"))
+            if actor is None and group is None:
+                if not store.delete(name, author=author):
+                    return no_flag(name)
+                log.info("http: %s deleted by %s", name, author or "http")
+            else:
+                store.clear(name, actor=actor, group=group, author=author)
         except ValueError as exc:
             return _error(422, str(exc))
         except WriteRefused as exc:
             return _error(503, str(exc))
         return await answer_write(request, name)
+
+    async def one_flag(request: Request) -> JSONResponse:
+        # One route for the three methods, so that a 405 lists all of them in Allow.
+        if request.method == "PUT":
+            return await put_flag(request)
+        if request.method == "DELETE":
+            return await delete_flag(request)
+        return await get_flag(request)
+
+    def audit_limit(request: Request) -> int:
+        text = request.query_params.get("limit", str(DEFAULT_AUDIT_LIMIT))
+        if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_AUDIT_LIMIT):
+            raise _Rejected(422, f"limit must be a whole number from 1 to {MAX_AUDIT_LIMIT}")
+        return int(text)
+
+    def audit_json(name: str | None, limit: int) -> JSONResponse:
+        entries = [attrs.asdict(e) for e in store.audit(name, limit=limit)]
+        return JSONResponse({"node": node_id, "audit": entries})
+
+    async def flag_audit(request: Request) -> JSONResponse:
+        denied = read_guard(request)
+        if denied is not None:
+            return denied
+        name = flag_name(request)
+        limit = audit_limit(request)
+        return audit_json(name, limit)
+
+    async def all_audit(request: Request) -> JSONResponse:
+        denied = read_guard(request)
+        if denied is not None:
+            return denied
+        return audit_json(None, audit_limit(request))
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "node": node_id})
@@ -213,24 +311,81 @@ def create_app(
         return JSONResponse({"ready": False, "node": node_id, "reason": reason}, status_code=503)
 
     async def cluster_view(request: Request) -> JSONResponse:
+        denied = read_guard(request)
+        if denied is not None:
+            return denied
         return JSONResponse(cluster())
 
     async def metrics_view(request: Request) -> Response:
         assert metrics is not None
+        denied = read_guard(request)
+        if denied is not None:
+            return denied
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 404:
+            message = f"no such resource: {request.method} {request.url.path}"
+        elif exc.status_code == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = exc.detail
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+    async def rejected(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _Rejected)
+        return _error(exc.status, str(exc))
 
     return Starlette(
         routes=[
             Route("/flags", list_flags, methods=["GET"]),
-            Route("/flags/{name}", get_flag, methods=["GET"]),
-            Route("/flags/{name}", put_flag, methods=["PUT"]),
-            Route("/flags/{name}", delete_flag, methods=["DELETE"]),
+            Route("/flags/{name}", one_flag, methods=["GET", "PUT", "DELETE"]),
+            Route("/flags/{name}/meta", put_meta, methods=["PUT"]),
+            Route("/flags/{name}/audit", flag_audit, methods=["GET"]),
+            Route("/audit", all_audit, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/cluster", cluster_view, methods=["GET"]),
             *([Route("/metrics", metrics_view, methods=["GET"])] if metrics is not None else []),
-        ]
+        ],
+        exception_handlers={HTTPException: http_error, _Rejected: rejected},
     )
+
+
+#: How many audit entries ``GET .../audit`` answers without ``?limit=``, and at most.
+DEFAULT_AUDIT_LIMIT = 100
+MAX_AUDIT_LIMIT = 1000
+_META_FIELDS = frozenset({"description", "owner", "expires"})
+
+
+def apply_metadata(store: FlagStore, name: str, body: dict[str, Any]) -> None:
+    """Apply one ``PUT /flags/{name}/meta`` body to ``store``.
+
+    Raises:
+        _Rejected: (422) unknown fields, none of the metadata fields, or invalid
+            values (a text that is not a str or is too long, an expiry that is not
+            ``YYYY-MM-DD``). Nothing is written.
+    """
+    fields = frozenset(body) - {"author"}
+    if not fields or not fields <= _META_FIELDS:
+        raise _Rejected(
+            422,
+            f"expected some of {{description, owner, expires}} (plus author); got {sorted(body)}",
+        )
+    for field in ("description", "owner", "expires"):
+        if field in body and type(body[field]) is not str:
+            raise _Rejected(422, f"{field!r} must be a string")
+    try:
+        store.set_metadata(
+            name,
+            description=body.get("description"),
+            owner=body.get("owner"),
+            expires=body.get("expires"),
+            author=body.get("author"),
+        )
+    except ValueError as exc:
+        raise _Rejected(422, str(exc)) from None
 
 
 _SHAPES = {

@@ -34,6 +34,8 @@ class ServeConfig:
         http: ``host:port`` for the HTTP admin.
         secret: the cluster secret; token: the admin bearer token. Never logged.
         flags_map: the replicated map holding the flags.
+        reads_need_token: the HTTP admin's reads need the token too (see
+            `flags.http.create_app`); ``/health`` and ``/ready`` stay open.
         node_options: extra keyword arguments for `transport.Node`.
     """
 
@@ -44,6 +46,7 @@ class ServeConfig:
     secret: str = attrs.field(default="", repr=False)
     token: str = attrs.field(default="", repr=False)
     flags_map: str = "flags"
+    reads_need_token: bool = False
     node_options: dict[str, Any] = attrs.field(factory=dict)
 
 
@@ -165,6 +168,7 @@ async def serve(
                 accepting_writes=lambda: accepting,
                 not_ready=lambda: not_ready_reason(node, transport),
                 replicated=node.wait_replicated,
+                reads_need_token=config.reads_need_token,
                 metrics=metrics_registry(
                     store,
                     node,

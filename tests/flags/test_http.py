@@ -1,15 +1,19 @@
 """The HTTP admin, in process (Starlette's TestClient over a LocalMap)."""
 
+import hmac
 import itertools
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import trio
+from prometheus_client.registry import CollectorRegistry
 from starlette.testclient import TestClient
 
 import flags.http
 from flags import FlagStore, LocalMap
 from flags.http import MAX_BODY_BYTES, create_app
+from flags.serve import ServeConfig
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -73,10 +77,231 @@ def test_put_get_list_delete(api: Any) -> None:
     assert cleared["groups"] == {}
 
 
-def test_an_unknown_flag_reads_as_off(api: Any) -> None:
-    flag = api.get("/flags/nope").json()
-    assert (flag["enabled"], flag["reason"]) == (False, "no_gate")
-    assert api.get("/flags/dark").json()["reason"] == "default"
+def test_an_unknown_flag_is_404_not_off(api: Any) -> None:
+    answer = api.get("/flags/nope")
+    assert answer.status_code == 404
+    assert set(answer.json()) == {"error"}  # no "enabled": false to mistake for an answer
+    assert api.get("/flags/dark").json()["reason"] == "default"  # a default: it exists
+    api.put("/flags/documented/meta", json={"owner": "ann"}, headers=AUTH)
+    assert api.get("/flags/documented").json()["reason"] == "no_gate"  # metadata only
+
+
+def test_delete_removes_the_flag_and_records_it(api: Any) -> None:
+    api.put("/flags/gone", json={"enabled": True}, headers=AUTH)
+    api.put("/flags/gone", json={"actor": "ann", "enabled": True}, headers=AUTH)
+    api.put("/flags/gone/meta", json={"owner": "team-a"}, headers=AUTH)
+    answer = api.delete("/flags/gone", params={"author": "bob"}, headers=AUTH)
+    assert answer.status_code == 200
+    assert api.get("/flags/gone").status_code == 404
+    assert "gone" not in [f["name"] for f in api.get("/flags").json()["flags"]]
+    assert api.store.metadata("gone") == {}
+    latest = api.get("/flags/gone/audit").json()["audit"][0]
+    assert (latest["action"], latest["author"]) == ("delete", "bob")
+    again = api.delete("/flags/gone", headers=AUTH)
+    assert again.status_code == 404
+    assert "error" in again.json()
+    assert len(api.store.audit("gone")) == 4  # the second delete wrote nothing
+    assert api.delete("/flags/gone").status_code == 401
+
+
+def test_metadata_and_audit_over_http(api: Any) -> None:
+    body = {"description": "new checkout", "owner": "team-a", "expires": "2027-01-31"}
+    answer = api.put("/flags/checkout/meta", json={**body, "author": "ann"}, headers=AUTH)
+    assert answer.status_code == 200
+    flag = api.get("/flags/checkout").json()
+    assert {k: flag[k] for k in body} == body
+    api.put("/flags/checkout", json={"enabled": True, "author": "bob"}, headers=AUTH)
+    api.put("/flags/other", json={"enabled": True}, headers=AUTH)
+    entries = api.get("/flags/checkout/audit").json()["audit"]
+    assert [(e["action"], e["author"]) for e in entries] == [
+        ("enable", "bob"),
+        ("set_metadata", "ann"),
+    ]
+    assert entries[1]["value"] == body
+    assert len(api.get("/flags/checkout/audit", params={"limit": 1}).json()["audit"]) == 1
+    assert [e["flag"] for e in api.get("/audit").json()["audit"]] == [
+        "other",
+        "checkout",
+        "checkout",
+    ]
+    assert len(api.get("/audit", params={"limit": "2"}).json()["audit"]) == 2
+    for limit in ("0", "-1", "abc", "1001", "1e3"):
+        bad = api.get("/audit", params={"limit": limit})
+        assert bad.status_code == 422, limit
+        assert "error" in bad.json()
+    assert api.get("/flags/checkout/audit", params={"limit": "x"}).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("headers", "content", "status"),
+    [
+        ({}, b'{"owner": "x"}', 401),
+        (AUTH, b"{not json", 400),
+        (AUTH, b"[]", 422),
+        (AUTH, b"{}", 422),
+        (AUTH, b'{"author": "ann"}', 422),
+        (AUTH, b'{"owner": "x", "colour": "red"}', 422),
+        (AUTH, b'{"owner": 5}', 422),
+        (AUTH, b'{"expires": "next week"}', 422),
+        (AUTH, b'{"expires": 20270131}', 422),
+        (AUTH, b'{"description": "' + b"x" * 2001 + b'"}', 422),
+        (AUTH, b'{"owner": "x", "author": 5}', 422),
+        (AUTH, b'{"description": "' + b"x" * 20_000 + b'"}', 413),
+    ],
+)
+def test_bad_metadata_writes_are_rejected_and_change_nothing(
+    api: Any, headers: dict[str, str], content: bytes, status: int
+) -> None:
+    response = api.put(
+        "/flags/checkout/meta",
+        content=content,
+        headers={**headers, "content-type": "application/json"},
+    )
+    assert response.status_code == status
+    assert "error" in response.json()
+    assert len(api.store._map._state._regs) == 0
+
+
+BAD_NAMES = ["a b", "a\tb", "a\nb", "a\x00b", "a?b", "a#b", "a%b", "a/b", "ä", "", "x" * 201]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_one_name_grammar_for_flags_actors_and_groups(name: str) -> None:
+    flags_map = LocalMap("n1")
+    store = FlagStore(flags_map)
+    writers: list[Any] = [
+        lambda: store.enable(name),
+        lambda: store.set_metadata(name, owner="x"),
+        lambda: store.delete(name),
+        lambda: store.enable_for_actor("f", name),
+        lambda: store.disable_for_group("f", name),
+        lambda: store.clear("f", actor=name),
+        lambda: FlagStore(LocalMap("n1"), defaults={name: True}),
+    ]
+    for write in writers:
+        with pytest.raises(ValueError, match="ASCII letters, digits"):
+            write()
+    assert len(flags_map._state._regs) == 0
+    client = TestClient(
+        create_app(store, token=TOKEN, node_id="n1", synced=lambda: True, cluster=dict)
+    )
+    for body in ({"actor": name, "enabled": True}, {"group": name, "enabled": False}):
+        answer = client.put("/flags/f", json=body, headers=AUTH)
+        assert answer.status_code == 422
+    if name:
+        answer = client.put(f"/flags/{quote(name, safe='')}", json={"enabled": True}, headers=AUTH)
+        assert answer.status_code in (404, 422)  # "a/b" is two path segments: no such route
+        assert "error" in answer.json()
+    assert len(flags_map._state._regs) == 0
+
+
+def test_names_in_the_grammar_work_everywhere(api: Any) -> None:
+    name = "team.checkout_v2-beta:eu@web+1"
+    api.store.enable_for_actor(name, "user:42@example.com")
+    api.put(f"/flags/{name}", json={"group": "org+acme", "enabled": True}, headers=AUTH)
+    flag = api.get(f"/flags/{name}", params={"actor": "user:42@example.com"}).json()
+    assert (flag["enabled"], flag["reason"]) == (True, "actor")
+    assert flag["groups"] == {"org+acme": True}
+    long = "x" * 200
+    assert api.put(f"/flags/{long}", json={"enabled": True}, headers=AUTH).status_code == 200
+
+
+def test_names_from_an_older_version_stay_readable_and_removable() -> None:
+    flags_map = LocalMap("n1")
+    flags_map.set(("old name", "boolean"), True)
+    flags_map.set(("old name", "actor", "ann smith"), False)
+    store = FlagStore(flags_map)
+    assert store.ignored_entries == 0
+    assert store.enabled("old name")
+    assert not store.enabled("old name", "ann smith")
+    with pytest.raises(ValueError, match="ASCII letters"):
+        store.enable("old name")  # no writer adds to it
+    client = TestClient(
+        create_app(store, token=TOKEN, node_id="n1", synced=lambda: True, cluster=dict)
+    )
+    assert client.get("/flags/old%20name").json()["actors"] == {"ann smith": False}
+    assert client.put("/flags/old%20name", json={"enabled": False}, headers=AUTH).status_code == 422
+    removed = client.delete("/flags/old%20name", params={"actor": "ann smith"}, headers=AUTH)
+    assert removed.status_code == 200
+    assert removed.json()["actors"] == {}
+    assert client.delete("/flags/old%20name", headers=AUTH).status_code == 200
+    assert client.get("/flags/old%20name").status_code == 404
+
+
+def test_404_and_405_are_json(api: Any) -> None:
+    missing = api.get("/no/such/thing")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/json"
+    assert "error" in missing.json()
+    wrong = api.post("/flags/checkout", json={"enabled": True}, headers=AUTH)
+    assert wrong.status_code == 405
+    assert "error" in wrong.json()
+    assert "PUT" in wrong.headers["allow"]
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(api: Any, scheme: str) -> None:
+    headers = {"Authorization": f"{scheme} {TOKEN}"}
+    assert api.put("/flags/f", json={"enabled": True}, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "value", [f"Basic {TOKEN}", "Bearer", f"Bearer{TOKEN}", f"Bearer {TOKEN}x", f"{TOKEN}"]
+)
+def test_other_authorization_is_refused(api: Any, value: str) -> None:
+    answer = api.put("/flags/f", json={"enabled": True}, headers={"Authorization": value})
+    assert answer.status_code == 401
+
+
+def test_tokens_are_compared_in_constant_time(api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return bool(real(a, b))
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    api.put("/flags/f", json={"enabled": True}, headers={"Authorization": "bearer nope"})
+    assert compared == [(b"nope", TOKEN.encode())]
+
+
+def test_reads_can_need_the_token() -> None:
+    store = FlagStore(LocalMap("n1"))
+    store.enable("f")
+    app = create_app(
+        store,
+        token=TOKEN,
+        node_id="n1",
+        synced=lambda: True,
+        cluster=dict,
+        metrics=CollectorRegistry(),
+        reads_need_token=True,
+    )
+    client = TestClient(app)
+    for path in ("/flags", "/flags/f", "/flags/f/audit", "/audit", "/cluster", "/metrics"):
+        assert client.get(path).status_code == 401, path
+        assert "error" in client.get(path).json()
+        assert client.get(path, headers=AUTH).status_code == 200, path
+    assert client.get("/health").status_code == 200  # probes stay open
+    assert client.get("/ready").status_code == 200
+
+
+def test_reads_are_open_by_default_and_metrics_still_served() -> None:
+    store = FlagStore(LocalMap("n1"))
+    store.enable("f")
+    app = create_app(
+        store,
+        token=TOKEN,
+        node_id="n1",
+        synced=lambda: True,
+        cluster=dict,
+        metrics=CollectorRegistry(),
+    )
+    client = TestClient(app)
+    for path in ("/flags", "/flags/f", "/flags/f/audit", "/audit", "/cluster", "/metrics"):
+        assert client.get(path).status_code == 200, path
+    assert ServeConfig(node_id="a").reads_need_token is False
 
 
 @pytest.mark.parametrize(
