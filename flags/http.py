@@ -187,7 +187,8 @@ def create_app(
         return JSONResponse(document)
 
     def known(name: str) -> bool:
-        return name in store.names()
+        # Gates or a default (the store's snapshot), or metadata: a few lookups.
+        return store.known(name) or bool(store.metadata(name))
 
     def no_flag(name: str) -> JSONResponse:
         return _error(404, f"no flag named {name!r}: no gate, metadata or default")
