@@ -278,7 +278,7 @@ def _changes(args: argparse.Namespace) -> list[_Request]:
             ("DELETE", f"{verb} the gate of group {g}", {"group": g, **author})
             for g in args.group or []
         ]
-        return clears or [("DELETE", f"{verb} every gate", author)]
+        return clears or [("DELETE", f"{verb} every gate", {"gates": "all", **author})]
     on = args.action == "enable"
     puts: list[_Request] = [
         ("PUT", f"{verb} for actor {a}", {"actor": a, "enabled": on, **author})

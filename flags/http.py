@@ -254,7 +254,9 @@ def create_app(
         group = request.query_params.get("group")
         author = request.query_params.get("author")
         try:
-            if actor is None and group is None:
+            if request.query_params.get("gates") == "all":  # every gate; metadata stays
+                store.clear(name, author=author)
+            elif actor is None and group is None:
                 if not store.delete(name, author=author):
                     return no_flag(name)
                 log.info("http: %s deleted by %s", name, author or "http")

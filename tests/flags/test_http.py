@@ -104,6 +104,18 @@ def test_delete_removes_the_flag_and_records_it(api: Any) -> None:
     assert api.delete("/flags/gone").status_code == 401
 
 
+def test_delete_of_every_gate_keeps_the_metadata(api: Any) -> None:
+    api.put("/flags/kept", json={"enabled": True}, headers=AUTH)
+    api.put("/flags/kept", json={"group": "beta", "enabled": True}, headers=AUTH)
+    api.put("/flags/kept/meta", json={"owner": "team-a"}, headers=AUTH)
+    answer = api.delete("/flags/kept", params={"gates": "all"}, headers=AUTH)
+    assert answer.status_code == 200
+    flag = api.store.flag("kept")
+    assert (flag.boolean, dict(flag.groups)) == (None, {})
+    assert api.store.metadata("kept") == {"owner": "team-a"}
+    assert api.get("/flags/kept").status_code == 200  # it has metadata: it exists
+
+
 def test_metadata_and_audit_over_http(api: Any) -> None:
     body = {"description": "new checkout", "owner": "team-a", "expires": "2027-01-31"}
     answer = api.put("/flags/checkout/meta", json={**body, "author": "ann"}, headers=AUTH)
