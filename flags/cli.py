@@ -120,6 +120,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         http=args.http,
         secret=secret,
         token=token,
+        reads_need_token=args.reads_need_token,
         node_options={
             "join_timeout_s": args.join_timeout,
             "bootstrap": args.bootstrap,
@@ -428,6 +429,12 @@ def build_parser() -> argparse.ArgumentParser:
         "flags on every start (--join the others --bootstrap-expect N): the first start of "
         "all founds the cluster, a restart joins it, and a restart while cut off waits "
         "(/ready says so). Not with --bootstrap",
+    )
+    serve.add_argument(
+        "--reads-need-token",
+        action="store_true",
+        help="the HTTP admin's reads (/flags, /audit, /cluster, /metrics) need the admin "
+        "token too; /health and /ready stay open for probes",
     )
     serve.add_argument(
         "--log-level",

@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
+import httpx
 import pytest
 
 from flags import cli
 from flags.cli import main
 from tests.flags.test_e2e import SECRET, TOKEN, Serve
-from tests.helpers import eventually, free_port
+from tests.helpers import eventually, free_port, serve_argv
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -268,3 +269,31 @@ def test_serve_startup_errors_are_one_line() -> None:
     # An address no interface has (TEST-NET-1, RFC 5737).
     line = serve_fails("--listen", "192.0.2.1:7400", "--http", free)
     assert line.startswith("chorus serve: error: cannot listen on --listen 192.0.2.1:7400: ")
+
+
+@pytest.mark.timeout(60)
+def test_serve_reads_need_token_guards_reads_but_not_probes(tmp_path: Path) -> None:
+    gossip, http = free_port(), free_port()
+    process = subprocess.Popen(
+        serve_argv("guarded", gossip, http, (), "--reads-need-token"),
+        env={**os.environ, "CHORUS_SECRET": SECRET, "CHORUS_TOKEN": TOKEN},
+        stderr=(tmp_path / "serve.log").open("wb"),
+    )
+    url = f"http://127.0.0.1:{http}"
+    try:
+        assert eventually(lambda: _status(url + "/ready") == 200, timeout=20)
+        assert _status(url + "/health") == 200
+        for path in ("/flags", "/cluster", "/metrics", "/audit"):
+            assert _status(url + path) == 401, path
+            assert _status(url + path, TOKEN) == 200, path
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _status(url: str, token: str | None = None) -> int | None:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        return httpx.get(url, headers=headers, timeout=2).status_code
+    except httpx.HTTPError:
+        return None
