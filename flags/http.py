@@ -213,37 +213,30 @@ def create_app(
         document.update(enabled=enabled, reason=reason, node=node_id, synced=synced())
         return JSONResponse(document)
 
-    async def put_flag(request: Request) -> JSONResponse:
+    async def put(
+        request: Request, apply: Callable[[FlagStore, str, dict[str, Any]], None], what: str
+    ) -> JSONResponse:
+        """A PUT: the guard, the body, ``apply(store, name, body)``, the answer."""
         denied = write_guard(request)
         if denied is not None:
             return denied
         name = flag_name(request)
         try:
             body = await body_of(request)
-            apply_change(store, name, body)
+            apply(store, name, body)
         except _Rejected as exc:
-            log.warning("http: rejected PUT %s: %s", name, exc)
+            log.warning("http: rejected PUT %s%s: %s", name, what, exc)
             return _error(exc.status, str(exc))
         except WriteRefused as exc:
             return _error(503, str(exc))
-        log.info("http: %s changed by %s", name, body.get("author") or "http")
+        log.info("http: %s%s changed by %s", name, what, body.get("author") or "http")
         return await answer_write(request, name)
 
+    async def put_flag(request: Request) -> JSONResponse:
+        return await put(request, apply_change, "")
+
     async def put_meta(request: Request) -> JSONResponse:
-        denied = write_guard(request)
-        if denied is not None:
-            return denied
-        name = flag_name(request)
-        try:
-            body = await body_of(request)
-            apply_metadata(store, name, body)
-        except _Rejected as exc:
-            log.warning("http: rejected PUT %s/meta: %s", name, exc)
-            return _error(exc.status, str(exc))
-        except WriteRefused as exc:
-            return _error(503, str(exc))
-        log.info("http: %s metadata changed by %s", name, body.get("author") or "http")
-        return await answer_write(request, name)
+        return await put(request, apply_metadata, "/meta")
 
     async def delete_flag(request: Request) -> JSONResponse:
         denied = write_guard(request)

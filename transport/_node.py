@@ -966,7 +966,10 @@ class Node:
 
     def _check_value(self, value: Any) -> None:
         """Raise what a write of ``value`` would be refused with (see `_write`)."""
-        size = len(canonical_value(value)[0])
+        self._check_size(len(canonical_value(value)[0]))
+
+    def _check_size(self, size: int) -> None:
+        """Raise ValueError for an encoded value of ``size`` bytes over the limit."""
         if size > self.max_value_bytes:
             raise ValueError(
                 f"value of {size} bytes is over max_value_bytes={self.max_value_bytes}"
@@ -981,11 +984,7 @@ class Node:
             delta = scratch.delete(full_key, ts)
         else:
             delta = scratch.set(full_key, value, ts)
-            size = len(delta._regs[full_key][3])
-            if size > self.max_value_bytes:
-                raise ValueError(
-                    f"value of {size} bytes is over max_value_bytes={self.max_value_bytes}"
-                )
+            self._check_size(len(delta._regs[full_key][3]))
         self.stats.writes += 1
         self._unconfirmed[full_key] = delta._regs[full_key]
         self.stats.unconfirmed = len(self._unconfirmed)
