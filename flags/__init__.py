@@ -14,14 +14,16 @@ from ._client import NotReadyError as NotReadyError
 from ._client import connect as connect
 from ._local import LocalMap as LocalMap
 from ._rules import actor_score as actor_score
+from ._schema import Flag as Flag
+from ._schema import FlagFormatError as FlagFormatError
 from ._store import AuditEntry as AuditEntry
-from ._store import Flag as Flag
 from ._store import FlagStore as FlagStore
 
 __all__ = [
     "AuditEntry",
     "Flag",
     "FlagClient",
+    "FlagFormatError",
     "FlagStore",
     "LocalMap",
     "NotReadyError",

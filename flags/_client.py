@@ -44,7 +44,8 @@ from transport import (
 )
 
 from ._readiness import not_ready_reason
-from ._store import AuditEntry, Flag, FlagStore, FlagSubscriber
+from ._schema import Flag
+from ._store import AuditEntry, FlagStore, FlagSubscriber
 
 
 class NotReadyError(RuntimeError):
@@ -134,7 +135,7 @@ class FlagClient:
         listen: str = "127.0.0.1:0",
         advertise: str | None = None,
         map_name: str = "flags",
-        defaults: Mapping[str, bool] | None = None,
+        defaults: Mapping[str, bool | Flag] | None = None,
         wait_ready_s: float | None = 30.0,
         lock_dir: str | os.PathLike[str] | None = None,
         transport_options: Mapping[str, Any] | None = None,

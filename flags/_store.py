@@ -5,29 +5,30 @@ from __future__ import annotations
 import datetime
 import itertools
 import logging
-import math
-import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import attrs
 
 from hlc import Timestamp
 
+from ._export import ImportPlan, check_unique, plan_import
 from ._rules import DEFAULT, NO_GATE, Rules
+from ._schema import (
+    GATE_KINDS,
+    MAX_NAME_CHARS,
+    MAX_TEXT_CHARS,
+    META_FIELDS,
+    Flag,
+    FlagFormatError,
+    _check_name,
+    _check_ratio,
+    _short,
+    check_flag,
+)
 
 log = logging.getLogger("chorus.flags")
 
-MAX_NAME_CHARS = 200
-#: The characters of flag names, actor ids and group names (besides letters and digits).
-NAME_PUNCTUATION = "._-:@+"
-#: The name grammar: 1 to `MAX_NAME_CHARS` ASCII letters, digits and `NAME_PUNCTUATION`.
-#: No whitespace, control characters, NUL, ``/``, ``?``, ``#`` or ``%``: a name goes
-#: into a URL path segment, a log line and a shell argument as it is.
-NAME_PATTERN = re.compile(rf"[A-Za-z0-9._:@+-]{{1,{MAX_NAME_CHARS}}}")
-MAX_TEXT_CHARS = 2000  # description and owner
-GATE_KINDS = ("boolean", "actor", "group", "percentage_of_actors", "percentage_of_time")
-META_FIELDS = ("description", "owner", "expires")
 FlagSubscriber = Callable[[frozenset[str]], None]
 
 
@@ -47,43 +48,6 @@ class FlagMap(Protocol):
 
 
 @attrs.frozen
-class Flag:
-    """Everything known about one flag (made by `FlagStore.flag` and `FlagStore.all`).
-
-    Attributes:
-        name: the flag's name.
-        boolean: the boolean gate: True, False, or None when unset.
-        actors, groups: ``{id: enabled}`` of the actor and group gates (False = deny).
-        percentage_of_actors, percentage_of_time: in [0, 1], or None when unset.
-        description, owner, expires: metadata (``expires`` as an ISO date string).
-        default: the default this store was given for the flag, if any; it applies
-            only while the cluster holds no gate for it.
-    """
-
-    name: str
-    boolean: bool | None = None
-    actors: Mapping[str, bool] = attrs.field(factory=dict)
-    groups: Mapping[str, bool] = attrs.field(factory=dict)
-    percentage_of_actors: float | None = None
-    percentage_of_time: float | None = None
-    description: str | None = None
-    owner: str | None = None
-    expires: str | None = None
-    default: bool | None = None
-
-    @property
-    def has_gates(self) -> bool:
-        """True when the cluster holds at least one gate for this flag."""
-        return (
-            self.boolean is not None
-            or bool(self.actors)
-            or bool(self.groups)
-            or self.percentage_of_actors is not None
-            or self.percentage_of_time is not None
-        )
-
-
-@attrs.frozen
 class AuditEntry:
     """One recorded change to a flag: who, when (HLC), what, on which node."""
 
@@ -94,30 +58,6 @@ class AuditEntry:
     target: str | None
     value: Any
     node: str
-
-
-def valid_name(value: object) -> bool:
-    """True when ``value`` is a name by the grammar of `NAME_PATTERN` (flag names,
-    actor ids, group names)."""
-    return type(value) is str and NAME_PATTERN.fullmatch(value) is not None
-
-
-def _check_name(value: object, what: str) -> str:
-    if not valid_name(value):
-        raise ValueError(
-            f"{what} must be 1 to {MAX_NAME_CHARS} ASCII letters, digits or any of "
-            f"{NAME_PUNCTUATION!r}, got {_short(value)}"
-        )
-    return cast(str, value)
-
-
-def _check_ratio(value: object, what: str) -> float:
-    if type(value) not in (int, float):  # bool is refused: True is not 100%
-        raise ValueError(f"{what} must be a number in [0, 1], got {value!r:.60}")
-    ratio = float(cast(float, value))
-    if math.isnan(ratio) or not 0 <= ratio <= 1:
-        raise ValueError(f"{what} must be a number in [0, 1], got {value!r:.60}")
-    return ratio
 
 
 def _check_author(value: object) -> str:
@@ -191,16 +131,6 @@ def _entry_problem(key: object, value: object) -> str | None:
     return f"unknown kind {_short(kind)}"
 
 
-def _short(value: object, chars: int = 60) -> str:
-    """``repr(value)`` cut to ``chars``; total (an int over 4,300 digits, which CBOR
-    can carry, makes repr raise)."""
-    try:
-        text = repr(value)
-    except Exception:
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= chars else text[: chars - 3] + "..."
-
-
 def _key_repr(key: object) -> str:
     return _short(key, _LOG_KEY_CHARS)
 
@@ -216,7 +146,10 @@ class FlagStore:
     Args:
         flags: a `transport.ReplicatedMap` (or a `LocalMap` in tests), dedicated to
             this store.
-        defaults: ``{flag: enabled}`` for flags the cluster holds no gate for. They
+        defaults: ``{flag: default}`` for flags the cluster holds no gate for, each
+            a bool or a `Flag` whose gates decide (its metadata is not used; a
+            `Flag` with no gate is off), as ``chorus serve --defaults`` reads them
+            from an export. They
             never write to the cluster, so a node restarting with old defaults cannot
             undo a toggle made since.
         audit_retention: how many audit entries to keep per flag (oldest go first).
@@ -278,7 +211,7 @@ class FlagStore:
     def __init__(
         self,
         flags: FlagMap,
-        defaults: Mapping[str, bool] | None = None,
+        defaults: Mapping[str, bool | Flag] | None = None,
         *,
         audit_retention: int = 100,
         count_evaluations: bool = False,
@@ -290,15 +223,25 @@ class FlagStore:
                 f"BackgroundNode's callers, use flags.connect()"
             )
         self._map = flags
-        self._defaults: dict[str, bool] = {}
+        self._defaults: dict[str, bool | Flag] = {}
+        snapshot: dict[str, bool | Rules] = {}
         for name, value in (defaults or {}).items():
             _check_name(name, "flag name")
-            if type(value) is not bool:
-                raise ValueError(f"the default of {name!r} must be a bool, got {value!r:.60}")
+            if isinstance(value, Flag):
+                if value.name != name:
+                    raise ValueError(f"the default of {name!r} is a Flag named {value.name!r}")
+                value = check_flag(value)
+                snapshot[name] = _rules_of(value)
+            elif type(value) is bool:
+                snapshot[name] = value
+            else:
+                raise ValueError(
+                    f"the default of {name!r} must be a bool or a Flag, got {value!r:.60}"
+                )
             self._defaults[name] = value
         self._audit_retention = audit_retention
         self._keys: dict[str, set[tuple[Any, ...]]] = {}  # flag -> its keys in the map
-        self._snapshot: dict[str, bool | Rules] = dict(self._defaults)
+        self._snapshot = snapshot  # flag -> its rules: True, False or a Rules
         self._subscribers: list[FlagSubscriber] = []
         self.ignored_entries = 0
         # flag -> an itertools.count, made when the flag first appears (on the write
@@ -345,7 +288,9 @@ class FlagStore:
         if rule is None:
             return False, NO_GATE
         if name not in self._keys or not self._has_gates(name):
-            return bool(rule), DEFAULT
+            if rule.__class__ is bool:
+                return bool(rule), DEFAULT
+            return rule.enabled(actor, groups), DEFAULT  # type: ignore[union-attr]
         if rule.__class__ is bool:
             return bool(rule), "boolean"
         return rule.explain(actor, groups)  # type: ignore[union-attr]
@@ -538,6 +483,64 @@ class FlagStore:
         author_ = _check_author(author)
         target = gate[1] if len(gate) > 1 else None
         self._change(name, author_, action, target, value, {(name, *gate): value})
+
+    # -- export and import ----------------------------------------------------------
+
+    def export(self) -> list[Flag]:
+        """Every flag the cluster holds gates or metadata for, sorted by name, without
+        defaults (a node's own setting): what ``chorus flags export`` writes."""
+        return [
+            attrs.evolve(self.flag(name), default=None)
+            for name, keys in sorted(self._keys.items())
+            if any(k[1] != "audit" for k in tuple(keys))
+        ]
+
+    def import_flags(
+        self, flags: Iterable[Flag], *, author: str | None = None, dry_run: bool = False
+    ) -> list[ImportPlan]:
+        """Make each flag in the cluster equal the one given: its gates and metadata
+        set, every other gate and metadata field of it removed. Flags not given are
+        not touched. Only what differs is written, so a second import of the same
+        flags writes nothing (not even an audit record).
+
+        Each flag that changes is one change, with one audit record (action
+        ``"import"``, value ``{"set": n, "cleared": m}``). Every key and value of
+        every flag is checked before the first write, so the import applies whole or
+        not at all.
+
+        Args:
+            flags: the flags, as `flags._export.parse_export` reads them from a file.
+            author: recorded in each audit record.
+            dry_run: plan only; write nothing.
+
+        Returns:
+            One plan per flag given, in order, each saying what changed (or would):
+            ``plan.changes`` is empty for a flag that already matched.
+
+        Raises:
+            flags.FlagFormatError: a flag breaks the schema, or a name is given
+                twice (its pointer is ``/<index>/<field>``); nothing is written.
+            ValueError: a bad author; nothing is written.
+            transport.WriteRefused: as `disable`; nothing is written.
+        """
+        wanted = list(flags)
+        for index, flag in enumerate(wanted):
+            try:
+                wanted[index] = check_flag(flag)
+            except FlagFormatError as exc:
+                raise FlagFormatError(f"/{index}{exc.pointer}", exc.message) from None
+        check_unique(wanted)
+        author_ = _check_author(author)
+        plans = [plan_import(self.flag(flag.name), flag) for flag in wanted]
+        if dry_run:
+            return plans
+        keys = [key for plan in plans for key in (*plan.sets, *plan.deletes)]
+        self._map.check_writable(keys, values=[v for plan in plans for v in plan.sets.values()])
+        for plan in plans:
+            if plan.changes:
+                value = {"set": len(plan.sets), "cleared": len(plan.deletes)}
+                self._change(plan.name, author_, "import", None, value, plan.sets, plan.deletes)
+        return plans
 
     # -- the audit log ---------------------------------------------------------------
 
@@ -733,19 +736,24 @@ class FlagStore:
     def _compile(self, name: str) -> bool | Rules | None:
         flag = self.flag(name)
         if not flag.has_gates:
-            return self._defaults.get(name)
-        return Rules(
-            name=name,
-            boolean=flag.boolean,
-            actors=dict(flag.actors),
-            groups=dict(flag.groups),
-            percentage_of_actors=flag.percentage_of_actors,
-            percentage_of_time=flag.percentage_of_time,
-        ).simplify()
+            default = self._defaults.get(name)
+            return _rules_of(default) if isinstance(default, Flag) else default
+        return _rules_of(flag)
 
     def close(self) -> None:
         """Stop following the map (the store keeps its last snapshot)."""
         self._unsubscribe()
+
+
+def _rules_of(flag: Flag) -> bool | Rules:
+    return Rules(
+        name=flag.name,
+        boolean=flag.boolean,
+        actors=dict(flag.actors),
+        groups=dict(flag.groups),
+        percentage_of_actors=flag.percentage_of_actors,
+        percentage_of_time=flag.percentage_of_time,
+    ).simplify()
 
 
 class _CountingFlagStore(FlagStore):

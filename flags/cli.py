@@ -21,7 +21,7 @@ import os
 import socket
 import sys
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
@@ -112,6 +112,11 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parse_address(seed)
         except ValueError as exc:
             _fail(parser, f"--join: {exc}")
+    defaults = {}
+    if args.defaults:
+        # A flag with metadata only has no gate to answer with: it is no default.
+        flags = read_export(args.defaults, "--defaults", parser)
+        defaults = {f.name: f for f in flags if f.has_gates}
     configure(args.log_level, args.log_format)
     config = ServeConfig(
         node_id=args.node_id,
@@ -121,6 +126,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         secret=secret,
         token=token,
         reads_need_token=args.reads_need_token,
+        defaults=defaults,
         node_options={
             "join_timeout_s": args.join_timeout,
             "bootstrap": args.bootstrap,
@@ -305,9 +311,44 @@ def _failed(response: Any) -> str:
     return f"{response.status_code}: {message}"
 
 
-def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _request(
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser,
+    where: str,
+    send: Callable[[Any], Any],
+    *,
+    writing: bool,
+) -> Any:
+    """``send(client)`` with an httpx client for ``args.url`` carrying the token (which
+    a write must have). Returns its response, or the exit code when the node could
+    not be reached, answered 4xx/5xx (said on stderr), or ``send`` returned one."""
     import httpx
 
+    token = _token(args, parser, required=writing)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = args.url.rstrip("/")
+    try:
+        with httpx.Client(base_url=url, headers=headers, timeout=args.timeout) as client:
+            response = send(client)
+    except httpx.HTTPError as exc:
+        print(f"{where}: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
+    except httpx.InvalidURL as exc:
+        print(f"{where}: bad URL {url}: {exc}", file=sys.stderr)
+        return 1
+    if isinstance(response, int) or response.status_code < 400:
+        return response
+    try:
+        pointer = response.json().get("pointer")
+    except (ValueError, AttributeError):
+        pointer = None
+    at = f" (at {pointer or '/'})" if pointer is not None else ""
+    hint = " (set CHORUS_TOKEN or pass --token-file)" if response.status_code == 401 else ""
+    print(f"{where}: {_failed(response)}{at}{hint}", file=sys.stderr)
+    return 1
+
+
+def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     writing = args.action in ("enable", "disable", "clear")
     if args.action == "list" and (args.actor or args.group):
         parser.error(
@@ -317,46 +358,37 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     name = _check_name(args.name, parser) if args.action != "list" else ""
     if writing and not args.author:
         args.author = _default_author()
-    token = _token(args, parser, required=writing)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    url = args.url.rstrip("/")
     where = f"chorus flags {args.action}"
-    try:
-        with httpx.Client(base_url=url, headers=headers, timeout=args.timeout) as client:
-            if args.action == "list":
-                response = client.get("/flags")
-            elif args.action == "get":
-                params: dict[str, Any] = {"group": args.group or []}
-                if args.actor:
-                    params["actor"] = args.actor
-                response = client.get(_flag_path(name), params=params)
+
+    def send(client: Any) -> Any:
+        if args.action == "list":
+            return client.get("/flags")
+        if args.action == "get":
+            params: dict[str, Any] = {"group": args.group or []}
+            if args.actor:
+                params["actor"] = args.actor
+            return client.get(_flag_path(name), params=params)
+        done: list[str] = []
+        for method, description, data in _changes(args):
+            if method == "PUT":
+                response = client.put(_flag_path(name), json=data)
             else:
-                done: list[str] = []
-                for method, description, data in _changes(args):
-                    if method == "PUT":
-                        response = client.put(_flag_path(name), json=data)
-                    else:
-                        response = client.delete(_flag_path(name), params=data)
-                    if response.status_code >= 400:
-                        applied = f"; applied before it: {', '.join(done)}" if done else ""
-                        print(
-                            f"{where}: {name} not {description}: {_failed(response)}{applied}",
-                            file=sys.stderr,
-                        )
-                        return 1
-                    done.append(description)
-                    if not args.json:
-                        print(f"{name}: {description} (author {args.author})")
-    except httpx.HTTPError as exc:
-        print(f"{where}: cannot reach {url}: {exc}", file=sys.stderr)
-        return 1
-    except httpx.InvalidURL as exc:
-        print(f"{where}: bad URL {url}: {exc}", file=sys.stderr)
-        return 1
-    if response.status_code >= 400:
-        hint = " (set CHORUS_TOKEN or pass --token-file)" if response.status_code == 401 else ""
-        print(f"{where}: {_failed(response)}{hint}", file=sys.stderr)
-        return 1
+                response = client.delete(_flag_path(name), params=data)
+            if response.status_code >= 400:
+                applied = f"; applied before it: {', '.join(done)}" if done else ""
+                print(
+                    f"{where}: {name} not {description}: {_failed(response)}{applied}",
+                    file=sys.stderr,
+                )
+                return 1
+            done.append(description)
+            if not args.json:
+                print(f"{name}: {description} (author {args.author})")
+        return response
+
+    response = _request(args, parser, where, send, writing=writing)
+    if isinstance(response, int):
+        return response
     document = response.json()
     if args.json:
         print(json.dumps(document, indent=2, sort_keys=True))
@@ -375,6 +407,83 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 f"\nenabled{' for ' + who if who else ''}: "
                 f"{'yes' if document['enabled'] else 'no'} ({document['reason']})"
             )
+    return 0
+
+
+def read_export(path: str, what: str, parser: argparse.ArgumentParser) -> list[Any]:
+    """The flags of an export file (``-``: stdin); any error exits 2 naming the file
+    and, for a bad value, its JSON pointer."""
+    from ._export import parse_export
+    from ._schema import FlagFormatError
+
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(parser, f"{what} {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}")
+    try:
+        return parse_export(json.loads(text))
+    except json.JSONDecodeError as exc:
+        _fail(parser, f"{what} {path}: not JSON: {exc}")
+    except FlagFormatError as exc:
+        _fail(parser, f"{what} {path}: at {exc.pointer or '/'}: {exc.message}")
+
+
+def _transfer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``chorus flags export`` and ``chorus flags import``."""
+    importing = args.action == "import"
+    if importing:
+        flags = read_export(args.file, "import", parser)
+        from ._export import EXPORT_FORMAT, EXPORT_VERSION, flag_to_json
+
+        body = {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "flags": [flag_to_json(f) for f in flags],
+        }
+        args.author = args.author or _default_author()
+    where = f"chorus flags {args.action}"
+
+    def send(client: Any) -> Any:
+        if not importing:
+            return client.get("/export")
+        params = {"dry_run": "true" if args.dry_run else "false", "author": args.author}
+        return client.post("/import", json=body, params=params)
+
+    response = _request(args, parser, where, send, writing=importing)
+    if isinstance(response, int):
+        return response
+    document = response.json()
+    if not importing:
+        text = json.dumps(document, indent=2) + "\n"
+        if args.output in (None, "-"):
+            sys.stdout.write(text)
+        else:
+            target = Path(args.output)
+            partial = target.with_name(target.name + ".partial")
+            try:  # a crash mid-write must not leave half an export where a good one was
+                partial.write_text(text, encoding="utf-8")
+                partial.replace(target)
+            except OSError as exc:
+                print(f"{where}: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+                return 1
+        print(
+            f"exported {len(document['flags'])} flags from node {document['node']}"
+            f" to {args.output or 'stdout'}",
+            file=sys.stderr,
+        )
+        return 0
+    if args.json:
+        print(json.dumps(document, indent=2, sort_keys=True))
+        return 0
+    would = "would change" if document["dry_run"] else "changed"
+    for flag in document["flags"]:
+        if flag["changes"]:
+            print(f"{flag['name']}: {'; '.join(flag['changes'])}")
+    print(
+        f"{'dry run: ' if document['dry_run'] else ''}{len(document['changed'])} flags "
+        f"{would}, {len(document['unchanged'])} unchanged (node {document['node']}"
+        f"{'' if document['dry_run'] else ', author ' + args.author})"
+    )
     return 0
 
 
@@ -431,6 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(/ready says so). Not with --bootstrap",
     )
     serve.add_argument(
+        "--defaults",
+        metavar="FILE",
+        help="an export (chorus flags export) whose flags this node answers with while "
+        "the cluster holds no gate for them; never written to the cluster",
+    )
+    serve.add_argument(
         "--reads-need-token",
         action="store_true",
         help="the HTTP admin's reads (/flags, /audit, /cluster, /metrics) need the admin "
@@ -454,7 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     flags = commands.add_parser(
         "flags",
         help="list, read and change flags through a node's HTTP admin",
-        description="A client of a node's HTTP admin. Writes (enable, disable, clear) need "
+        description="A client of a node's HTTP admin. Writes (enable, disable, clear, import) need "
         "the admin token, from CHORUS_TOKEN or --token-file (never from the command line). "
         "Each change on a write's line is its own request, made in order and printed as it "
         "applies; the first refused stops the rest.",
@@ -543,6 +658,35 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--group", action="append", help="clear this group's gate (repeatable)")
     for sub in actions.choices.values():
         sub.set_defaults(run=_flags)
+
+    export = actions.add_parser(
+        "export",
+        parents=[common],
+        help="write every flag's gates and metadata as JSON (for chorus flags import)",
+        description="Write every flag the cluster holds (gates and metadata, not a "
+        "node's defaults) as one JSON document: to keep the flags across a restart of "
+        "the whole cluster, which holds them in memory only. Import it with 'chorus "
+        "flags import', or start nodes with 'chorus serve --defaults FILE'.",
+    )
+    export.add_argument(
+        "--output", "-o", metavar="FILE", help="write to FILE (replaced whole) instead of stdout"
+    )
+    export.set_defaults(run=_transfer)
+    importing = actions.add_parser(
+        "import",
+        parents=[common, writer],
+        help="make the cluster's flags equal those of an export file",
+        description="Make each flag in FILE equal in the cluster: its gates and metadata "
+        "set, its other gates and metadata removed. Flags not in FILE are not touched. "
+        "Only what differs is written (one audited change per flag), so importing the "
+        "same file again changes nothing. The file is checked whole first: a bad value "
+        "anywhere writes nothing.",
+    )
+    importing.add_argument("file", metavar="FILE", help="an export, or - for stdin")
+    importing.add_argument(
+        "--dry-run", action="store_true", help="print what would change; write nothing"
+    )
+    importing.set_defaults(run=_transfer)
 
     secret = commands.add_parser(
         "secret", help="print a new cluster secret (256 random bits, as 64 hex characters)"

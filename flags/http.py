@@ -18,6 +18,11 @@ Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio r
 - Writes take ``?ack=replicated``: answer only once another node holds the change
   (503, with ``"written": true``, if none confirms it within 2 s; the change stays
   applied here and keeps replicating).
+- ``GET /export``: every flag the cluster holds, as an export document (see
+  `flags._export`).
+- ``POST /import?dry_run=true&author=WHO``: make each flag of an export document
+  (the body, up to `MAX_IMPORT_BYTES`) equal in the cluster; answers what changed,
+  or would with ``dry_run``; 422 with a JSON ``pointer`` to the first bad value.
 - ``GET /health``: 200 while the process serves.
 - ``GET /ready``: 200 once the node is admitted, synced and its clock agrees with its
   peers'; 503 with the reason otherwise: the readiness probe of a rolling deploy.
@@ -26,7 +31,7 @@ Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio r
 - ``GET /metrics``: the same and more in the Prometheus text format (see
   `flags._metrics`), when the app is given a registry.
 
-Names follow `flags.FlagStore`'s grammar (`flags._store.NAME_PATTERN`). Writes need
+Names follow `flags.FlagStore`'s grammar (`flags._schema.NAME_PATTERN`). Writes need
 ``Authorization: Bearer <token>`` (scheme in any case); reads too with
 ``reads_need_token``, except ``/health`` and ``/ready``. Errors are JSON
 ``{"error": ...}``: 401 without a valid token, 404 for no such route or flag, 405 for
@@ -40,6 +45,7 @@ its clock is off: the error says which). A rejected request changes nothing.
 
 from __future__ import annotations
 
+import datetime
 import hmac
 import json
 import logging
@@ -58,11 +64,15 @@ from starlette.routing import Route
 
 from transport import WriteRefused
 
-from ._store import Flag, FlagStore
+from ._export import export_document, parse_export
+from ._schema import Flag, FlagFormatError
+from ._store import FlagStore
 
 log = logging.getLogger("chorus.http")
 #: The largest request body accepted, in bytes.
 MAX_BODY_BYTES = 16 * 1024
+#: The largest body of ``POST /import``, in bytes: an export of a few thousand gates.
+MAX_IMPORT_BYTES = 4 * 1024 * 1024
 #: How long a whole request body may take to arrive, in seconds. A legitimate body
 #: (under 16 KiB) takes milliseconds; this stops a client trickling one byte at a time
 #: from holding a connection, which Hypercorn's per-read timeout alone would allow.
@@ -148,8 +158,8 @@ def create_app(
         # entry from an older version); a write of one is refused by the store (422).
         return str(request.path_params["name"])
 
-    async def body_of(request: Request) -> dict[str, Any]:
-        raw = await read_body(request)
+    async def body_of(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
+        raw = await read_body(request, limit)
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
@@ -171,8 +181,13 @@ def create_app(
             return _error(422, "ack must be 'local' or 'replicated'")
         return None
 
-    async def answer_write(request: Request, name: str) -> JSONResponse:
-        document = flag_json(store.flag(name))
+    async def answer_write(
+        request: Request, name: str, document: dict[str, Any] | None = None
+    ) -> JSONResponse:
+        """The answer to a write: ``document`` (default: the flag's), once another
+        node holds the change if ``?ack=replicated`` asks for it."""
+        if document is None:
+            document = flag_json(store.flag(name))
         wanted = request.query_params.get("ack") == "replicated"
         if wanted and (replicated is None or not await replicated(REPLICATED_TIMEOUT_S)):
             return JSONResponse(
@@ -180,7 +195,7 @@ def create_app(
                     "error": "written on this node, but no other node confirmed it "
                     f"within {REPLICATED_TIMEOUT_S} s (it keeps replicating)",
                     "written": True,
-                    "flag": document,
+                    "flag" if name else "result": document,
                 },
                 status_code=503,
             )
@@ -293,6 +308,47 @@ def create_app(
             return denied
         return audit_json(None, audit_limit(request))
 
+    async def export_flags(request: Request) -> JSONResponse:
+        denied = read_guard(request)
+        if denied is not None:
+            return denied
+        now = datetime.datetime.now(datetime.UTC)
+        return JSONResponse(export_document(store.export(), node=node_id, exported_at=now))
+
+    async def import_flags(request: Request) -> JSONResponse:
+        denied = write_guard(request)
+        if denied is not None:
+            return denied
+        dry_run = request.query_params.get("dry_run", "false")
+        author = request.query_params.get("author")
+        if dry_run not in ("true", "false"):
+            return _error(422, "dry_run must be 'true' or 'false'")
+        try:
+            flags = parse_export(await body_of(request, MAX_IMPORT_BYTES))
+            plans = store.import_flags(flags, author=author, dry_run=dry_run == "true")
+        except _Rejected as exc:
+            return _error(exc.status, str(exc))
+        except FlagFormatError as exc:
+            log.warning("http: rejected an import: %s", exc)
+            return JSONResponse({"error": exc.message, "pointer": exc.pointer}, status_code=422)
+        except ValueError as exc:
+            return _error(422, str(exc))
+        except WriteRefused as exc:
+            return _error(503, str(exc))
+        changed = [p.name for p in plans if p.changes]
+        if changed and dry_run == "false":
+            log.info("http: import by %s changed %d flags", author or "http", len(changed))
+        result = {
+            "node": node_id,
+            "dry_run": dry_run == "true",
+            "changed": changed,
+            "unchanged": [p.name for p in plans if not p.changes],
+            "flags": [{"name": p.name, "changes": p.changes} for p in plans],
+        }
+        if dry_run == "true" or not changed:
+            return JSONResponse(result)
+        return await answer_write(request, "", result)
+
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "node": node_id})
 
@@ -340,6 +396,8 @@ def create_app(
             Route("/flags/{name}/meta", put_meta, methods=["PUT"]),
             Route("/flags/{name}/audit", flag_audit, methods=["GET"]),
             Route("/audit", all_audit, methods=["GET"]),
+            Route("/export", export_flags, methods=["GET"]),
+            Route("/import", import_flags, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
             Route("/cluster", cluster_view, methods=["GET"]),
@@ -393,12 +451,12 @@ _SHAPES = {
 }
 
 
-def check_content_length(value: str | None) -> None:
+def check_content_length(value: str | None, limit: int = MAX_BODY_BYTES) -> None:
     """Refuse a request from its Content-Length header alone (None: no such header).
 
     Raises:
         _Rejected: (400) the header is not a decimal number of bytes; (413) it
-            declares more than `MAX_BODY_BYTES`.
+            declares more than ``limit`` bytes.
     """
     if value is None:
         return
@@ -407,29 +465,29 @@ def check_content_length(value: str | None) -> None:
         raise _Rejected(400, "the Content-Length header is not a number of bytes")
     significant = digits.lstrip("0")
     # Compare lengths first: int() of a 5,000-digit string raises in Python 3.11+.
-    if len(significant) > len(str(MAX_BODY_BYTES)) or int(significant or "0") > MAX_BODY_BYTES:
-        raise _Rejected(413, f"body over {MAX_BODY_BYTES} bytes")
+    if len(significant) > len(str(limit)) or int(significant or "0") > limit:
+        raise _Rejected(413, f"body over {limit} bytes")
 
 
-async def read_body(request: Request) -> bytes:
-    """The request's body, read as it streams in and never past `MAX_BODY_BYTES`.
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request's body, read as it streams in and never past ``limit`` bytes.
 
     Chunked bodies (no Content-Length) are counted the same way.
 
     Raises:
         _Rejected: (400) a malformed Content-Length, or the client left mid-body;
             (408) the body took over `BODY_TIMEOUT_S` seconds; (413) Content-Length
-            declares, or the bytes received pass, `MAX_BODY_BYTES`.
+            declares, or the bytes received pass, ``limit``.
     """
-    check_content_length(request.headers.get("content-length"))
+    check_content_length(request.headers.get("content-length"), limit)
     chunks: list[bytes] = []
     received = 0
     try:
         with anyio.fail_after(BODY_TIMEOUT_S):
             async for chunk in request.stream():
                 received += len(chunk)
-                if received > MAX_BODY_BYTES:
-                    raise _Rejected(413, f"body over {MAX_BODY_BYTES} bytes")
+                if received > limit:
+                    raise _Rejected(413, f"body over {limit} bytes")
                 chunks.append(chunk)
     except TimeoutError:
         raise _Rejected(408, f"the body took over {BODY_TIMEOUT_S:g} s to arrive") from None

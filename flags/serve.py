@@ -6,6 +6,7 @@ import functools
 import logging
 import resource
 import signal
+from collections.abc import Mapping
 from typing import Any, cast
 
 import attrs
@@ -17,6 +18,7 @@ from transport import Node, TcpTransport
 
 from ._metrics import metrics_registry
 from ._readiness import not_ready_reason
+from ._schema import Flag
 from ._store import FlagStore
 from .http import create_app
 
@@ -36,6 +38,8 @@ class ServeConfig:
         flags_map: the replicated map holding the flags.
         reads_need_token: the HTTP admin's reads need the token too (see
             `flags.http.create_app`); ``/health`` and ``/ready`` stay open.
+        defaults: the store's defaults (``chorus serve --defaults``): a flag's
+            default answers while the cluster holds no gate for it.
         node_options: extra keyword arguments for `transport.Node`.
     """
 
@@ -47,6 +51,7 @@ class ServeConfig:
     token: str = attrs.field(default="", repr=False)
     flags_map: str = "flags"
     reads_need_token: bool = False
+    defaults: Mapping[str, bool | Flag] = attrs.field(factory=dict)
     node_options: dict[str, Any] = attrs.field(factory=dict)
 
 
@@ -131,7 +136,9 @@ async def serve(
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with Node(config.node_id, transport, **config.node_options) as node:
             # Counting checks costs ~40 ns each; here they come over HTTP (ms each).
-            store = FlagStore(node.map(config.flags_map), count_evaluations=True)
+            store = FlagStore(node.map(config.flags_map), config.defaults, count_evaluations=True)
+            if config.defaults:
+                log.info("node %s: defaults for %d flags", config.node_id, len(config.defaults))
 
             def cluster() -> dict[str, Any]:
                 membership = node.membership

@@ -33,10 +33,11 @@ class Serve:
         join_timeout: float = 2.0,
         bootstrap: bool = False,
         secret: str = SECRET,
+        options: tuple[str, ...] = (),
     ) -> None:
         self.name, self.gossip, self.http = name, free_port(), free_port()
         self.join, self.tmp, self.join_timeout = join, tmp, join_timeout
-        self.bootstrap, self.secret = bootstrap, secret
+        self.bootstrap, self.secret, self.options = bootstrap, secret, options
         self.start()
 
     def start(self) -> None:
@@ -50,6 +51,7 @@ class Serve:
                 self.join,
                 *("--join-timeout", str(self.join_timeout)),
                 *(["--bootstrap"] if self.bootstrap else []),
+                *self.options,
             ),
             env=env,
             stdout=subprocess.DEVNULL,

@@ -1,0 +1,216 @@
+"""Export and import: every flag's gates and metadata as one JSON document.
+
+A cluster keeps its flags in memory only; when every node stops at once, they are
+gone. ``chorus flags export`` writes them to a file, ``chorus flags import`` writes a
+file back into a running cluster, and ``chorus serve --defaults`` reads one as the
+defaults a node answers with while the cluster holds no gate for a flag. The document:
+
+.. code-block:: json
+
+    {"format": "chorus-flags", "version": 1,
+     "exported_at": "2026-11-30T08:00:00+00:00", "node": "a",
+     "flags": [{"name": "new-checkout", "boolean": null,
+                "actors": {"user-1": true}, "groups": {"beta": true},
+                "percentage_of_actors": 0.25, "percentage_of_time": null,
+                "description": "the new checkout", "owner": "team-payments",
+                "expires": "2027-01-31"}]}
+
+A flag's fields are those of `flags.Flag` but ``default`` (a node's own setting, never
+the cluster's). On import every field but ``name`` may be left out: it then means
+unset (no such gate, no such metadata). Unknown fields, unknown versions and
+duplicate names are refused, never skipped: a typo must not drop a gate silently.
+
+Pure: no map, no I/O; the caller reads the clock and the files.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from ._schema import (
+    META_FIELDS,
+    Flag,
+    FlagFormatError,
+    _short,
+    check_flag,
+    pointer_part,
+)
+
+#: The value of a document's ``"format"``.
+EXPORT_FORMAT = "chorus-flags"
+#: The document version this code writes and reads.
+EXPORT_VERSION = 1
+#: A flag's fields in a document, in the order they are written.
+FLAG_FIELDS = (
+    "name",
+    "boolean",
+    "actors",
+    "groups",
+    "percentage_of_actors",
+    "percentage_of_time",
+    *META_FIELDS,
+)
+_DOCUMENT_FIELDS = frozenset({"format", "version", "exported_at", "node", "flags"})
+
+
+def flag_to_json(flag: Flag) -> dict[str, Any]:
+    """One flag as a document holds it (`FLAG_FIELDS`; gates sorted by id)."""
+    document: dict[str, Any] = {field: getattr(flag, field) for field in FLAG_FIELDS}
+    document["actors"] = dict(sorted(flag.actors.items()))
+    document["groups"] = dict(sorted(flag.groups.items()))
+    return document
+
+
+def flag_from_json(value: object, at: str = "") -> Flag:
+    """Read one flag of a document, checked as every writer checks it.
+
+    Args:
+        value: the parsed JSON of one flag.
+        at: the flag's JSON pointer in its document, to prefix errors with.
+
+    Returns:
+        The flag, in the canonical form of `check_flag`.
+
+    Raises:
+        FlagFormatError: not an object, an unknown field, no ``name``, or a bad
+            value; ``pointer`` says where.
+    """
+    if not isinstance(value, dict):
+        raise FlagFormatError(at, f"a flag is an object, not {_short(value)}")
+    unknown = sorted(str(k) for k in value.keys() - set(FLAG_FIELDS))
+    if unknown:
+        raise FlagFormatError(
+            at + pointer_part(unknown[0]),
+            f"unknown field (a flag has {', '.join(FLAG_FIELDS)})",
+        )
+    if "name" not in value:
+        raise FlagFormatError(at + "/name", "missing: every flag has a name")
+    fields = {k: v for k, v in value.items() if v is not None}
+    try:
+        return check_flag(Flag(**fields))
+    except FlagFormatError as exc:
+        raise FlagFormatError(at + exc.pointer, exc.message) from None
+
+
+def parse_export(document: object) -> list[Flag]:
+    """Read a whole document (as `export_document` writes it).
+
+    Returns:
+        Its flags, in the document's order.
+
+    Raises:
+        FlagFormatError: not a document of this format, a version other than
+            `EXPORT_VERSION`, an unknown top-level field, a bad flag, or a name
+            twice; ``pointer`` says where. Nothing is returned for a document
+            with any error.
+    """
+    if not isinstance(document, dict):
+        raise FlagFormatError("", f"an export is a JSON object, not {_short(document)}")
+    if document.get("format") != EXPORT_FORMAT:
+        raise FlagFormatError(
+            "/format", f"not a chorus export: format is {_short(document.get('format'))}"
+        )
+    version = document.get("version")
+    if version != EXPORT_VERSION:
+        raise FlagFormatError(
+            "/version",
+            f"version {_short(version)}: this chorus reads version {EXPORT_VERSION} only",
+        )
+    unknown = sorted(str(k) for k in document.keys() - _DOCUMENT_FIELDS)
+    if unknown:
+        raise FlagFormatError(pointer_part(unknown[0]), "unknown field")
+    items = document.get("flags")
+    if not isinstance(items, list):
+        raise FlagFormatError("/flags", f"a list of flags, not {_short(items)}")
+    flags: list[Flag] = []
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        flag = flag_from_json(item, f"/flags/{index}")
+        if flag.name in seen:
+            raise FlagFormatError(f"/flags/{index}/name", f"{flag.name} is in the file twice")
+        seen.add(flag.name)
+        flags.append(flag)
+    return flags
+
+
+def export_document(
+    flags: Iterable[Flag], *, node: str, exported_at: datetime.datetime
+) -> dict[str, Any]:
+    """The document of ``flags`` (sorted by name), exported by ``node`` at
+    ``exported_at`` (an aware datetime, written as ISO 8601)."""
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at": exported_at.isoformat(),
+        "node": node,
+        "flags": [flag_to_json(f) for f in sorted(flags, key=lambda f: f.name)],
+    }
+
+
+@attrs.frozen
+class ImportPlan:
+    """What importing one flag changes: the map entries to set and to delete, and
+    one line per change for people (empty when the cluster already matches)."""
+
+    name: str
+    sets: dict[tuple[str, ...], Any]
+    deletes: list[tuple[str, ...]]
+    changes: list[str]
+
+
+def _on(enabled: bool) -> str:
+    return "on" if enabled else "deny"
+
+
+def plan_import(current: Flag, wanted: Flag) -> ImportPlan:
+    """The changes that make ``current`` (the cluster's flag) equal ``wanted``: every
+    gate and metadata field of ``wanted`` set, every other one removed. Only what
+    differs is in the plan, so importing the same flag twice changes nothing the
+    second time.
+
+    Args:
+        current: the flag as the store describes it now.
+        wanted: the flag as imported, checked (`check_flag`).
+    """
+    name = wanted.name
+    sets: dict[tuple[str, ...], Any] = {}
+    deletes: list[tuple[str, ...]] = []
+    changes: list[str] = []
+
+    def one(key: tuple[str, ...], what: str, old: Any, new: Any, shown: str) -> None:
+        if new is None:
+            if old is not None:
+                deletes.append(key)
+                changes.append(f"{what}: cleared")
+        elif old != new or type(old) is not type(new):
+            sets[key] = new
+            changes.append(f"{what}: {shown}")
+
+    one((name, "boolean"), "boolean", current.boolean, wanted.boolean, _on(bool(wanted.boolean)))
+    for kind, now, then in (
+        ("actor", current.actors, wanted.actors),
+        ("group", current.groups, wanted.groups),
+    ):
+        for target in sorted(now.keys() | then.keys()):
+            new = then.get(target)
+            one((name, kind, target), f"{kind} {target}", now.get(target), new, _on(bool(new)))
+    for field in ("percentage_of_actors", "percentage_of_time"):
+        new = getattr(wanted, field)
+        one((name, field), field, getattr(current, field), new, f"{new}")
+    for field in META_FIELDS:
+        new = getattr(wanted, field)
+        one((name, "meta", field), field, getattr(current, field), new, _short(new))
+    return ImportPlan(name=name, sets=sets, deletes=deletes, changes=changes)
+
+
+def check_unique(flags: Sequence[Flag]) -> None:
+    """Raise `FlagFormatError` at the second flag of a name seen before."""
+    seen: set[str] = set()
+    for index, flag in enumerate(flags):
+        if flag.name in seen:
+            raise FlagFormatError(f"/{index}/name", f"{flag.name} is given twice")
+        seen.add(flag.name)
