@@ -43,6 +43,7 @@ from transport import (
     claim_node_id,
 )
 
+from ._export import ImportPlan
 from ._readiness import not_ready_reason
 from ._schema import Flag
 from ._store import AuditEntry, FlagStore, FlagSubscriber
@@ -109,7 +110,10 @@ class FlagClient:
             set ``advertise`` when nodes on other hosts must reach it.
         advertise: ``"host:port"`` peers dial; port 0 is the port bound.
         map_name: the replicated map the flags live in.
-        defaults: flag defaults, applied while the cluster holds no gate for a flag.
+        defaults: flag defaults, applied while the cluster holds no gate for a flag
+            (a bool, or a `Flag` whose gates decide; see `FlagStore`).
+        count_evaluations: count each flag's checks, for `evaluations` (see
+            `FlagStore`: about 40 ns more per check, no lock).
         wait_ready_s: `start`, and so the first read or write, waits this long, in
             seconds, for the node to be ready (admitted and synced), and raises
             `NotReadyError` if it is not. None waits for nothing: reads then give
@@ -136,6 +140,7 @@ class FlagClient:
         advertise: str | None = None,
         map_name: str = "flags",
         defaults: Mapping[str, bool | Flag] | None = None,
+        count_evaluations: bool = False,
         wait_ready_s: float | None = 30.0,
         lock_dir: str | os.PathLike[str] | None = None,
         transport_options: Mapping[str, Any] | None = None,
@@ -157,6 +162,7 @@ class FlagClient:
         self._advertise = advertise
         self._map_name = map_name
         self._defaults = dict(defaults or {})
+        self._count_evaluations = count_evaluations
         self._wait_ready_s = wait_ready_s
         self._lock_dir = lock_dir
         self._transport_options = dict(transport_options or {})
@@ -255,7 +261,11 @@ class FlagClient:
         _clients.add(self)
         try:
             self._started_store: FlagStore = background.run_sync(
-                lambda: FlagStore(background.node.map(self._map_name), self._defaults)
+                lambda: FlagStore(
+                    background.node.map(self._map_name),
+                    self._defaults,
+                    count_evaluations=self._count_evaluations,
+                )
             )
         except BaseException:
             self._stop_node(drain_s=0)
@@ -421,6 +431,26 @@ class FlagClient:
         """The flag's description, owner and expiry date that are set (see
         `FlagStore.metadata`); from any thread, with no hop to the node's."""
         return self._store.metadata(name)
+
+    def evaluations(self) -> tuple[dict[str, int], int] | None:
+        """Checks per flag, and of unknown flags, since start; None unless made with
+        ``count_evaluations=True`` (see `FlagStore.evaluations`). From any thread."""
+        return self._store.evaluations()
+
+    def export(self) -> list[Flag]:
+        """Every flag the cluster holds (see `FlagStore.export`)."""
+        result: list[Flag] = self._in_node(self._store.export)
+        return result
+
+    def import_flags(
+        self, flags: Iterable[Flag], *, author: str | None = None, dry_run: bool = False
+    ) -> list[ImportPlan]:
+        """Make each flag given equal in the cluster (see `FlagStore.import_flags`),
+        in the node's thread: whole or not at all."""
+        result: list[ImportPlan] = self._in_node(
+            self._store.import_flags, list(flags), author=author, dry_run=dry_run
+        )
+        return result
 
     def flag(self, name: str) -> Flag:
         """Everything known about one flag (see `FlagStore.flag`)."""

@@ -247,13 +247,18 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
-def _table(flags: list[dict[str, Any]]) -> str:
-    rows = [("FLAG", "BOOLEAN", "ACTORS", "GROUPS", "% ACTORS", "% TIME")]
+def _table(flags: list[dict[str, Any]], *, evaluated: bool = False) -> str:
+    """Flags as a table; ``evaluated`` adds their ``enabled`` and ``reason`` first."""
+    rows: list[tuple[str, ...]] = [("FLAG", "BOOLEAN", "ACTORS", "GROUPS", "% ACTORS", "% TIME")]
+    if evaluated:
+        rows = [("FLAG", "ENABLED", "BY", *rows[0][1:])]
     for f in flags:
         boolean = {True: "on", False: "off", None: "-"}[f["boolean"]]
+        answer = ("yes" if f["enabled"] else "no", f["reason"]) if evaluated else ()
         rows.append(
             (
                 f["name"],
+                *answer,
                 boolean,
                 _gates(f["actors"]),
                 _gates(f["groups"]),
@@ -350,24 +355,19 @@ def _request(
 
 def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     writing = args.action in ("enable", "disable", "clear")
-    if args.action == "list" and (args.actor or args.group):
-        parser.error(
-            "list shows every flag's gates and evaluates none: "
-            "use 'chorus flags get NAME --actor A --group G' to evaluate one flag"
-        )
     name = _check_name(args.name, parser) if args.action != "list" else ""
     if writing and not args.author:
         args.author = _default_author()
     where = f"chorus flags {args.action}"
 
     def send(client: Any) -> Any:
-        if args.action == "list":
-            return client.get("/flags")
-        if args.action == "get":
+        if args.action in ("list", "get"):
             params: dict[str, Any] = {"group": args.group or []}
             if args.actor:
                 params["actor"] = args.actor
-            return client.get(_flag_path(name), params=params)
+            return client.get(
+                "/flags" if args.action == "list" else _flag_path(name), params=params
+            )
         done: list[str] = []
         for method, description, data in _changes(args):
             if method == "PUT":
@@ -393,7 +393,7 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.json:
         print(json.dumps(document, indent=2, sort_keys=True))
     elif args.action == "list":
-        print(_table(document["flags"]))
+        print(_table(document["flags"], evaluated=bool(args.actor or args.group)))
     else:
         if writing:
             print()
@@ -602,12 +602,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing = actions.add_parser(
         "list",
         parents=[common],
-        help="every flag's gates",
-        description="Every flag's gates. Evaluates nothing: --actor and --group are "
-        "refused here (use 'get NAME --actor A').",
+        help="every flag's gates, evaluated for an actor and groups if given",
+        description="Every flag's gates; with --actor or --group, whether each flag is "
+        "enabled for them and which gate decided.",
     )
-    listing.add_argument("--actor", help=argparse.SUPPRESS)
-    listing.add_argument("--group", action="append", help=argparse.SUPPRESS)
+    listing.add_argument("--actor", action=_Once, help="evaluate every flag for this actor")
+    listing.add_argument(
+        "--group", action="append", help="evaluate for this group (repeatable: all apply)"
+    )
 
     get = actions.add_parser(
         "get",

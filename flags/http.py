@@ -2,7 +2,8 @@
 
 Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio run):
 
-- ``GET /flags``: every flag (gates, metadata, default).
+- ``GET /flags?actor=A&group=G``: every flag (gates, metadata, default); with an
+  actor or groups, each evaluated for them (``enabled`` and ``reason``).
 - ``GET /flags/{name}?actor=A&group=G&group=H``: one flag's gates and metadata, with
   ``enabled`` and ``reason`` evaluated for that actor and those groups; 404 for a flag
   with no gate, metadata or default.
@@ -212,7 +213,13 @@ def create_app(
         denied = read_guard(request)
         if denied is not None:
             return denied
-        return JSONResponse({"node": node_id, "flags": [flag_json(f) for f in store.all()]})
+        actor = request.query_params.get("actor") or None
+        groups = request.query_params.getlist("group")
+        flags = [flag_json(f) for f in store.all()]
+        if actor is not None or groups:  # evaluated for them, as GET /flags/{name} does
+            for flag in flags:
+                flag["enabled"], flag["reason"] = store.explain(flag["name"], actor, groups)
+        return JSONResponse({"node": node_id, "flags": flags})
 
     async def get_flag(request: Request) -> JSONResponse:
         denied = read_guard(request)

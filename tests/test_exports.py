@@ -97,6 +97,7 @@ EXPECTED = {
         "AuditEntry",
         "Flag",
         "FlagClient",
+        "FlagFormatError",
         "FlagStore",
         "LocalMap",
         "NotReadyError",

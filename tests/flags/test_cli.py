@@ -145,6 +145,26 @@ def test_every_option_given_applies_one_request_each(
     assert "enabled for actor u2 and groups g1, g2: no" in out
 
 
+def test_list_evaluates_every_flag_for_an_actor_and_groups(
+    node: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (("enable", "lx.a", "--actor", "ann"), ("disable", "lx.b", "--group", "banned")):
+        assert chorus(capsys, "flags", *argv, url=node.url)[0] == 0
+    code, out, err = chorus(
+        capsys, "flags", "list", "--actor", "ann", "--group", "banned", url=node.url
+    )
+    assert code == 0, err
+    rows = {line.split()[0]: line.split()[1:3] for line in out.splitlines()[1:]}
+    assert out.split()[:3] == ["FLAG", "ENABLED", "BY"]
+    assert rows["lx.a"] == ["yes", "actor"]
+    assert rows["lx.b"] == ["no", "group"]
+    code, out, _ = chorus(capsys, "flags", "list", "--json", "--actor", "bob", url=node.url)
+    by_name = {f["name"]: f for f in json.loads(out)["flags"]}
+    assert (by_name["lx.a"]["enabled"], by_name["lx.a"]["reason"]) == (False, "no_gate")
+    code, out, _ = chorus(capsys, "flags", "list", "--json", url=node.url)
+    assert "enabled" not in json.loads(out)["flags"][0]  # nothing to evaluate for
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -153,7 +173,7 @@ def test_every_option_given_applies_one_request_each(
             ("enable", "x", "--percentage-of-time", "0.1", "--percentage-of-time", "0.2"),
             "--percentage-of-time given twice",
         ),
-        (("list", "--actor", "u1"), "list shows every flag's gates and evaluates none"),
+        (("list", "--actor", "u1", "--actor", "u2"), "--actor given twice"),
         (("disable", "x", "--percentage-of-actors", "0.5"), "unrecognized arguments"),
     ],
 )

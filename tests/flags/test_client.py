@@ -12,7 +12,7 @@ import pytest
 
 import flags
 import transport
-from flags import FlagClient, FlagStore, NotReadyError
+from flags import Flag, FlagClient, FlagStore, NotReadyError
 from tests.helpers import eventually, free_port
 from transport import BackgroundNode, ForkedError, Node, TcpTransport, WriteRefused
 
@@ -84,6 +84,32 @@ def test_a_bad_write_raises_before_anything_is_applied(
         a.enable("search", author="x" * 1000)
     assert not a.known("search")
     assert a.audit("search") == []
+
+
+def test_a_client_counts_checks_and_exports_and_imports(
+    pair: tuple[FlagClient, FlagClient], tmp_path: Path
+) -> None:
+    a, b = pair
+    assert a.evaluations() is None  # off by default: the check is unchanged
+    counting = flags.connect(
+        [a.address or ""], secret=SECRET, lock_dir=tmp_path, count_evaluations=True, **FAST
+    )
+    try:
+        a.import_flags([Flag("ramp", percentage_of_actors=0.5, owner="ops")], author="me")
+        assert eventually(lambda: counting.known("ramp"))
+        for i in range(7):
+            counting.enabled("ramp", actor=f"u{i}")
+        counting.explain("nope")
+        evaluations = counting.evaluations()
+        assert evaluations is not None
+        assert (evaluations[0]["ramp"], evaluations[1]) == (7, 1)
+        assert eventually(
+            lambda: b.export() == [Flag("ramp", percentage_of_actors=0.5, owner="ops")]
+        )
+        [plan] = b.import_flags(b.export(), dry_run=True)
+        assert plan.changes == []
+    finally:
+        counting.close()
 
 
 def test_a_client_that_cannot_join_says_why_and_writes_nothing(tmp_path: Path) -> None:
