@@ -15,6 +15,7 @@ Secrets never go on the command line of ``serve``: the cluster secret comes from
 from __future__ import annotations
 
 import argparse
+import datetime
 import getpass
 import json
 import os
@@ -266,6 +267,11 @@ def _table(flags: list[dict[str, Any]], *, evaluated: bool = False) -> str:
                 _percent(f["percentage_of_time"]),
             )
         )
+    return _columns(rows)
+
+
+def _columns(rows: list[tuple[str, ...]]) -> str:
+    """Rows as left-aligned columns two spaces apart, the first row the heading."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -273,38 +279,82 @@ def _table(flags: list[dict[str, Any]], *, evaluated: bool = False) -> str:
     )
 
 
-#: One request of a write: (method, description, JSON body or query parameters).
-_Request = tuple[str, str, dict[str, Any]]
+#: One request of a write: (method, path, description, JSON body or query parameters).
+_Request = tuple[str, str, str, dict[str, Any]]
+#: The actions that write, and so need the token and carry an author.
+_WRITES = ("enable", "disable", "clear", "meta", "delete")
 
 
 def _changes(args: argparse.Namespace) -> list[_Request]:
     """The requests a write makes: one per change, in the order given on the line."""
-    verb = {"enable": "enabled", "disable": "disabled", "clear": "cleared"}[args.action]
+    path = _flag_path(args.name)
     author = {"author": args.author}
+    if args.action == "delete":
+        return [("DELETE", path, "deleted (gates and metadata)", author)]
+    if args.action == "meta":
+        fields = {
+            field: value
+            for field in ("description", "owner", "expires")
+            if (value := getattr(args, field)) is not None
+        }
+        described = ", ".join(f"{k} {v!r}" for k, v in fields.items())
+        return [("PUT", path + "/meta", f"set {described}", {**fields, **author})]
+    verb = {"enable": "enabled", "disable": "disabled", "clear": "cleared"}[args.action]
     if args.action == "clear":
         clears: list[_Request] = [
-            ("DELETE", f"{verb} the gate of actor {a}", {"actor": a, **author})
+            ("DELETE", path, f"{verb} the gate of actor {a}", {"actor": a, **author})
             for a in args.actor or []
         ]
         clears += [
-            ("DELETE", f"{verb} the gate of group {g}", {"group": g, **author})
+            ("DELETE", path, f"{verb} the gate of group {g}", {"group": g, **author})
             for g in args.group or []
         ]
-        return clears or [("DELETE", f"{verb} every gate", {"gates": "all", **author})]
+        return clears or [("DELETE", path, f"{verb} every gate", {"gates": "all", **author})]
     on = args.action == "enable"
     puts: list[_Request] = [
-        ("PUT", f"{verb} for actor {a}", {"actor": a, "enabled": on, **author})
+        ("PUT", path, f"{verb} for actor {a}", {"actor": a, "enabled": on, **author})
         for a in args.actor or []
     ]
     puts += [
-        ("PUT", f"{verb} for group {g}", {"group": g, "enabled": on, **author})
+        ("PUT", path, f"{verb} for group {g}", {"group": g, "enabled": on, **author})
         for g in args.group or []
     ]
     for field, what in (("percentage_of_actors", "actors"), ("percentage_of_time", "checks")):
         value = getattr(args, field, None)
         if value is not None:
-            puts.append(("PUT", f"{verb} for {value:.0%} of {what}", {field: value, **author}))
-    return puts or [("PUT", f"{verb} for everyone", {"enabled": on, **author})]
+            puts.append(
+                ("PUT", path, f"{verb} for {value:.0%} of {what}", {field: value, **author})
+            )
+    return puts or [("PUT", path, f"{verb} for everyone", {"enabled": on, **author})]
+
+
+def _audit_table(entries: list[dict[str, Any]]) -> str:
+    """Audit records as a table, the HLC timestamp shown as its UTC wall time."""
+    from hlc import Timestamp
+
+    rows: list[tuple[str, ...]] = [
+        ("WHEN (UTC)", "FLAG", "AUTHOR", "ACTION", "TARGET", "VALUE", "NODE")
+    ]
+    for e in entries:
+        try:
+            wall_ms = Timestamp.parse(e["timestamp"]).wall_ms
+            when = datetime.datetime.fromtimestamp(wall_ms / 1000, datetime.UTC)
+            shown = when.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        except (ValueError, OverflowError, OSError):
+            shown = e["timestamp"]
+        value = "-" if e["value"] is None else json.dumps(e["value"])
+        rows.append(
+            (
+                shown,
+                e["flag"],
+                e["author"] or "-",
+                e["action"],
+                e["target"] or "-",
+                value,
+                e["node"],
+            )
+        )
+    return _columns(rows)
 
 
 def _failed(response: Any) -> str:
@@ -354,8 +404,10 @@ def _request(
 
 
 def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    writing = args.action in ("enable", "disable", "clear")
-    name = _check_name(args.name, parser) if args.action != "list" else ""
+    writing = args.action in _WRITES
+    if args.action == "meta" and (args.description, args.owner, args.expires) == (None,) * 3:
+        parser.error("give at least one of --description, --owner, --expires")
+    name = _check_name(args.name, parser) if getattr(args, "name", None) is not None else ""
     if writing and not args.author:
         args.author = _default_author()
     where = f"chorus flags {args.action}"
@@ -368,12 +420,15 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             return client.get(
                 "/flags" if args.action == "list" else _flag_path(name), params=params
             )
+        if args.action == "audit":
+            path = _flag_path(name) + "/audit" if name else "/audit"
+            return client.get(path, params={"limit": args.limit})
         done: list[str] = []
-        for method, description, data in _changes(args):
+        for method, path, description, data in _changes(args):
             if method == "PUT":
-                response = client.put(_flag_path(name), json=data)
+                response = client.put(path, json=data)
             else:
-                response = client.delete(_flag_path(name), params=data)
+                response = client.delete(path, params=data)
             if response.status_code >= 400:
                 applied = f"; applied before it: {', '.join(done)}" if done else ""
                 print(
@@ -394,14 +449,20 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps(document, indent=2, sort_keys=True))
     elif args.action == "list":
         print(_table(document["flags"], evaluated=bool(args.actor or args.group)))
+    elif args.action == "audit":
+        print(_audit_table(document["audit"]))
     else:
         if writing:
             print()
         print(_table([document]))
+        about = [(f, document.get(f)) for f in ("description", "owner", "expires")]
+        for field, text in about:
+            if text is not None:
+                print(f"{field}: {text}")
         if "enabled" in document:
             who = " and ".join(
                 [f"actor {args.actor}"] * bool(args.actor)
-                + [f"groups {', '.join(args.group)}"] * bool(args.group)
+                + [f"groups {', '.join(args.group or ())}"] * bool(args.group)
             )
             print(
                 f"\nenabled{' for ' + who if who else ''}: "
@@ -569,7 +630,8 @@ def build_parser() -> argparse.ArgumentParser:
     flags = commands.add_parser(
         "flags",
         help="list, read and change flags through a node's HTTP admin",
-        description="A client of a node's HTTP admin. Writes (enable, disable, clear, import) need "
+        description="A client of a node's HTTP admin. Writes (enable, disable, clear, "
+        "meta, delete, import) need "
         "the admin token, from CHORUS_TOKEN or --token-file (never from the command line). "
         "Each change on a write's line is its own request, made in order and printed as it "
         "applies; the first refused stops the rest.",
@@ -658,6 +720,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     clear.add_argument("--actor", action="append", help="clear this actor's gate (repeatable)")
     clear.add_argument("--group", action="append", help="clear this group's gate (repeatable)")
+    meta = actions.add_parser(
+        "meta",
+        parents=[name, common, writer],
+        help="set a flag's description, owner or expiry date",
+        description="Set NAME's metadata: any of --description, --owner, --expires, in "
+        "one change (shown by 'get' and recorded in the audit log).",
+    )
+    meta.add_argument("--description", metavar="TEXT", help="what the flag is for")
+    meta.add_argument("--owner", metavar="WHO", help="who answers for it (a team, a person)")
+    meta.add_argument(
+        "--expires", metavar="YYYY-MM-DD", help="when it should be removed from the code"
+    )
+    actions.add_parser(
+        "delete",
+        parents=[name, common, writer],
+        help="delete a flag: every gate and its metadata",
+        description="Delete NAME from the cluster: every gate and its metadata. Its audit "
+        "log stays and records the deletion. Fails (404) if there is nothing to delete.",
+    )
+    audit = actions.add_parser(
+        "audit",
+        parents=[common],
+        help="recorded changes, newest first: of one flag, or of all",
+        description="The audit log: who changed what, when (the change's HLC time, "
+        "shown in UTC) and on which node; of NAME, or of every flag.",
+    )
+    audit.add_argument("name", nargs="?", help="the flag (default: every flag)")
+    audit.add_argument(
+        "--limit", type=int, default=20, help="how many records, 1 to 1000 (default %(default)s)"
+    )
     for sub in actions.choices.values():
         sub.set_defaults(run=_flags)
 

@@ -1,6 +1,7 @@
 """`chorus flags` run in-process (``main([...])``) against a real `chorus serve`, and
 `chorus serve`'s startup errors as real processes."""
 
+import datetime
 import json
 import os
 import socket
@@ -251,6 +252,49 @@ def test_writes_carry_an_author(
     assert code == 0, err
     expected = f"zoe@{socket.gethostname()}"
     assert eventually(lambda: f"authored changed by {expected}" in node.log.read_text())
+
+
+def test_metadata_delete_and_the_audit_log_from_the_command_line(
+    node: Serve, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def run(*argv: str) -> str:
+        code, out, err = chorus(capsys, "flags", *argv, url=node.url)
+        assert code == 0, err
+        return out
+
+    run("enable", "described", "--author", "ann")
+    out = run("meta", "described", "--owner", "payments", "--expires", "2027-01-31")
+    assert "described: set owner 'payments', expires '2027-01-31'" in out
+    out = run("get", "described")
+    assert "owner: payments" in out
+    assert "expires: 2027-01-31" in out
+    out = run("audit", "described")
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "WHEN",
+        "(UTC)",
+        "FLAG",
+        "AUTHOR",
+        "ACTION",
+        "TARGET",
+        "VALUE",
+        "NODE",
+    ]
+    assert [line.split()[4] for line in lines[1:]] == ["set_metadata", "enable"]
+    assert lines[2].split()[3] == "ann"
+    when = datetime.datetime.strptime(" ".join(lines[1].split()[:2]), "%Y-%m-%d %H:%M:%S.%f")
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    assert abs((now - when).total_seconds()) < 60  # the HLC time, read as wall time
+    out = run("delete", "described", "--author", "ann")
+    assert "described: deleted (gates and metadata) (author ann)" in out
+    assert node.get("/flags/described").status_code == 404
+    assert run("audit", "--limit", "1").splitlines()[1].split()[4] == "delete"
+    code, _, err = chorus(capsys, "flags", "delete", "described", url=node.url)
+    assert code == 1
+    assert "404: no flag named 'described'" in err
+    code, _, err = chorus(capsys, "flags", "meta", "described", url=node.url)
+    assert code == 2
+    assert "give at least one of --description, --owner, --expires" in err
 
 
 def serve_fails(*argv: str) -> str:
