@@ -21,7 +21,10 @@ Exported (counters end in ``_total``; times in seconds, sizes in bytes):
 - ``chorus_node_<counter>_total`` for the node's other counters (writes, merges,
   rejected messages, ...), ``chorus_unconfirmed_writes`` (now);
 - ``chorus_transport_<counter>_total`` for the transport's counters (among them
-  ``chorus_transport_handshake_failures_total``), ``chorus_transport_links``,
+  ``chorus_transport_handshake_failures_total``, and
+  ``chorus_transport_handshake_failures_by_reason_total{reason}``: ``secret``,
+  ``identity``, ``version``, ``http``, ``timeout``, ``closed``, ``own_node_id``,
+  ``self``, ``malformed``), ``chorus_transport_links``,
   ``chorus_transport_dialling``, ``chorus_transport_dial_errors`` (now);
 - ``chorus_flag_changes_total{flag}``: changes to a flag's gates or metadata seen by
   this node, local or replicated, since it started;
@@ -61,7 +64,10 @@ _NODE_OWN = frozenset(
     }
 )
 #: `transport.TcpStats` fields under clearer names.
-_TRANSPORT_NAMES = {"handshakes_failed": "handshake_failures"}
+_TRANSPORT_NAMES = {
+    "handshakes_failed": "handshake_failures",
+    "handshakes_failed_by_reason": "handshake_failures_by_reason",
+}
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -203,7 +209,15 @@ class ChorusCollector(Collector):
         if attrs.has(type(stats)):
             for field, value in attrs.asdict(stats).items():
                 name = _TRANSPORT_NAMES.get(field, field)
-                yield _counter(f"chorus_transport_{name}", f"Transport counter {field}.", value)
+                if isinstance(value, dict):  # by label: handshake failures by reason
+                    family = CounterMetricFamily(
+                        f"chorus_transport_{name}", f"Transport counter {field}.", labels=["reason"]
+                    )
+                    for reason, count in sorted(value.items()):
+                        family.add_metric([reason], count)
+                    yield family
+                else:
+                    yield _counter(f"chorus_transport_{name}", f"Transport counter {field}.", value)
         yield _gauge(
             "chorus_transport_links", "Peers with a connection up.", len(transport.peers())
         )
