@@ -2,9 +2,7 @@
 evaluation counts per flag, and a check that costs nothing more when they are off."""
 
 import contextlib
-import os
 import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from starlette.testclient import TestClient
 from flags import FlagStore, LocalMap
 from flags._metrics import metrics_registry
 from flags.http import create_app
-from tests.helpers import eventually, free_port, serve_argv
+from tests.helpers import Serve, eventually, three_served
 from transport.simulation import Simulation
 
 SECRET, TOKEN = "5e1c0f3a9d2b4e6f8a7c1d0e2f3b4a59", "metrics-admin-token"
@@ -172,43 +170,10 @@ def test_metrics_route_serves_prometheus_text_only_when_given_a_registry() -> No
 # -- a real cluster of chorus serve ----------------------------------------------------
 
 
-class Serve:
-    def __init__(self, name: str, join: list[int], tmp: Path) -> None:
-        self.name, self.gossip, self.http = name, free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.http}"
-        env = {**os.environ, "CHORUS_SECRET": SECRET, "CHORUS_TOKEN": TOKEN}
-        self.log = tmp / f"{name}.log"
-        self.process = subprocess.Popen(
-            serve_argv(name, self.gossip, self.http, join),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("ab"),
-        )
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=2)
-
-    def ready(self) -> bool:
-        try:
-            return self.get("/ready").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[list[Serve]]:
-    nodes: list[Serve] = []
-    try:
-        nodes.append(Serve("a", [], tmp_path))
-        assert eventually(nodes[0].ready, timeout=20), nodes[0].log.read_text()[-2000:]
-        nodes += [Serve(name, [nodes[0].gossip], tmp_path) for name in ("b", "c")]
-        for node in nodes:
-            assert eventually(node.ready, timeout=20), node.log.read_text()[-2000:]
+    with three_served(tmp_path, SECRET, TOKEN) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.process.kill()
-            node.process.wait(10)
 
 
 @pytest.mark.timeout(120)
@@ -245,3 +210,5 @@ def test_chorus_serve_exports_metrics_that_move(cluster: list[Serve]) -> None:
             (value(a.get("/metrics").text, "chorus_transport_handshake_failures_total") or 0) >= 1
         )
     )
+    reason = "chorus_transport_handshake_failures_by_reason_total"
+    assert (value(a.get("/metrics").text, reason, reason="http") or 0) >= 1
