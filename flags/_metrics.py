@@ -14,7 +14,9 @@ Exported (counters end in ``_total``; times in seconds, sizes in bytes):
   ``chorus_membership_changes_total{change="join"|"leave"}``;
 - ``chorus_messages_total`` and ``chorus_message_bytes_total``, by ``kind`` and
   ``direction`` (``sent``/``received``);
-- ``chorus_anti_entropy_rounds_total``; ``chorus_held_entries`` (now),
+- ``chorus_anti_entropy_rounds_total``; ``chorus_last_sync_timestamp_seconds``: the
+  wall time (Unix seconds) of the last one this node answered (no sample before
+  one); ``chorus_held_entries`` (now),
   ``chorus_held_back_total``, ``chorus_held_dropped_total``;
 - ``chorus_clock_offset_seconds`` (to the median of live member peers' clocks; no
   sample without one), ``chorus_clock_lead_seconds``, ``chorus_clock_steps_total``;
@@ -35,15 +37,18 @@ Exported (counters end in ``_total``; times in seconds, sizes in bytes):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
+import trio
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from transport import Node
 
+from ._cluster_view import wall_time
 from ._store import FlagStore
 
 #: `transport.NodeStats` fields exported by families of their own, or not at all.
@@ -171,6 +176,14 @@ class ChorusCollector(Collector):
         yield _counter(
             "chorus_anti_entropy_rounds", "Anti-entropy (sync) steps answered.", stats.sync_rounds
         )
+        last_sync = GaugeMetricFamily(
+            "chorus_last_sync_timestamp_seconds",
+            "Wall time of the last anti-entropy (sync) step answered, in Unix seconds.",
+        )
+        if stats.last_sync_time is not None:  # trio's monotonic clock: to wall time
+            at = wall_time(stats.last_sync_time, now=trio.current_time(), now_wall=time.time())
+            last_sync.add_metric([], at)
+        yield last_sync
         yield _gauge(
             "chorus_held_entries", "Entries held back for being too far ahead now.", node.held
         )

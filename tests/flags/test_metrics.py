@@ -3,12 +3,14 @@ evaluation counts per flag, and a check that costs nothing more when they are of
 
 import contextlib
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trio
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -122,6 +124,12 @@ def test_the_collector_over_a_simulated_cluster(sim_run: Any) -> None:
             sent = value(before, "chorus_messages_total", kind="heartbeat", direction="sent")
             assert sent is not None
             assert sent > 0
+            # Unix seconds, not trio's monotonic clock (a simulation's starts near 0).
+            last_sync = value(before, "chorus_last_sync_timestamp_seconds")
+            assert node.stats.last_sync_time is not None
+            age = trio.current_time() - node.stats.last_sync_time
+            assert last_sync is not None
+            assert abs(last_sync - (time.time() - age)) < 1
 
             writer.enable("checkout", author="bob")  # on b: replicated to a
             await sim.run_for(2)
@@ -186,6 +194,9 @@ def test_chorus_serve_exports_metrics_that_move(cluster: list[Serve]) -> None:
     assert value(text, "chorus_ready") == 1
     assert value(text, "chorus_transport_handshake_failures_total") == 0
     assert value(text, "chorus_clock_offset_seconds") is not None
+    last_sync = value(text, "chorus_last_sync_timestamp_seconds")
+    assert last_sync is not None  # b and c pulled from a
+    assert abs(last_sync - time.time()) < 30
 
     put = httpx.put(b.url + "/flags/new-checkout", json={"enabled": True}, headers=AUTH, timeout=2)
     assert put.status_code == 200
