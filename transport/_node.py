@@ -119,11 +119,14 @@ class PeerStatus:
             from the member set); None if neither says.
         member: an incarnation of that name is a current member of this node's
             cluster.
-        alive: the failure detector's verdict: heard within ``failure_timeout_s``.
+        alive: the failure detector's verdict: heard within ``failure_timeout_s``,
+            and not reported down by the transport since (a link that drops
+            declares its peer down at once).
         connected: the transport has a link to it now (`Transport.peers`).
         state: ``"up"`` (alive, connected, heard within half of
-            ``failure_timeout_s``), ``"suspect"`` (alive, but not connected or silent
-            for longer than that) or ``"down"`` (declared down, or never heard).
+            ``failure_timeout_s``), ``"suspect"`` (alive, but silent for longer than
+            that, as a stopped process whose connection stays open, or not
+            connected) or ``"down"`` (not alive: declared down, or never heard).
         last_heard: when this node last heard it, in seconds of trio's clock (None:
             never).
         clock_offset_ms: this node's clock minus the peer's, in ms (positive: this

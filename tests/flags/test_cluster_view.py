@@ -37,6 +37,11 @@ def test_cluster_document_over_a_simulated_cluster(sim_run: Any) -> None:
             assert await sim.settle(timeout=30) is not None
             await sim.run_for(3)  # an anti-entropy round or two
             a = sim.node("a")
+
+            def seen_by_a() -> dict[str, dict[str, Any]]:
+                doc = cluster_document(a, a._transport, now_wall=now_wall)
+                return {peer["id"]: peer for peer in doc["peers"]}
+
             doc = cluster_document(a, a._transport, now_wall=now_wall)
             # The old fields stay.
             assert doc["node"] == "a"
@@ -63,9 +68,24 @@ def test_cluster_document_over_a_simulated_cluster(sim_run: Any) -> None:
                 assert peer["dial_error"] is None
                 assert peer["refused"] is None
 
+            # Silent but linked (the memory transport keeps its link): suspect, then
+            # down once the failure timeout (3 s) passes.
+            sim.network.clog("c")
+            await sim.run_for(2)
+            c = seen_by_a()
+            assert c["c"]["state"] == "suspect"
+            assert c["c"]["connected"]
+            await sim.run_for(2)
+            c = seen_by_a()
+            assert c["c"]["state"] == "down"
+            sim.network.unclog("c")
+            await sim.run_for(2)
+            c = seen_by_a()
+            assert c["c"]["state"] == "up"
+
             sim.crash("c")
             await sim.run_for(10)
-            c = {p["id"]: p for p in cluster_document(a, a._transport, now_wall=now_wall)["peers"]}
+            c = seen_by_a()
             assert c["c"]["state"] == "down"
             assert not c["c"]["connected"]
             assert c["c"]["last_heard"]["age_s"] >= 9
