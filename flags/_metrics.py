@@ -14,14 +14,19 @@ Exported (counters end in ``_total``; times in seconds, sizes in bytes):
   ``chorus_membership_changes_total{change="join"|"leave"}``;
 - ``chorus_messages_total`` and ``chorus_message_bytes_total``, by ``kind`` and
   ``direction`` (``sent``/``received``);
-- ``chorus_anti_entropy_rounds_total``; ``chorus_held_entries`` (now),
+- ``chorus_anti_entropy_rounds_total``; ``chorus_last_sync_timestamp_seconds``: the
+  wall time (Unix seconds) of the last one this node answered (no sample before
+  one); ``chorus_held_entries`` (now),
   ``chorus_held_back_total``, ``chorus_held_dropped_total``;
 - ``chorus_clock_offset_seconds`` (to the median of live member peers' clocks; no
   sample without one), ``chorus_clock_lead_seconds``, ``chorus_clock_steps_total``;
 - ``chorus_node_<counter>_total`` for the node's other counters (writes, merges,
   rejected messages, ...), ``chorus_unconfirmed_writes`` (now);
 - ``chorus_transport_<counter>_total`` for the transport's counters (among them
-  ``chorus_transport_handshake_failures_total``), ``chorus_transport_links``,
+  ``chorus_transport_handshake_failures_total``, and
+  ``chorus_transport_handshake_failures_by_reason_total{reason}``: ``secret``,
+  ``identity``, ``version``, ``http``, ``timeout``, ``closed``, ``own_node_id``,
+  ``self``, ``malformed``), ``chorus_transport_links``,
   ``chorus_transport_dialling``, ``chorus_transport_dial_errors`` (now);
 - ``chorus_flag_changes_total{flag}``: changes to a flag's gates or metadata seen by
   this node, local or replicated, since it started;
@@ -32,15 +37,18 @@ Exported (counters end in ``_total``; times in seconds, sizes in bytes):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
+import trio
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from transport import Node
 
+from ._cluster_view import wall_time
 from ._store import FlagStore
 
 #: `transport.NodeStats` fields exported by families of their own, or not at all.
@@ -61,7 +69,10 @@ _NODE_OWN = frozenset(
     }
 )
 #: `transport.TcpStats` fields under clearer names.
-_TRANSPORT_NAMES = {"handshakes_failed": "handshake_failures"}
+_TRANSPORT_NAMES = {
+    "handshakes_failed": "handshake_failures",
+    "handshakes_failed_by_reason": "handshake_failures_by_reason",
+}
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -165,6 +176,14 @@ class ChorusCollector(Collector):
         yield _counter(
             "chorus_anti_entropy_rounds", "Anti-entropy (sync) steps answered.", stats.sync_rounds
         )
+        last_sync = GaugeMetricFamily(
+            "chorus_last_sync_timestamp_seconds",
+            "Wall time of the last anti-entropy (sync) step answered, in Unix seconds.",
+        )
+        if stats.last_sync_time is not None:  # trio's monotonic clock: to wall time
+            at = wall_time(stats.last_sync_time, now=trio.current_time(), now_wall=time.time())
+            last_sync.add_metric([], at)
+        yield last_sync
         yield _gauge(
             "chorus_held_entries", "Entries held back for being too far ahead now.", node.held
         )
@@ -203,7 +222,15 @@ class ChorusCollector(Collector):
         if attrs.has(type(stats)):
             for field, value in attrs.asdict(stats).items():
                 name = _TRANSPORT_NAMES.get(field, field)
-                yield _counter(f"chorus_transport_{name}", f"Transport counter {field}.", value)
+                if isinstance(value, dict):  # by label: handshake failures by reason
+                    family = CounterMetricFamily(
+                        f"chorus_transport_{name}", f"Transport counter {field}.", labels=["reason"]
+                    )
+                    for reason, count in sorted(value.items()):
+                        family.add_metric([reason], count)
+                    yield family
+                else:
+                    yield _counter(f"chorus_transport_{name}", f"Transport counter {field}.", value)
         yield _gauge(
             "chorus_transport_links", "Peers with a connection up.", len(transport.peers())
         )

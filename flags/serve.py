@@ -16,6 +16,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from transport import Node, TcpTransport
 
+from ._cluster_view import cluster_document
 from ._metrics import metrics_registry
 from ._readiness import not_ready_reason
 from ._schema import Flag
@@ -140,38 +141,12 @@ async def serve(
             if config.defaults:
                 log.info("node %s: defaults for %d flags", config.node_id, len(config.defaults))
 
-            def cluster() -> dict[str, Any]:
-                membership = node.membership
-                return {
-                    "node": node.node_id,
-                    "incarnation": node.incarnation,
-                    "synced": node.synced,
-                    "ready": node.ready,
-                    "not_ready_reason": node.not_ready_reason(),
-                    "clock_offset_ms": node.clock_offset_ms(),
-                    "clock": node.clock_status(),  # steps of the wall clock, HLC lead
-                    "members": sorted(node.members()),
-                    "membership": {
-                        "cluster": membership.cluster,
-                        "members": sorted(membership.members()),
-                        "removed": dict(sorted(membership.removed.items())),
-                    },
-                    "floor": str(node.floor),
-                    "held": node.held,
-                    "stats": attrs.asdict(node.stats),
-                    "transport": {
-                        **attrs.asdict(transport.stats),
-                        "dialling": len(transport.dialling()),
-                        "dial_errors": transport.dial_errors(),
-                    },
-                }
-
             app = create_app(
                 store,
                 token=config.token,
                 node_id=config.node_id,
                 synced=lambda: node.synced,
-                cluster=cluster,
+                cluster=lambda: cluster_document(node, transport),
                 accepting_writes=lambda: accepting,
                 not_ready=lambda: not_ready_reason(node, transport),
                 replicated=node.wait_replicated,

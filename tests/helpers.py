@@ -1,10 +1,15 @@
 """Small helpers the real-socket and real-process tests share."""
 
+import os
 import socket
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import trio
 
 from transport._tcp_protocol import Connection
@@ -28,6 +33,51 @@ def serve_argv(
         *(["--join", ",".join(f"127.0.0.1:{p}" for p in join)] if join else []),
         *options,
     ]
+
+
+class Serve:
+    """One ``chorus serve`` process on 127.0.0.1 with free ports, joining the cluster
+    ports ``join``, its stderr in ``tmp/<name>.log``."""
+
+    def __init__(self, name: str, join: list[int], tmp: Path, secret: str, token: str) -> None:
+        self.name, self.gossip, self.http = name, free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.http}"
+        env = {**os.environ, "CHORUS_SECRET": secret, "CHORUS_TOKEN": token}
+        self.log = tmp / f"{name}.log"
+        with self.log.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                serve_argv(name, self.gossip, self.http, join),
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=2)
+
+    def ready(self) -> bool:
+        try:
+            return self.get("/ready").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+@contextmanager
+def three_served(tmp: Path, secret: str, token: str) -> Iterator[list[Serve]]:
+    """Nodes ``a``, ``b`` and ``c`` (which join ``a``), each ready (20 s at most);
+    killed on the way out."""
+    nodes: list[Serve] = []
+    try:
+        nodes.append(Serve("a", [], tmp, secret, token))
+        assert eventually(nodes[0].ready, timeout=20), nodes[0].log.read_text()[-2000:]
+        nodes += [Serve(name, [nodes[0].gossip], tmp, secret, token) for name in ("b", "c")]
+        for node in nodes:
+            assert eventually(node.ready, timeout=20), node.log.read_text()[-2000:]
+        yield nodes
+    finally:
+        for node in nodes:
+            node.process.kill()
+            node.process.wait(10)
 
 
 def eventually(check: Callable[[], object], timeout: float = 10.0) -> bool:

@@ -77,6 +77,7 @@ EXPECTED = {
         "Node",
         "NodeStats",
         "PeerDown",
+        "PeerStatus",
         "PeerUp",
         "Received",
         "ReplicatedMap",

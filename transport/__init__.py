@@ -25,6 +25,7 @@ from ._memory import MemoryTransport as MemoryTransport
 from ._memory import NetworkStats as NetworkStats
 from ._node import Node as Node
 from ._node import NodeStats as NodeStats
+from ._node import PeerStatus as PeerStatus
 from ._node import WriteRefused as WriteRefused
 from ._replicated import ReplicatedMap as ReplicatedMap
 from ._replicated import Subscriber as Subscriber
@@ -50,6 +51,7 @@ __all__ = [
     "NodeIdClaim",
     "NodeStats",
     "PeerDown",
+    "PeerStatus",
     "PeerUp",
     "Received",
     "ReplicatedMap",

@@ -36,6 +36,9 @@ from ._tcp_protocol import Event as ProtoEvent
 log = logging.getLogger("chorus.tcp")
 _MAX_KNOWN_SOURCES = 4096
 _FAILED_HANDSHAKE_LOG_INTERVAL_S = 10.0
+_HTTP_METHODS = frozenset(
+    [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"PRI"]
+)
 #: How long a peer's refusal of our node id is believed without being repeated, in s
 #: (a refused node redials every few seconds, and is refused again while it holds).
 _REFUSAL_TTL_S = 15.0
@@ -72,6 +75,29 @@ def _diagnose(proto: Connection | None, exc: BaseException, received: bytes) -> 
     if "failed to prove" in text:
         return "it does not know our cluster secret", True
     return text, "handshake version" in text
+
+
+def _failure_reason(proto: Connection, exc: BaseException, received: bytes) -> str:
+    """A failed handshake's reason, as one word from a fixed set (a counter label:
+    anyone can connect and fail, so never the peer's own text)."""
+    text = str(exc)
+    if isinstance(exc, trio.TooSlowError):
+        return "timeout"
+    if received.startswith(b"HTTP/") or received[:8].split(b" ")[0] in _HTTP_METHODS:
+        return "http"
+    if "failed to prove it knows the secret" in text or (proto.proved and "closed" in text):
+        return "secret"
+    if "failed to prove its identity" in text:
+        return "identity"
+    if "handshake version" in text:
+        return "version"
+    if "claims our own node id" in text:
+        return "own_node_id"
+    if "we dialled ourselves" in text:
+        return "self"
+    if "closed" in text or not isinstance(exc, ProtocolError):
+        return "closed"  # closed, reset or broken before it was done
+    return "malformed"
 
 
 def _older(cluster: str | None, than: str | None) -> bool:
@@ -120,6 +146,9 @@ class TcpStats:
     connections_accepted: int = 0
     connections_dialled: int = 0
     handshakes_failed: int = 0  # wrong secret, malformed, timed out
+    # The same, by reason (see _failure_reason): "secret", "identity", "version",
+    # "http", "timeout", "closed", "own_node_id", "self", "malformed".
+    handshakes_failed_by_reason: dict[str, int] = attrs.field(factory=dict)
     connections_refused: int = 0  # over a pending-handshake limit (total, reserve, source)
     protocol_errors: int = 0  # bad frames after the handshake
     sends_dropped: int = 0  # a peer's queue was full
@@ -354,6 +383,13 @@ class TcpTransport(Transport):
         up, once dialling it fails otherwise, or ``15`` s after the last refusal."""
         now = trio.current_time()
         return {a: r for a, (r, at) in self._refusals.items() if now - at < _REFUSAL_TTL_S}
+
+    def peer_addresses(self) -> dict[str, str]:
+        """Where each node this transport has had a link with says it listens (the
+        address it advertised in its handshake, ``"host:port"``), by node id: what
+        this transport dials when the link drops. Kept after a link drops, as the
+        dialling is; the last address told wins."""
+        return dict(self._known)
 
     def dialling(self) -> frozenset[str]:
         """The addresses (``"host:port"``) this transport keeps dialling now: seeds as
@@ -725,6 +761,9 @@ class TcpTransport(Transport):
                             return event, events[i + 1 :]
         except (ProtocolError, trio.TooSlowError, trio.BrokenResourceError, OSError) as exc:
             self._stats.handshakes_failed += 1
+            by_reason = self._stats.handshakes_failed_by_reason
+            reason = _failure_reason(proto, exc, received)
+            by_reason[reason] = by_reason.get(reason, 0) + 1
             self._log_failed_handshake(str(exc) or type(exc).__name__)
             if address is not None:
                 self._dial_failed(address, *_diagnose(proto, exc, received))

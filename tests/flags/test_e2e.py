@@ -276,6 +276,12 @@ def test_a_misjoined_node_says_why_in_ready_and_in_one_error_line(
         assert eventually(lambda: expected in reason(), 15), reason()
         errors = [line for line in stray.log.read_text().splitlines() if expected in line]
         assert len([line for line in errors if "ERROR" in line]) == 1, errors
+        # /cluster counts the failed handshakes by reason, on both sides of a secret.
+        why = "secret" if target == "cluster" else "http"
+        for node in [stray, first] if target == "cluster" else [stray]:
+            transport = node.get("/cluster").json()["transport"]
+            assert transport["handshakes_failed"] >= 1, transport
+            assert transport["handshakes_failed_by_reason"].get(why, 0) >= 1, transport
     finally:
         stray.process.kill()
         stray.process.wait(10)

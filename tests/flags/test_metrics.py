@@ -2,15 +2,15 @@
 evaluation counts per flag, and a check that costs nothing more when they are off."""
 
 import contextlib
-import os
 import socket
-import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import trio
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from flags import FlagStore, LocalMap
 from flags._metrics import metrics_registry
 from flags.http import create_app
-from tests.helpers import eventually, free_port, serve_argv
+from tests.helpers import Serve, eventually, three_served
 from transport.simulation import Simulation
 
 SECRET, TOKEN = "5e1c0f3a9d2b4e6f8a7c1d0e2f3b4a59", "metrics-admin-token"
@@ -124,6 +124,12 @@ def test_the_collector_over_a_simulated_cluster(sim_run: Any) -> None:
             sent = value(before, "chorus_messages_total", kind="heartbeat", direction="sent")
             assert sent is not None
             assert sent > 0
+            # Unix seconds, not trio's monotonic clock (a simulation's starts near 0).
+            last_sync = value(before, "chorus_last_sync_timestamp_seconds")
+            assert node.stats.last_sync_time is not None
+            age = trio.current_time() - node.stats.last_sync_time
+            assert last_sync is not None
+            assert abs(last_sync - (time.time() - age)) < 1
 
             writer.enable("checkout", author="bob")  # on b: replicated to a
             await sim.run_for(2)
@@ -172,43 +178,10 @@ def test_metrics_route_serves_prometheus_text_only_when_given_a_registry() -> No
 # -- a real cluster of chorus serve ----------------------------------------------------
 
 
-class Serve:
-    def __init__(self, name: str, join: list[int], tmp: Path) -> None:
-        self.name, self.gossip, self.http = name, free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.http}"
-        env = {**os.environ, "CHORUS_SECRET": SECRET, "CHORUS_TOKEN": TOKEN}
-        self.log = tmp / f"{name}.log"
-        self.process = subprocess.Popen(
-            serve_argv(name, self.gossip, self.http, join),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("ab"),
-        )
-
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=2)
-
-    def ready(self) -> bool:
-        try:
-            return self.get("/ready").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[list[Serve]]:
-    nodes: list[Serve] = []
-    try:
-        nodes.append(Serve("a", [], tmp_path))
-        assert eventually(nodes[0].ready, timeout=20), nodes[0].log.read_text()[-2000:]
-        nodes += [Serve(name, [nodes[0].gossip], tmp_path) for name in ("b", "c")]
-        for node in nodes:
-            assert eventually(node.ready, timeout=20), node.log.read_text()[-2000:]
+    with three_served(tmp_path, SECRET, TOKEN) as nodes:
         yield nodes
-    finally:
-        for node in nodes:
-            node.process.kill()
-            node.process.wait(10)
 
 
 @pytest.mark.timeout(120)
@@ -221,6 +194,9 @@ def test_chorus_serve_exports_metrics_that_move(cluster: list[Serve]) -> None:
     assert value(text, "chorus_ready") == 1
     assert value(text, "chorus_transport_handshake_failures_total") == 0
     assert value(text, "chorus_clock_offset_seconds") is not None
+    last_sync = value(text, "chorus_last_sync_timestamp_seconds")
+    assert last_sync is not None  # b and c pulled from a
+    assert abs(last_sync - time.time()) < 30
 
     put = httpx.put(b.url + "/flags/new-checkout", json={"enabled": True}, headers=AUTH, timeout=2)
     assert put.status_code == 200
@@ -245,3 +221,5 @@ def test_chorus_serve_exports_metrics_that_move(cluster: list[Serve]) -> None:
             (value(a.get("/metrics").text, "chorus_transport_handshake_failures_total") or 0) >= 1
         )
     )
+    reason = "chorus_transport_handshake_failures_by_reason_total"
+    assert (value(a.get("/metrics").text, reason, reason="http") or 0) >= 1

@@ -59,6 +59,9 @@ def test_three_nodes_meet_through_one_seed() -> None:
             await wait_for_peer(b, "c")  # learned from a's gossip
             await wait_for_peer(c, "b")
             assert a.peers() == {"b", "c"}
+            addresses = a.peer_addresses()  # where each says it listens
+            assert addresses == {"b": b.advertised, "c": c.advertised}
+            assert b.peer_addresses()["a"] == f"127.0.0.1:{port}"
 
     trio.run(main)
 
@@ -74,6 +77,12 @@ def test_a_node_with_the_wrong_secret_learns_nothing_and_changes_nothing() -> No
             assert rogue.peers() == frozenset()
             assert a.stats.handshakes_failed >= 1
             assert rogue.send("a", b"x") is False
+            # Each side counts its failures by reason: a fixed word, not the peer's text.
+            failed = a.stats.handshakes_failed
+            assert a.stats.handshakes_failed_by_reason == {"secret": failed}
+            failed = rogue.stats.handshakes_failed
+            assert rogue.stats.handshakes_failed_by_reason == {"secret": failed}
+            assert a.peer_addresses() == {} == rogue.peer_addresses()
 
     trio.run(main)
 
@@ -95,15 +104,17 @@ async def raw(port: int, data: bytes, *, read: bool = True) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "data",
+    ("data", "reason"),
     [
-        b"\x00\x01\x02garbage that is not a frame",
-        (10_000_000).to_bytes(4, "big"),  # a length over the maximum
-        (50).to_bytes(4, "big") + b"short",  # a truncated frame, then EOF
-        (3).to_bytes(4, "big") + b"\x82\x01\x02",  # valid CBOR, wrong shape
+        (b"\x00\x01\x02garbage that is not a frame", "malformed"),
+        ((10_000_000).to_bytes(4, "big"), "malformed"),  # a length over the maximum
+        ((50).to_bytes(4, "big") + b"short", "timeout"),  # a truncated frame, then silence
+        ((3).to_bytes(4, "big") + b"\x82\x01\x02", "version"),  # valid CBOR: [1, 2]
     ],
 )
-def test_bad_input_ends_that_connection_and_the_node_keeps_serving(data: bytes) -> None:
+def test_bad_input_ends_that_connection_and_the_node_keeps_serving(
+    data: bytes, reason: str
+) -> None:
     async def main() -> None:
         port = free_port()
         a = TcpTransport("a", secret=SECRET, listen=("127.0.0.1", port), **fast())
@@ -112,6 +123,7 @@ def test_bad_input_ends_that_connection_and_the_node_keeps_serving(data: bytes) 
             await wait_for_peer(a, "b")
             await raw(port, data)
             assert a.stats.handshakes_failed >= 1
+            assert a.stats.handshakes_failed_by_reason == {reason: 1}
             assert b.send("a", b"still here")
             with trio.fail_after(5):
                 while (event := await a.receive()) != Received("b", b"still here"):
