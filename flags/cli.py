@@ -37,16 +37,23 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+DISTRIBUTION = "chorus-replicated"  # the name on the package index (pyproject.toml)
+
+
 def _version() -> str:
     """The installed distribution's version, found from the ``flags`` package (so a
-    renamed distribution needs no change here)."""
-    names = [*metadata.packages_distributions().get(__package__ or "flags", []), "chorus"]
-    for name in dict.fromkeys(names):
+    renamed distribution needs no change here). Of the distributions that provide a
+    top-level ``flags``, ours is the one that also provides ``transport``: an
+    unrelated ``flags`` from the package index installed alongside is passed over."""
+    providers = metadata.packages_distributions()
+    ours = set(providers.get("transport", []))
+    names = [n for n in providers.get(__package__ or "flags", []) if n in ours]
+    for name in dict.fromkeys([*names, DISTRIBUTION]):
         try:
             return f"{name} {metadata.version(name)}"
         except metadata.PackageNotFoundError:
             continue
-    return "chorus (version unknown: not installed)"
+    return f"{DISTRIBUTION} (version unknown: not installed)"
 
 
 class _Version(argparse.Action):
