@@ -2,6 +2,7 @@
 
     chorus serve --node-id a --listen 127.0.0.1:7400 --http 127.0.0.1:8400
     chorus serve --node-id b --listen 127.0.0.1:7401 --http 127.0.0.1:8401 --join 127.0.0.1:7400
+    chorus serve --node-id c --listen 0.0.0.0:7400 --advertise 10.0.0.3:7400 --join seeds:7400
     chorus flags enable new-checkout --url http://127.0.0.1:8400
     chorus flags get new-checkout --actor user-42
     chorus demo
@@ -108,7 +109,10 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error("--bootstrap-expect takes a number of nodes, at least 1")
         if args.bootstrap:
             parser.error("give --bootstrap or --bootstrap-expect, not both")
-    for option, value in (("--listen", args.listen), ("--http", args.http)):
+    addresses = [("--listen", args.listen), ("--http", args.http)]
+    if args.advertise is not None:
+        addresses.append(("--advertise", args.advertise))
+    for option, value in addresses:
         try:
             parse_address(value)
         except ValueError as exc:
@@ -123,6 +127,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     config = ServeConfig(
         node_id=args.node_id,
         listen=args.listen,
+        advertise=args.advertise,
         join=join,
         http=args.http,
         secret=secret,
@@ -404,6 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-id", required=True, help="this node's name in the cluster")
     serve.add_argument(
         "--listen", default="127.0.0.1:7400", help="cluster HOST:PORT (default %(default)s)"
+    )
+    serve.add_argument(
+        "--advertise",
+        metavar="HOST:PORT",
+        help="the address peers dial this node at (default: the --listen address; set it "
+        "when listening on 0.0.0.0, e.g. to the pod IP; port 0 stands for the port bound)",
     )
     serve.add_argument(
         "--join", default="", help="comma-separated HOST:PORT of other nodes (IPs or DNS names)"
