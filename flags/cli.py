@@ -42,13 +42,15 @@ DISTRIBUTION = "chorus-replicated"  # the name on the package index (pyproject.t
 
 
 def _version() -> str:
-    """The installed distribution's version, found from the ``flags`` package (so a
-    renamed distribution needs no change here). Of the distributions that provide a
-    top-level ``flags``, ours is the one that also provides ``transport``: an
-    unrelated ``flags`` from the package index installed alongside is passed over."""
+    """The installed distribution's version, found from the ``flags`` package. Of the
+    distributions that provide a top-level ``flags``, ours also provides
+    ``transport``: an unrelated ``flags`` from the package index installed alongside
+    is passed over. Where two of ours are (a virtualenv that still holds the install
+    from before the rename), the one named `DISTRIBUTION` is the one reported."""
     providers = metadata.packages_distributions()
     ours = set(providers.get("transport", []))
     names = [n for n in providers.get(__package__ or "flags", []) if n in ours]
+    names.sort(key=lambda name: name != DISTRIBUTION)
     for name in dict.fromkeys([*names, DISTRIBUTION]):
         try:
             return f"{name} {metadata.version(name)}"

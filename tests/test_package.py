@@ -70,7 +70,8 @@ def test_version_names_the_installed_distribution() -> None:
     # The distribution that installed these packages (an editable install of an older
     # checkout may still be named otherwise): the one providing flags and transport.
     providers = metadata.packages_distributions()
-    (installed,) = set(providers["flags"]) & set(providers["transport"])
+    ours = set(providers["flags"]) & set(providers["transport"])
+    installed = NAME if NAME in ours else ours.pop()
     assert result.stdout.strip() == f"{installed} {metadata.version(installed)}"
 
 
@@ -81,6 +82,11 @@ def test_version_passes_over_an_unrelated_flags_distribution(
     versions = {"flags": "0.0.1", NAME: "1.2.3"}
     monkeypatch.setattr(metadata, "packages_distributions", lambda: providers)
     monkeypatch.setattr(metadata, "version", versions.__getitem__)
+    assert cli._version() == f"{NAME} 1.2.3"
+    # A virtualenv that still holds the install from before the rename.
+    providers["flags"] = ["chorus", "flags", NAME]
+    providers["transport"] = ["chorus", NAME]
+    versions["chorus"] = "0.1.0"
     assert cli._version() == f"{NAME} 1.2.3"
 
 
