@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         import pycrdt
     except ImportError:
         print(
-            "pycrdt is not installed: skipping its rows (pip install 'chorus[bench]')",
+            "pycrdt is not installed: skipping its rows (pip install 'chorus-replicated[bench]')",
             file=sys.stderr,
         )
     else:

@@ -69,7 +69,7 @@ def redis_check() -> tuple[Callable[[], object] | None, Callable[[], None], str]
     try:
         import redis
     except ImportError:
-        return None, lambda: None, "redis-py not installed (pip install 'chorus[bench]')"
+        return None, lambda: None, "redis-py not installed (pip install 'chorus-replicated[bench]')"
     if binary is None:
         return None, lambda: None, "no redis-server (apt-get install redis-server): skipped"
     with socket.socket() as s:

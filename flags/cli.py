@@ -2,6 +2,7 @@
 
     chorus serve --node-id a --listen 127.0.0.1:7400 --http 127.0.0.1:8400
     chorus serve --node-id b --listen 127.0.0.1:7401 --http 127.0.0.1:8401 --join 127.0.0.1:7400
+    chorus serve --node-id c --listen 0.0.0.0:7400 --advertise 10.0.0.3:7400 --join seeds:7400
     chorus flags enable new-checkout --url http://127.0.0.1:8400
     chorus flags get new-checkout --actor user-42
     chorus demo
@@ -38,16 +39,25 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+DISTRIBUTION = "chorus-replicated"  # the name on the package index (pyproject.toml)
+
+
 def _version() -> str:
-    """The installed distribution's version, found from the ``flags`` package (so a
-    renamed distribution needs no change here)."""
-    names = [*metadata.packages_distributions().get(__package__ or "flags", []), "chorus"]
-    for name in dict.fromkeys(names):
+    """The installed distribution's version, found from the ``flags`` package. Of the
+    distributions that provide a top-level ``flags``, ours also provides
+    ``transport``: an unrelated ``flags`` from the package index installed alongside
+    is passed over. Where two of ours are (a virtualenv that still holds the install
+    from before the rename), the one named `DISTRIBUTION` is the one reported."""
+    providers = metadata.packages_distributions()
+    ours = set(providers.get("transport", []))
+    names = [n for n in providers.get(__package__ or "flags", []) if n in ours]
+    names.sort(key=lambda name: name != DISTRIBUTION)
+    for name in dict.fromkeys([*names, DISTRIBUTION]):
         try:
             return f"{name} {metadata.version(name)}"
         except metadata.PackageNotFoundError:
             continue
-    return "chorus (version unknown: not installed)"
+    return f"{DISTRIBUTION} (version unknown: not installed)"
 
 
 class _Version(argparse.Action):
@@ -102,7 +112,10 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error("--bootstrap-expect takes a number of nodes, at least 1")
         if args.bootstrap:
             parser.error("give --bootstrap or --bootstrap-expect, not both")
-    for option, value in (("--listen", args.listen), ("--http", args.http)):
+    addresses = [("--listen", args.listen), ("--http", args.http)]
+    if args.advertise is not None:
+        addresses.append(("--advertise", args.advertise))
+    for option, value in addresses:
         try:
             parse_address(value)
         except ValueError as exc:
@@ -122,6 +135,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     config = ServeConfig(
         node_id=args.node_id,
         listen=args.listen,
+        advertise=args.advertise,
         join=join,
         http=args.http,
         secret=secret,
@@ -567,6 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--node-id", required=True, help="this node's name in the cluster")
     serve.add_argument(
         "--listen", default="127.0.0.1:7400", help="cluster HOST:PORT (default %(default)s)"
+    )
+    serve.add_argument(
+        "--advertise",
+        metavar="HOST:PORT",
+        help="the address peers dial this node at (default: the --listen address; set it "
+        "when listening on 0.0.0.0, e.g. to the pod IP; port 0 stands for the port bound)",
     )
     serve.add_argument(
         "--join", default="", help="comma-separated HOST:PORT of other nodes (IPs or DNS names)"

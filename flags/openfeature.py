@@ -53,7 +53,7 @@ Every local or remote change emits ``PROVIDER_CONFIGURATION_CHANGED`` with the
 changed flags in ``flags_changed`` (which OpenFeature's own InMemoryProvider cannot
 do, open-feature/python-sdk#620). The SDK runs handlers on its own worker thread, a
 moment after the change. Requires the ``openfeature-sdk`` package (the
-``openfeature`` extra: ``pip install 'chorus[openfeature]'``).
+``openfeature`` extra: ``pip install 'chorus-replicated[openfeature]'``).
 """
 
 from __future__ import annotations

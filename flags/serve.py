@@ -33,6 +33,9 @@ class ServeConfig:
     Attributes:
         node_id: this node's name in the cluster.
         listen: ``host:port`` for the cluster (gossip) port.
+        advertise: ``host:port`` peers dial this node at (`transport.TcpTransport`'s
+            ``advertise``); None for the bound address. Needed when ``listen`` is
+            ``0.0.0.0`` (a container), whose bound address peers cannot dial.
         join: ``host:port`` seeds (IP addresses or DNS names).
         http: ``host:port`` for the HTTP admin.
         secret: the cluster secret; token: the admin bearer token. Never logged.
@@ -46,6 +49,7 @@ class ServeConfig:
 
     node_id: str
     listen: str = "127.0.0.1:7400"
+    advertise: str | None = None
     join: tuple[str, ...] = ()
     http: str = "127.0.0.1:8400"
     secret: str = attrs.field(default="", repr=False)
@@ -131,7 +135,11 @@ async def serve(
     """
     raise_open_files_limit()
     transport = TcpTransport(
-        config.node_id, secret=config.secret, listen=config.listen, seeds=config.join
+        config.node_id,
+        secret=config.secret,
+        listen=config.listen,
+        seeds=config.join,
+        advertise=config.advertise,
     )
     accepting = True
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -13,6 +13,14 @@ fi
 # Reinstall when pyproject.toml changes, otherwise skip the network.
 if [ ! -f "$stamp" ] || [ "$repo/pyproject.toml" -nt "$stamp" ]; then
     echo "setting up .venv (${extras:-chorus}); log in .venv/install.log" >&2
+    # This project was installed as "chorus" before it was renamed chorus-replicated:
+    # drop that install, if it is ours (it provides transport), so that two
+    # distributions do not claim the same packages and the same command.
+    if "$venv/bin/python" -c 'import importlib.metadata as m
+raise SystemExit("transport" not in m.distribution("chorus").read_text("top_level.txt").split())' \
+            2>/dev/null; then
+        "$venv/bin/python" -m pip uninstall -y chorus > "$venv/uninstall.log" 2>&1
+    fi
     if ! { "$venv/bin/python" -m pip install --upgrade pip \
            && "$venv/bin/python" -m pip install -e "$spec"; } > "$venv/install.log" 2>&1; then
         tail -n 30 "$venv/install.log" >&2

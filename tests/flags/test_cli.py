@@ -361,3 +361,23 @@ def _status(url: str, token: str | None = None) -> int | None:
         return httpx.get(url, headers=headers, timeout=2).status_code
     except httpx.HTTPError:
         return None
+
+
+@pytest.mark.timeout(60)
+def test_serve_advertise_is_the_address_the_transport_gives_peers(tmp_path: Path) -> None:
+    """``--advertise`` reaches `TcpTransport(advertise=...)`: port 0 there stands for the
+    port bound, and a malformed one is refused at start like ``--listen``."""
+    assert "--advertise" in serve_fails("--advertise", "no-port", "--http", "127.0.0.1:0")
+    gossip, http = free_port(), free_port()
+    log = tmp_path / "serve.log"
+    process = subprocess.Popen(
+        serve_argv("adv", gossip, http, (), "--advertise", "localhost:0"),
+        env={**os.environ, "CHORUS_SECRET": SECRET, "CHORUS_TOKEN": TOKEN},
+        stderr=log.open("wb"),
+    )
+    try:
+        assert eventually(lambda: _status(f"http://127.0.0.1:{http}/ready") == 200, timeout=20)
+        assert f"tcp adv: listening on localhost:{gossip}" in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(10)
