@@ -26,6 +26,7 @@ Pure: no map, no I/O; the caller reads the clock and the files.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -54,7 +55,31 @@ FLAG_FIELDS = (
     "percentage_of_time",
     *META_FIELDS,
 )
-_DOCUMENT_FIELDS = frozenset({"format", "version", "exported_at", "node", "flags"})
+_DOCUMENT_FIELDS = frozenset({"format", "version", "exported_at", "node", "flags", "skipped"})
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise ValueError(f"the key {key!r} is in one object twice")
+        found[key] = value
+    return found
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON as an export or an HTTP body is read: like `json.loads`, but a key
+    given twice in one object is refused (``json.loads`` keeps the last silently).
+
+    Raises:
+        ValueError: not JSON, a key twice, or a number over Python's digit limit;
+            the message says which. Also for nesting deeper than Python's
+            recursion limit (a `RecursionError` becomes a ValueError).
+    """
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def flag_to_json(flag: Flag) -> dict[str, Any]:
@@ -115,7 +140,7 @@ def parse_export(document: object) -> list[Flag]:
             "/format", f"not a chorus export: format is {_short(document.get('format'))}"
         )
     version = document.get("version")
-    if version != EXPORT_VERSION:
+    if type(version) is not int or version != EXPORT_VERSION:
         raise FlagFormatError(
             "/version",
             f"version {_short(version)}: this chorus reads version {EXPORT_VERSION} only",
@@ -138,17 +163,25 @@ def parse_export(document: object) -> list[Flag]:
 
 
 def export_document(
-    flags: Iterable[Flag], *, node: str, exported_at: datetime.datetime
+    flags: Iterable[Flag],
+    *,
+    node: str,
+    exported_at: datetime.datetime,
+    skipped: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The document of ``flags`` (sorted by name), exported by ``node`` at
-    ``exported_at`` (an aware datetime, written as ISO 8601)."""
-    return {
+    ``exported_at`` (an aware datetime, written as ISO 8601). ``skipped`` names the
+    entries left out (see `FlagStore.unexportable`); import ignores that list."""
+    document = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "exported_at": exported_at.isoformat(),
         "node": node,
         "flags": [flag_to_json(f) for f in sorted(flags, key=lambda f: f.name)],
     }
+    if skipped:
+        document["skipped"] = list(skipped)
+    return document
 
 
 @attrs.frozen

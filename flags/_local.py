@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, ItemsView, Iterable, Iterator
+from collections.abc import Callable, ItemsView, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -66,6 +66,19 @@ class LocalMap:
 
     def delete(self, key: Key) -> None:
         self._notify(self._state.merge(LWWMap().delete(key, self._clock.now())))
+
+    def update(self, sets: Mapping[Key, Any] | None = None, deletes: Iterable[Key] = ()) -> None:
+        """Set and delete several keys as one change, one notification (see
+        `transport.ReplicatedMap.update`)."""
+        deleted = list(deletes)
+        self.check_writable([*(sets or {}), *deleted], values=(sets or {}).values())
+        delta = LWWMap()
+        for key, value in (sets or {}).items():
+            if key not in deleted:
+                delta.set(key, value, self._clock.now())
+        for key in deleted:
+            delta.delete(key, self._clock.now())
+        self._notify(self._state.merge(delta))
 
     def merge(self, other: LWWMap) -> None:
         """Merge a delta or full state, as a replica receiving it would."""

@@ -110,6 +110,19 @@ class FlagFormatError(ValueError):
         self.message = message
 
 
+def is_text(value: object, chars: int = MAX_TEXT_CHARS) -> bool:
+    """True for a str of at most ``chars`` characters that encodes as UTF-8: JSON can
+    carry a lone surrogate (``"\\ud800"``), which no text encoding, log line or CBOR
+    string can."""
+    if type(value) is not str or len(value) > chars:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def pointer_part(token: object) -> str:
     """One reference token of a JSON pointer: ``"/"`` + the token, ``~`` written
     ``~0`` and ``/`` written ``~1`` (RFC 6901, section 3)."""
@@ -162,9 +175,10 @@ def check_flag(flag: Flag) -> Flag:
                 raise FlagFormatError("/" + field, str(exc)) from None
     for field in ("description", "owner"):
         text = getattr(flag, field)
-        if text is not None and (type(text) is not str or len(text) > MAX_TEXT_CHARS):
+        if text is not None and not is_text(text):
             raise FlagFormatError(
-                "/" + field, f"a str of at most {MAX_TEXT_CHARS} chars, not {_short(text)}"
+                "/" + field,
+                f"a str of at most {MAX_TEXT_CHARS} chars of Unicode text, not {_short(text)}",
             )
     if flag.expires is not None:
         try:

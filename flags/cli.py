@@ -488,7 +488,7 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def read_export(path: str, what: str, parser: argparse.ArgumentParser) -> list[Any]:
     """The flags of an export file (``-``: stdin); any error exits 2 naming the file
     and, for a bad value, its JSON pointer."""
-    from ._export import parse_export
+    from ._export import loads, parse_export
     from ._schema import FlagFormatError
 
     try:
@@ -496,11 +496,11 @@ def read_export(path: str, what: str, parser: argparse.ArgumentParser) -> list[A
     except (OSError, UnicodeDecodeError) as exc:
         _fail(parser, f"{what} {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}")
     try:
-        return parse_export(json.loads(text))
-    except json.JSONDecodeError as exc:
-        _fail(parser, f"{what} {path}: not JSON: {exc}")
+        return parse_export(loads(text))
     except FlagFormatError as exc:
         _fail(parser, f"{what} {path}: at {exc.pointer or '/'}: {exc.message}")
+    except ValueError as exc:
+        _fail(parser, f"{what} {path}: not JSON: {exc}")
 
 
 def _transfer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -539,8 +539,15 @@ def _transfer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 partial.write_text(text, encoding="utf-8")
                 partial.replace(target)
             except OSError as exc:
+                partial.unlink(missing_ok=True)
                 print(f"{where}: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
                 return 1
+        for entry in document.get("skipped", []):
+            print(
+                f"{where}: left out {entry}: its name is outside the grammar, so no "
+                "import would take it back (rename it, then export again)",
+                file=sys.stderr,
+            )
         print(
             f"exported {len(document['flags'])} flags from node {document['node']}"
             f" to {args.output or 'stdout'}",

@@ -65,7 +65,7 @@ from starlette.routing import Route
 
 from transport import WriteRefused
 
-from ._export import export_document, parse_export
+from ._export import export_document, loads, parse_export
 from ._schema import Flag, FlagFormatError
 from ._store import FlagStore
 
@@ -86,8 +86,16 @@ class _Rejected(Exception):
         self.status = status
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+class _ErrorResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error may quote what the
+    client sent, a lone surrogate included, which UTF-8 cannot encode."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def _error(status: int, message: str, **more: Any) -> JSONResponse:
+    return _ErrorResponse({"error": message, **more}, status_code=status)
 
 
 def flag_json(flag: Flag) -> dict[str, Any]:
@@ -162,9 +170,11 @@ def create_app(
     async def body_of(request: Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
         raw = await read_body(request, limit)
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise _Rejected(400, "the body is not valid JSON") from None
+            body = loads(raw)
+        except UnicodeDecodeError:
+            raise _Rejected(400, "the body is not valid JSON: not UTF-8") from None
+        except ValueError as exc:
+            raise _Rejected(400, f"the body is not valid JSON: {exc}") from None
         if not isinstance(body, dict):
             raise _Rejected(422, "the body must be a JSON object")
         return body
@@ -273,7 +283,13 @@ def create_app(
                 store.clear(name, author=author)
             elif actor is None and group is None:
                 if not store.delete(name, author=author):
-                    return no_flag(name)
+                    if not store.known(name):
+                        return no_flag(name)
+                    return _error(
+                        404,
+                        f"the cluster holds no gate or metadata for {name!r}: nothing to "
+                        "delete (its default on this node stays)",
+                    )
                 log.info("http: %s deleted by %s", name, author or "http")
             else:
                 store.clear(name, actor=actor, group=group, author=author)
@@ -320,7 +336,11 @@ def create_app(
         if denied is not None:
             return denied
         now = datetime.datetime.now(datetime.UTC)
-        return JSONResponse(export_document(store.export(), node=node_id, exported_at=now))
+        skipped = store.unexportable()
+        if skipped:
+            log.warning("http: export leaves out %d entries: %s", len(skipped), skipped[:10])
+        document = export_document(store.export(), node=node_id, exported_at=now, skipped=skipped)
+        return JSONResponse(document)
 
     async def import_flags(request: Request) -> JSONResponse:
         denied = write_guard(request)
@@ -337,7 +357,7 @@ def create_app(
             return _error(exc.status, str(exc))
         except FlagFormatError as exc:
             log.warning("http: rejected an import: %s", exc)
-            return JSONResponse({"error": exc.message, "pointer": exc.pointer}, status_code=422)
+            return _error(422, exc.message, pointer=exc.pointer)
         except ValueError as exc:
             return _error(422, str(exc))
         except WriteRefused as exc:

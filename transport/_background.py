@@ -27,7 +27,7 @@ import contextlib
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -121,6 +121,11 @@ class SyncMap:
     def delete(self, key: Key) -> None:
         """Delete on every node (see `ReplicatedMap.delete`); returns once applied here."""
         self._owner.run_sync(self._view.delete, key)
+
+    def update(self, sets: Mapping[Key, Any] | None = None, deletes: Iterable[Key] = ()) -> None:
+        """Set and delete several keys as one change (see `ReplicatedMap.update`);
+        returns once applied here."""
+        self._owner.run_sync(self._view.update, dict(sets or {}), list(deletes))
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Like `ReplicatedMap.subscribe`; ``callback`` runs in the node's thread."""

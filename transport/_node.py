@@ -1051,23 +1051,33 @@ class Node:
             )
 
     def _write(self, name: str, key: Key, value: Any, *, delete: bool = False) -> None:
-        full_key = (name, key)
-        after = self._check_write(full_key)
+        self._write_many(name, [(key, value, delete)])
+
+    def _write_many(self, name: str, writes: list[tuple[Key, Any, bool]]) -> None:
+        """Write ``(key, value, delete)`` triples of map ``name`` as one delta: every
+        key and value is checked first, and a refusal writes nothing.
+        The keys get increasing timestamps, the map's subscribers one notification
+        with every key, and the broadcast one outbox entry."""
+        full_keys = [(name, key) for key, _, _ in writes]
+        afters = [self._check_write(full_key) for full_key in full_keys]
         scratch = LWWMap()
-        ts = self._clock.now_after(Timestamp(after[0], after[1], "\x00"))
-        if delete:
-            delta = scratch.delete(full_key, ts)
-        else:
-            delta = scratch.set(full_key, value, ts)
-            self._check_size(len(delta._regs[full_key][3]))
-        self.stats.writes += 1
-        self._unconfirmed[full_key] = delta._regs[full_key]
+        for full_key, after, (_, value, delete) in zip(full_keys, afters, writes, strict=True):
+            ts = self._clock.now_after(Timestamp(after[0], after[1], "\x00"))
+            if delete:
+                scratch.delete(full_key, ts)
+            else:
+                scratch.set(full_key, value, ts)
+                self._check_size(len(scratch._regs[full_key][3]))
+        self.stats.writes += len(writes)
+        regs = scratch._regs
+        for full_key in full_keys:
+            self._unconfirmed[full_key] = regs[full_key]
         self.stats.unconfirmed = len(self._unconfirmed)
-        self._after_merge(self._state.merge(delta))
+        self._after_merge(self._state.merge(scratch))
         if len(self._outbox) >= self._outbox_size:
             self.stats.deltas_dropped += 1
         else:
-            self._outbox.append(delta)
+            self._outbox.append(scratch)
             self._outbox_ready.set()
 
     # -- receiving -----------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -100,6 +100,26 @@ class ReplicatedMap:
         """
         self._check_thread()
         self._node._write(self._name, key, None, delete=True)
+
+    def update(self, sets: Mapping[Key, Any] | None = None, deletes: Iterable[Key] = ()) -> None:
+        """Set and delete several keys as one change: one delta on the wire, one
+        notification to subscribers with every key, and all of it or nothing.
+
+        Every key and value is checked before anything is written, as `set` and
+        `delete` check them; a key in both ``sets`` and ``deletes`` is deleted. The
+        keys are stamped in order (``sets`` first), each after the one before.
+
+        Raises:
+            TypeError, ValueError, WriteRefused, RuntimeError: as for `set`;
+                nothing is written.
+        """
+        self._check_thread()
+        deleted = list(deletes)
+        gone = set(deleted)
+        writes = [(k, v, False) for k, v in (sets or {}).items() if k not in gone]
+        writes += [(k, None, True) for k in dict.fromkeys(deleted)]
+        if writes:
+            self._node._write_many(self._name, writes)
 
     def check_writable(self, keys: Iterable[Key], *, values: Iterable[Any] = ()) -> None:
         """Raise what writes of ``keys`` and ``values`` would raise now, writing nothing.

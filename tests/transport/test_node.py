@@ -1,5 +1,5 @@
 import logging
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import trio
@@ -64,6 +64,40 @@ def test_subscribers_hear_local_and_remote_changes_once(sim_run: Any) -> None:
             sim.node("a").map("m").set("after", 3)
             await sim.run_for(1)
             assert len(heard) == 2
+
+    sim_run(main)
+
+
+def test_an_update_is_one_delta_one_notification_and_all_or_nothing(sim_run: Any) -> None:
+    async def main() -> None:
+        async with Simulation(seed=3) as sim:
+            await sim.start("a", "b")
+            await sim.run_for(1)
+            a, b = sim.node("a"), sim.node("b")
+            a.map("m").set("old", 0)
+            await sim.run_for(1)
+            heard_a: list[frozenset[Key]] = []
+            heard_b: list[frozenset[Key]] = []
+            a.map("m").subscribe(heard_a.append)
+            b.map("m").subscribe(heard_b.append)
+            queued = len(a._outbox)
+            sets: dict[Key, Any] = {f"k{i}": i for i in range(5000)}  # > the outbox holds
+            a.map("m").update(sets, deletes=["old"])
+            assert len(a._outbox) == queued + 1
+            assert heard_a == [frozenset({*sets, "old"})]
+            stamps = [a.map("m").timestamp(k) or Timestamp(0, 0, "") for k in sets]
+            assert stamps == sorted(stamps)  # stamped in order
+            await sim.run_for(2)
+            assert dict(b.map("m").items()) == sets
+            assert a.stats.deltas_dropped == 0
+            # A key refused (a bad type) refuses the whole update: nothing is written.
+            with pytest.raises(TypeError):
+                a.map("m").update({"fine": 1, ("bad", cast(Any, 1.5)): 2})
+            assert "fine" not in a.map("m")
+            with pytest.raises(ValueError, match="max_value_bytes"):
+                a.map("m").update({"fine": 1, "huge": "x" * (a.max_value_bytes + 1)})
+            assert "fine" not in a.map("m")
+            assert len(heard_a) == 1
 
     sim_run(main)
 
