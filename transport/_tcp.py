@@ -36,6 +36,8 @@ from ._tcp_protocol import Event as ProtoEvent
 log = logging.getLogger("chorus.tcp")
 _MAX_KNOWN_SOURCES = 4096
 _FAILED_HANDSHAKE_LOG_INTERVAL_S = 10.0
+#: How often a DNS seed is looked up while it resolves to nothing or no link is up, in s.
+_QUICK_RESOLVE_S = 1.0
 _HTTP_METHODS = frozenset(
     [b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"CONNECT", b"PRI"]
 )
@@ -200,7 +202,8 @@ class TcpTransport(Transport):
             port (see `address` once serving). Default ``127.0.0.1:0``.
         seeds: addresses to dial, ``"host:port"``: IP addresses or DNS names, the
             latter re-resolved every ``resolve_interval_s`` (a Kubernetes headless
-            service lists every pod). Peers also tell each other the addresses they
+            service lists every pod), and every second while the name resolves to
+            nothing or no link is up. Peers also tell each other the addresses they
             know, so one seed is enough.
         secret: the cluster secret (bytes, or str as UTF-8), at least 128 random
             bits (`check_secret`; make one with ``chorus secret``). Never sent: see
@@ -471,7 +474,15 @@ class TcpTransport(Transport):
                 self._add_known_hosts(str(i[4][0]) for i in infos)
             for address in sorted(resolved):
                 self._dial(address)
-            await trio.sleep(self._resolve_interval_s)
+            # Until the name resolves and a link is up, look again soon: a fresh
+            # Kubernetes StatefulSet's pods appear in its headless service's DNS a
+            # few at a time, and a node that saw only itself must not wait minutes.
+            quick = not resolved or not self._links
+            await trio.sleep(
+                min(self._resolve_interval_s, _QUICK_RESOLVE_S)
+                if quick
+                else self._resolve_interval_s
+            )
 
     def _add_known_hosts(self, hosts: Iterable[str]) -> None:
         for host in hosts:

@@ -386,3 +386,39 @@ def test_a_dial_error_leaves_once_that_node_connects_to_us() -> None:
                 assert a.dial_errors() == {}  # a has not dialled again (30 s backoff)
 
     trio.run(main)
+
+
+class _SlowDns(trio.abc.HostnameResolver):
+    """``seed.test`` resolves to nothing for its first ``empty`` lookups, then to
+    127.0.0.1: a StatefulSet's pods appearing in DNS late."""
+
+    def __init__(self, empty: int) -> None:
+        self.empty, self.lookups = empty, 0
+
+    async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        assert host in (b"seed.test", "seed.test"), host
+        self.lookups += 1
+        if self.lookups <= self.empty:
+            raise trio.socket.gaierror(trio.socket.EAI_NONAME, "no such name yet")
+        return [(trio.socket.AF_INET, trio.socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    async def getnameinfo(self, *args: Any) -> Any:
+        raise NotImplementedError
+
+
+def test_a_seed_that_resolves_late_is_looked_up_again_within_seconds() -> None:
+    async def main() -> None:
+        dns = _SlowDns(empty=2)
+        trio.socket.set_custom_hostname_resolver(dns)
+        port = free_port()
+        b = TcpTransport("b", secret=SECRET, listen=("127.0.0.1", port), **fast())
+        # resolve_interval_s is 30 s: only the quick retry can find b within 5 s.
+        a = TcpTransport("a", secret=SECRET, seeds=[f"seed.test:{port}"], **fast())
+        async with serving(b), serving(a):
+            with trio.fail_after(5):
+                await eventually(lambda: a.peers() == {"b"})
+            lookups = dns.lookups
+            await trio.sleep(3.5)  # linked: at most the lookup already due, then 30 s
+            assert dns.lookups <= lookups + 1
+
+    trio.run(main)
