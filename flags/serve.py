@@ -178,10 +178,12 @@ async def serve(
                 )
                 address = transport.address
                 gossip = f"{address[0]}:{address[1]}" if address else config.listen
+                advertised = transport.advertised
                 log.info(
-                    "node %s serving: cluster %s, http %s, joining %s",
+                    "node %s serving: cluster %s%s, http %s, joining %s",
                     config.node_id,
                     gossip,
+                    f" (peers dial {advertised})" if advertised and advertised != gossip else "",
                     " ".join(bound),
                     ",".join(config.join) or "nobody",
                 )

@@ -378,6 +378,7 @@ def test_serve_advertise_is_the_address_the_transport_gives_peers(tmp_path: Path
     try:
         assert eventually(lambda: _status(f"http://127.0.0.1:{http}/ready") == 200, timeout=20)
         assert f"tcp adv: listening on localhost:{gossip}" in log.read_text()
+        assert f"cluster 127.0.0.1:{gossip} (peers dial localhost:{gossip})" in log.read_text()
     finally:
         process.terminate()
         process.wait(10)
