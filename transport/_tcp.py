@@ -467,7 +467,10 @@ class TcpTransport(Transport):
                 self._dial_failed(name, f"cannot resolve {host!r}: {exc}", misconfigured=True)
                 infos = []
             else:
-                self._dial_errors.pop(name, None)
+                # Only the lookup's own error: a seed given as an IP address is its
+                # own dial address, whose dial error must stay until a dial succeeds.
+                if self._dial_errors.get(name, "").startswith("cannot resolve"):
+                    del self._dial_errors[name]
             resolved = frozenset(format_address(str(i[4][0]), int(i[4][1])) for i in infos)
             if resolved:  # a failed lookup keeps the last answer
                 self._book.set_seed(name, resolved)

@@ -422,3 +422,19 @@ def test_a_seed_that_resolves_late_is_looked_up_again_within_seconds() -> None:
             assert dns.lookups <= lookups + 1
 
     trio.run(main)
+
+
+def test_a_dial_error_of_an_ip_seed_stays_across_lookups() -> None:
+    """An IP seed is looked up too (to the same address): a successful lookup must not
+    clear the address's dial error, or /ready's reason flickers with every lookup."""
+
+    async def main() -> None:
+        seed = f"127.0.0.1:{free_port()}"  # nothing listens there
+        a = TcpTransport("a", secret=SECRET, seeds=[seed], resolve_interval_s=0.02, **fast())
+        async with serving(a):
+            await eventually(lambda: seed in a.dial_errors())
+            for _ in range(50):  # about 25 lookups
+                assert seed in a.dial_errors()
+                await trio.sleep(0.02)
+
+    trio.run(main)
