@@ -8,6 +8,15 @@ notebooks.
 from ._background import BackgroundNode as BackgroundNode
 from ._background import ForkedError as ForkedError
 from ._background import SyncMap as SyncMap
+from ._calls import CallError as CallError
+from ._calls import CallResult as CallResult
+from ._calls import CallTimeout as CallTimeout
+from ._calls import Handler as Handler
+from ._calls import MemberEvent as MemberEvent
+from ._calls import Overloaded as Overloaded
+from ._calls import PeerUnavailable as PeerUnavailable
+from ._calls import RemoteError as RemoteError
+from ._calls import UnknownService as UnknownService
 from ._hrw import rendezvous_owner as rendezvous_owner
 from ._identity import NodeIdClaim as NodeIdClaim
 from ._identity import claim_node_id as claim_node_id
@@ -40,9 +49,14 @@ __all__ = [
     "MIN_SECRET_BITS",
     "SIM_EPOCH_MS",
     "BackgroundNode",
+    "CallError",
+    "CallResult",
+    "CallTimeout",
     "Event",
     "ForkedError",
+    "Handler",
     "LinkFaults",
+    "MemberEvent",
     "Membership",
     "MemoryNetwork",
     "MemoryTransport",
@@ -50,10 +64,13 @@ __all__ = [
     "Node",
     "NodeIdClaim",
     "NodeStats",
+    "Overloaded",
     "PeerDown",
     "PeerStatus",
+    "PeerUnavailable",
     "PeerUp",
     "Received",
+    "RemoteError",
     "ReplicatedMap",
     "Subscriber",
     "SyncMap",
@@ -61,6 +78,7 @@ __all__ = [
     "TcpTransport",
     "Transport",
     "TransportClosed",
+    "UnknownService",
     "WeakSecretError",
     "WriteRefused",
     "check_secret",

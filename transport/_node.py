@@ -21,6 +21,7 @@ from crdt._stability import ZERO, Point, Stability
 from crdt._values import canonical_value
 from hlc import HLC, ClockSkewError, Timestamp, system_wall_ms
 
+from ._calls import CallResult, Calls, Handler, MemberEvent, UnknownService, check_service
 from ._holdback import HeldEntries
 from ._hrw import rendezvous_owner
 from ._interface import PeerDown, PeerUp, Received, Transport, TransportClosed
@@ -29,11 +30,15 @@ from ._replicated import ReplicatedMap
 from ._wire import (
     Heartbeat,
     decode_ack,
+    decode_call,
     decode_heartbeat,
     decode_members,
+    decode_reply,
+    decode_services,
     encode_ack,
     encode_heartbeat,
     encode_members,
+    encode_services,
     peek_kind,
 )
 
@@ -163,6 +168,11 @@ class _Peer:
     # The incarnation id of its last heartbeat when that one was refused (another
     # incarnation of the name is a member, heard lately): see Node._refusal.
     refused: str | None = None
+    # The services it serves, as its incarnation `services_of` last said (see calls).
+    services: frozenset[str] = frozenset()
+    services_of: str | None = None
+    # The incarnation a member event last announced as up (None: down or never up).
+    announced: str | None = None
 
 
 class Node:
@@ -422,6 +432,10 @@ class Node:
         # the node did not run, when it ran again). See _paused_reason.
         self._last_tick: float | None = None
         self._pause: tuple[float, float] | None = None
+        self._calls = Calls(self)
+        self._member_watchers: list[Callable[[MemberEvent], None]] = []
+        self._services_told = False  # services were ever announced: keep telling them
+        self._ticks = 0
 
     @property
     def _me(self) -> str:
@@ -999,6 +1013,173 @@ class Node:
         """The member that owns ``key`` by rendezvous (HRW) hashing over `members`."""
         return rendezvous_owner(key, self.members())
 
+    # -- calls (see transport._calls) ---------------------------------------------------
+
+    def serve(
+        self, service: str, handler: Handler, *, max_concurrent: int = 64
+    ) -> Callable[[], None]:
+        """Serve ``service``: ``await handler(caller_node_id, payload)`` answers each
+        call of it, from a peer (`call`) or from this node (`call_owner`).
+
+        The handler runs in the node's trio thread, in a task of its own, cancelled
+        when the caller's timeout has passed here. What it returns is the answer
+        (a value a map can hold); what it raises reaches the caller as
+        `RemoteError`, and is logged here. Peers learn which services each node
+        serves within a heartbeat or two (`services_of`, `MemberEvent`).
+
+        Args:
+            service: 1 to 100 ASCII characters.
+            handler: an async function of ``(caller, payload)``.
+            max_concurrent: handlers of this service running at once; a call
+                beyond that is answered `Overloaded` at once.
+
+        Returns:
+            A function that stops serving it (calls arriving after answer
+            `UnknownService`).
+
+        Raises:
+            ValueError: a bad name or ``max_concurrent``, a service served already,
+                or more than 64 services.
+            TypeError: ``handler`` is not callable.
+        """
+        return self._calls.serve(service, handler, max_concurrent)
+
+    def services(self) -> frozenset[str]:
+        """The services this node serves."""
+        return self._calls.services()
+
+    def services_of(self, peer: str) -> frozenset[str]:
+        """The services ``peer`` serves, as its current incarnation last told this
+        node (empty when unknown); this node's own for its own id."""
+        if peer == self.node_id:
+            return self.services()
+        record = self._peers.get(peer)
+        if record is None or record.services_of is None or record.services_of != record.incarnation:
+            return frozenset()
+        return record.services
+
+    def serving(self, service: str) -> frozenset[str]:
+        """The live members that serve ``service``: the candidates of `call_owner`.
+        A node counts while it is live (`members`), its current incarnation is a
+        member of the cluster, and that incarnation said it serves ``service``."""
+        members = self._membership.members()
+        found = set()
+        for name in self.members():
+            if service not in self.services_of(name):
+                continue
+            incarnation = (
+                self.incarnation if name == self.node_id else self._peers[name].incarnation
+            )
+            if f"{name}/{incarnation}" in members:
+                found.add(name)
+        return frozenset(found)
+
+    def owner_of(self, key: Key, service: str) -> str | None:
+        """The owner of ``key`` among the nodes `serving` ``service``, by rendezvous
+        (HRW) hashing; None when none does. Two nodes agree on it once they see the
+        same live members and services; see `call_owner` for the window when they
+        do not."""
+        candidates = self.serving(service)
+        return rendezvous_owner(key, candidates) if candidates else None
+
+    async def call(
+        self, peer: str, service: str, payload: Any = None, *, timeout_s: float = 5.0
+    ) -> Any:
+        """Call ``service`` on ``peer`` and return its answer (see `serve`).
+
+        At most once: the call is sent once, never retried (see `transport._calls`).
+
+        Args:
+            peer: a node id; this node's own id serves the call here.
+            payload: the argument, a value a map can hold, at most the transport's
+                message size less 256 bytes once encoded.
+            timeout_s: how long to wait for the answer, in seconds; the callee gives
+                up on the handler after that long too.
+
+        Raises:
+            CallTimeout: no answer in time.
+            PeerUnavailable: not linked to ``peer``, or it went down or restarted
+                while the call was in flight.
+            UnknownService: ``peer`` does not serve ``service``.
+            Overloaded: too many calls in flight, there or from here.
+            RemoteError: the handler raised (or its answer could not be sent).
+            TypeError, ValueError: the payload cannot be sent (a type a map cannot
+                hold; too big); nothing is sent.
+        """
+        check_service(service)
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+        encoded = self._calls.encode_payload(peer, service, payload)
+        if peer == self.node_id:
+            return await self._calls.call_here(service, encoded, timeout_s)
+        return await self._calls.call(peer, service, encoded, timeout_s)
+
+    async def call_owner(
+        self, key: Key, service: str, payload: Any = None, *, timeout_s: float = 5.0
+    ) -> CallResult:
+        """Call ``service`` on the owner of ``key`` (`owner_of`) and say who answered.
+
+        The owner is elected among the live members that serve ``service`` by
+        rendezvous (HRW) hashing, so each key has one owner while the nodes agree on
+        who is live, and a node leaving moves only its own keys. While membership
+        changes (a node starting, stopping, or cut off) two nodes may each see a
+        different owner for a while: at most the failure timeout after a crash (the
+        others see it down), about one heartbeat interval after a start (its
+        services reach the others), at once after a graceful stop. Work that must
+        happen once per key should tolerate that window (`ReplicatedCache` does: a
+        value computed twice is written twice, the later one wins).
+
+        Raises:
+            UnknownService: no live member serves ``service``.
+            The errors of `call`.
+        """
+        owner = self.owner_of(key, service)
+        if owner is None:
+            raise UnknownService(self.node_id, service, "no live member serves it")
+        return CallResult(owner, await self.call(owner, service, payload, timeout_s=timeout_s))
+
+    def watch_members(self, callback: Callable[[MemberEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every `MemberEvent`: a peer up, down,
+        restarted, or serving other services (Erlang's ``net_kernel:monitor_nodes``).
+        Runs in the node's trio thread; an exception it raises is logged.
+
+        Returns:
+            A function that stops the calls.
+        """
+        self._member_watchers.append(callback)
+
+        def unwatch() -> None:
+            if callback in self._member_watchers:
+                self._member_watchers.remove(callback)
+
+        return unwatch
+
+    def _tell_members(self, event: MemberEvent) -> None:
+        for callback in list(self._member_watchers):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("node %s: member watcher %r raised", self._me, callback)
+
+    def _services_message(self) -> bytes:
+        return encode_services(self.incarnation, self.services())
+
+    def _services_changed(self) -> None:
+        self._services_told = True
+        message = self._services_message()
+        for peer in sorted(self._transport.peers()):
+            self._send(peer, message, "services")
+
+    def _on_services(self, peer: str, incarnation: str, services: frozenset[str]) -> None:
+        record = self._peers[peer]
+        if record.incarnation is not None and incarnation != record.incarnation:
+            return  # an older (or not yet heard) incarnation's: its heartbeat decides
+        before = record.services if record.services_of == incarnation else frozenset()
+        changed = services != before
+        record.services, record.services_of = services, incarnation
+        if changed and record.announced == incarnation:
+            self._tell_members(MemberEvent("services", peer, incarnation, services))
+
     def wall_ms(self) -> int:
         """This node's clock, in ms since the epoch: the wall clock it was given, less
         any step not confirmed yet (`unconfirmed_step_ms`, as of the node's last
@@ -1096,6 +1277,8 @@ class Node:
                 # Introduce ourselves at once: a joiner waits for a synced peer's
                 # heartbeat before it pulls, so do not make it wait for the next tick.
                 self._send(event.peer, self._heartbeat(), "heartbeat")
+                if self._services_told:
+                    self._send(event.peer, self._services_message(), "services")
             elif isinstance(event, PeerDown):
                 self._declare_down(event.peer, "transport reports it down")
 
@@ -1110,6 +1293,12 @@ class Node:
                 message = decode_members(data)
             elif kind == "ack":
                 message = decode_ack(data)
+            elif kind == "call":
+                message = decode_call(data)
+            elif kind == "reply":
+                message = decode_reply(data)
+            elif kind == "services":
+                message = decode_services(data)
             else:
                 message = decode_heartbeat(data)
         except DecodeError as exc:
@@ -1123,6 +1312,12 @@ class Node:
             self._on_heartbeat(peer, message)
         elif kind == "members":
             self._on_members(peer, *message)
+        elif kind == "call":
+            self._calls.on_call(peer, *message)
+        elif kind == "reply":
+            self._calls.on_reply(peer, *message)
+        elif kind == "services":
+            self._on_services(peer, *message)
         elif kind == "ack":
             if self._peers[peer].refused is not None:
                 # Maybe from the refused process (it merges our deltas too): not
@@ -1283,8 +1478,13 @@ class Node:
         if record.incarnation is not None and record.incarnation != incarnation:
             self.stats.joins += 1
             log.info("node %s: peer %s restarted (%s)", self._me, peer, incarnation)
+            self._calls.peer_lost(peer, f"it restarted as {incarnation}")
             self._start_sync(peer)
         record.incarnation = incarnation
+        if record.announced != incarnation:
+            kind = "up" if record.announced is None else "restarted"
+            record.announced = incarnation
+            self._tell_members(MemberEvent(kind, peer, incarnation, self.services_of(peer)))
         record.synced = heartbeat.synced
         record.cluster = heartbeat.cluster
         record.membership = heartbeat.membership
@@ -1446,6 +1646,10 @@ class Node:
             record.alive = False
             self.stats.leaves += 1
             log.info("node %s: peer %s is down (%s)", self._me, peer, why)
+            self._calls.peer_lost(peer, f"it is down ({why})")
+            if record.announced is not None:
+                self._tell_members(MemberEvent("down", peer, record.announced, frozenset()))
+                record.announced = None
 
     def _heartbeat(self) -> bytes:
         clock = self._clock.now()
@@ -1512,8 +1716,17 @@ class Node:
                 )
             self._last_tick = now
             message = self._heartbeat()
+            self._ticks += 1
+            # Services go on their own message (older nodes drop an unknown kind, but
+            # would refuse a heartbeat of a new shape), told again now and then in
+            # case one was lost.
+            services = (
+                self._services_message() if self._services_told and self._ticks % 4 == 0 else None
+            )
             for peer in sorted(self._transport.peers()):
                 self._send(peer, message, "heartbeat")
+                if services is not None:
+                    self._send(peer, services, "services")
             now = trio.current_time()
             for peer, record in self._peers.items():
                 if record.alive and now - record.last_seen > self._failure_timeout_s:

@@ -31,7 +31,7 @@ from hlc import MAX_LOGICAL, MAX_WALL_MS
 
 from ._membership import Membership
 
-KINDS = frozenset({"ack", "heartbeat", "members", "map", "sync"})
+KINDS = frozenset({"ack", "heartbeat", "members", "map", "sync", "call", "reply", "services"})
 #: Longest incarnation id accepted, in characters.
 MAX_INCARNATION = 64
 #: Most members a heartbeat's vectors may list.
@@ -247,3 +247,102 @@ def decode_members(data: bytes) -> tuple[Point, Membership]:
         return _point(obj[2]), Membership.from_wire(obj[3])
     except ValueError as exc:
         raise DecodeError(str(exc)) from None
+
+
+# -- calls (see transport/_calls.py) ------------------------------------------------------
+
+#: Longest service name, in characters.
+MAX_SERVICE_CHARS = 100
+#: Most services one node may serve.
+MAX_SERVICES = 64
+#: A reply's status: the handler's answer, or why there is none.
+REPLY_STATUSES = frozenset({"ok", "error", "unknown_service", "overloaded", "expired", "restarted"})
+
+
+def _check_service(name: object) -> str:
+    if type(name) is not str or not 0 < len(name) <= MAX_SERVICE_CHARS or not name.isascii():
+        raise DecodeError(f"a service name is 1 to {MAX_SERVICE_CHARS} ASCII characters")
+    return name
+
+
+def encode_call(
+    call_id: int, service: str, timeout_ms: int, incarnation: str, payload: bytes
+) -> bytes:
+    """``[1, "call", id, service, timeout_ms, incarnation, payload]``: call ``service``
+    on the incarnation ``incarnation`` of the receiver ("" for whichever runs),
+    answering within ``timeout_ms``; ``payload`` is the argument's canonical CBOR."""
+    return cbor2.dumps([FORMAT_VERSION, "call", call_id, service, timeout_ms, incarnation, payload])
+
+
+def decode_call(data: bytes) -> tuple[int, str, int, str, bytes]:
+    """Decode a ``call``: ``(id, service, timeout_ms, incarnation, payload)``.
+
+    Raises:
+        DecodeError: malformed, or a field of the wrong type or range.
+    """
+    obj: Any = decode_cbor(data, "call")
+    if type(obj) is not list or len(obj) != 7 or obj[:2] != [FORMAT_VERSION, "call"]:
+        raise DecodeError(
+            "call: expected [1, 'call', id, service, timeout_ms, incarnation, payload]"
+        )
+    call_id, service, timeout_ms, incarnation, payload = obj[2:]
+    if (
+        type(call_id) is not int
+        or not 0 <= call_id < 2**64
+        or type(timeout_ms) is not int
+        or not 0 < timeout_ms <= 24 * 3600 * 1000
+        or type(incarnation) is not str
+        or len(incarnation) > MAX_INCARNATION
+        or type(payload) is not bytes
+    ):
+        raise DecodeError("call: a field has the wrong type or range")
+    return call_id, _check_service(service), timeout_ms, incarnation, payload
+
+
+def encode_reply(call_id: int, status: str, body: bytes | str) -> bytes:
+    """``[1, "reply", id, status, body]``: the answer's canonical CBOR when ``status`` is
+    ``"ok"``, else a message saying why there is none."""
+    return cbor2.dumps([FORMAT_VERSION, "reply", call_id, status, body])
+
+
+def decode_reply(data: bytes) -> tuple[int, str, bytes | str]:
+    """Decode a ``reply``: ``(id, status, body)``.
+
+    Raises:
+        DecodeError: malformed, an unknown status, or a body of the wrong type.
+    """
+    obj: Any = decode_cbor(data, "reply")
+    if type(obj) is not list or len(obj) != 5 or obj[:2] != [FORMAT_VERSION, "reply"]:
+        raise DecodeError("reply: expected [1, 'reply', id, status, body]")
+    call_id, status, body = obj[2:]
+    if type(call_id) is not int or not 0 <= call_id < 2**64 or status not in REPLY_STATUSES:
+        raise DecodeError("reply: a field has the wrong type or range")
+    if (status == "ok") != (type(body) is bytes) or type(body) not in (bytes, str):
+        raise DecodeError("reply: an ok reply carries bytes, any other a message")
+    return call_id, status, body
+
+
+def encode_services(incarnation: str, services: frozenset[str]) -> bytes:
+    """``[1, "services", incarnation, [name, ...]]``: the services the sender's
+    incarnation ``incarnation`` serves now (sorted)."""
+    return cbor2.dumps([FORMAT_VERSION, "services", incarnation, sorted(services)])
+
+
+def decode_services(data: bytes) -> tuple[str, frozenset[str]]:
+    """Decode a ``services`` message: ``(incarnation, services)``.
+
+    Raises:
+        DecodeError: malformed, or more than `MAX_SERVICES` names.
+    """
+    obj: Any = decode_cbor(data, "services")
+    if type(obj) is not list or len(obj) != 4 or obj[:2] != [FORMAT_VERSION, "services"]:
+        raise DecodeError("services: expected [1, 'services', incarnation, names]")
+    incarnation, names = obj[2:]
+    if (
+        type(incarnation) is not str
+        or not 0 < len(incarnation) <= MAX_INCARNATION
+        or type(names) is not list
+        or len(names) > MAX_SERVICES
+    ):
+        raise DecodeError("services: a field has the wrong type or range")
+    return incarnation, frozenset(_check_service(n) for n in names)

@@ -1,0 +1,377 @@
+"""Calls between nodes: request and response over the cluster's own connections.
+
+A node serves named *services* (`Node.serve`) and calls them on a peer
+(`Node.call`) or on the owner of a key (`Node.call_owner`), over the transport the
+cluster already authenticates. This is Erlang's ``gen_server:call`` and Riak Core's
+``riak_core_vnode_master:sync_command`` reduced to what replicated state needs: one
+request, one answer or a typed error, within a deadline.
+
+Semantics:
+
+- **At most once.** A call is sent once and never retried here; a duplicated
+  message runs the handler once (the callee remembers recent call ids), and a lost
+  message or answer ends in `CallTimeout`. The handler may therefore have run even
+  when the caller sees a timeout or `PeerUnavailable`: retry only what is safe to
+  repeat, or make the handler idempotent.
+- **Deadlines travel.** The callee is told how long the caller waits and cancels
+  the handler when that time has passed on its own clock (measured from when the
+  call arrived, so clocks need not agree). A handler can thus outlive its caller's
+  timeout by at most the one-way network delay.
+- **Bounded.** Each service runs at most ``max_concurrent`` handlers at once and
+  each peer may have at most `MAX_INBOUND_PER_PEER` calls running here; beyond
+  either the callee answers `Overloaded` at once, so a slow handler sheds load
+  instead of growing memory. A caller has at most `MAX_PENDING_PER_PEER` calls in
+  flight to one peer.
+- **Fail fast.** Calls in flight to a peer fail with `PeerUnavailable` as soon as
+  the node sees the peer down (its link dropped, or silent for the failure
+  timeout) or restarted (a new incarnation); a call sent to an incarnation that
+  has since restarted is answered so.
+- **Errors stay remote.** A handler that raises is logged on the callee (logger
+  ``chorus.calls``) and its caller gets `RemoteError` with the exception's type and
+  message; the node goes on.
+
+Payloads and answers are values of the kind a replicated map holds (None, bool, int,
+float, str, bytes, lists, dicts with str or bytes keys), encoded as canonical CBOR,
+and a call or answer must fit in one transport message.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from crdt._values import _load_value, canonical_value
+
+from ._wire import MAX_SERVICE_CHARS, MAX_SERVICES, encode_call, encode_reply
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+log = logging.getLogger("chorus.calls")
+
+#: A service's handler: ``await handler(caller_node_id, payload)`` returns the answer.
+Handler = Callable[[str, Any], Awaitable[Any]]
+#: Calls one peer may have running on this node at once; more are answered `Overloaded`.
+MAX_INBOUND_PER_PEER = 256
+#: Calls this node may have in flight to one peer at once; more raise `Overloaded`.
+MAX_PENDING_PER_PEER = 1024
+#: How many recent call ids a node remembers per caller, to run a duplicate once.
+_SEEN_PER_PEER = 4096
+#: Bytes a call or reply adds around its payload (ids, names), kept free of the limit.
+_ENVELOPE_BYTES = 256
+#: Longest remote error message kept, in characters.
+_MESSAGE_CHARS = 1000
+
+
+class CallError(Exception):
+    """A call that has no answer. Subclasses say why.
+
+    Attributes:
+        peer: the node called.
+        service: the service called.
+    """
+
+    def __init__(self, peer: str, service: str, message: str) -> None:
+        super().__init__(f"call of {service!r} on {peer}: {message}")
+        self.peer = peer
+        self.service = service
+
+
+class CallTimeout(CallError):
+    """No answer within the call's ``timeout_s``. The handler may have run."""
+
+
+class PeerUnavailable(CallError):
+    """The peer is not linked, went down, or restarted while the call was in flight.
+    The handler may have run (if the peer went down after it started)."""
+
+
+class RemoteError(CallError):
+    """The handler raised; the message names the exception (logged on the callee)."""
+
+
+class UnknownService(CallError):
+    """The peer serves no such service (or, for `Node.call_owner`, no member does)."""
+
+
+class Overloaded(CallError):
+    """Too many calls in flight: on the callee (for the service, or from this node),
+    or from this node to that peer. Nothing ran; retry later."""
+
+
+@attrs.frozen
+class CallResult:
+    """The answer of `Node.call_owner`, and which node gave it.
+
+    Attributes:
+        node: the node id of the owner that answered (this node's own id when it
+            owns the key and served the call itself).
+        value: the handler's answer.
+    """
+
+    node: str
+    value: Any
+
+
+@attrs.frozen
+class MemberEvent:
+    """A change in the nodes this node hears (see `Node.watch_members`).
+
+    Attributes:
+        kind: ``"up"`` (heard from, after being down or never heard), ``"down"``
+            (declared down: link dropped, or silent for the failure timeout),
+            ``"restarted"`` (a new incarnation, with no down seen in between) or
+            ``"services"`` (it serves other services now).
+        node: the peer's node id.
+        incarnation: its incarnation id (the last known one for ``"down"``).
+        services: the services it serves, as last heard (empty when down).
+    """
+
+    kind: str
+    node: str
+    incarnation: str | None
+    services: frozenset[str]
+
+
+def check_service(name: object) -> str:
+    """Raise ValueError unless ``name`` is a service name: 1 to `MAX_SERVICE_CHARS`
+    ASCII characters."""
+    if type(name) is not str or not 0 < len(name) <= MAX_SERVICE_CHARS or not name.isascii():
+        raise ValueError(f"a service name is 1 to {MAX_SERVICE_CHARS} ASCII characters")
+    return name
+
+
+@attrs.define
+class _Pending:
+    peer: str
+    service: str
+    done: trio.Event = attrs.Factory(trio.Event)
+    status: str = ""
+    body: bytes | str = b""
+
+
+@attrs.define
+class _Service:
+    handler: Handler
+    max_concurrent: int
+    running: int = 0
+
+
+class Calls:
+    """One node's calls: the services it serves, the calls it waits on, the calls it
+    runs. Lives in the node's trio thread; the node feeds it messages and peer
+    changes (internal: the public surface is on `Node`)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._services: dict[str, _Service] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._pending_per_peer: collections.Counter[str] = collections.Counter()
+        self._inbound: collections.Counter[str] = collections.Counter()
+        # (caller, call id) of calls received lately, oldest first: a duplicate runs once.
+        self._seen: dict[str, collections.OrderedDict[int, None]] = {}
+        self._next_id = random.getrandbits(62)  # a restarted caller's ids are new ones
+
+    # -- serving ---------------------------------------------------------------------
+
+    def services(self) -> frozenset[str]:
+        return frozenset(self._services)
+
+    def serve(self, service: str, handler: Handler, max_concurrent: int) -> Callable[[], None]:
+        check_service(service)
+        if not callable(handler):
+            raise TypeError(f"the handler of {service!r} is not callable: {handler!r}")
+        if type(max_concurrent) is not int or max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be a positive int, got {max_concurrent!r}")
+        if service in self._services:
+            raise ValueError(f"service {service!r} is served already on {self._node.node_id}")
+        if len(self._services) >= MAX_SERVICES:
+            raise ValueError(f"a node serves at most {MAX_SERVICES} services")
+        entry = _Service(handler, max_concurrent)
+        self._services[service] = entry
+
+        def unserve() -> None:
+            if self._services.get(service) is entry:
+                del self._services[service]
+                self._node._services_changed()
+
+        self._node._services_changed()
+        return unserve
+
+    def on_call(
+        self,
+        peer: str,
+        call_id: int,
+        service: str,
+        timeout_ms: int,
+        incarnation: str,
+        payload: bytes,
+    ) -> None:
+        seen = self._seen.setdefault(peer, collections.OrderedDict())
+        if call_id in seen:
+            return  # a duplicate: it runs (or ran) once; its answer is (or was) sent
+        seen[call_id] = None
+        if len(seen) > _SEEN_PER_PEER:
+            seen.popitem(last=False)
+        node = self._node
+        if incarnation and incarnation != node.incarnation:
+            node._send(
+                peer, encode_reply(call_id, "restarted", f"it is now {node.incarnation}"), "reply"
+            )
+            return
+        entry = self._services.get(service)
+        if entry is None:
+            node._send(
+                peer, encode_reply(call_id, "unknown_service", "no such service here"), "reply"
+            )
+            return
+        if entry.running >= entry.max_concurrent or self._inbound[peer] >= MAX_INBOUND_PER_PEER:
+            why = (
+                f"{entry.running} calls of {service!r} running (max_concurrent)"
+                if entry.running >= entry.max_concurrent
+                else f"{self._inbound[peer]} calls from {peer} running"
+            )
+            node._send(peer, encode_reply(call_id, "overloaded", why), "reply")
+            return
+        try:
+            argument = _load_value(payload)
+        except Exception:
+            node.stats.rejected += 1
+            node._send(peer, encode_reply(call_id, "error", "the payload is not CBOR"), "reply")
+            return
+        entry.running += 1
+        self._inbound[peer] += 1
+        assert node._nursery is not None  # messages arrive only while the node runs
+        node._nursery.start_soon(self._run, peer, call_id, service, entry, timeout_ms, argument)
+
+    async def _run(
+        self, peer: str, call_id: int, service: str, entry: _Service, timeout_ms: int, argument: Any
+    ) -> None:
+        try:
+            status, body = await self._answer(peer, service, entry, timeout_ms / 1000, argument)
+        finally:
+            entry.running -= 1
+            self._inbound[peer] -= 1
+            if not self._inbound[peer]:
+                del self._inbound[peer]
+        self._node._send(peer, encode_reply(call_id, status, body), "reply")
+
+    async def _answer(
+        self, caller: str, service: str, entry: _Service, timeout_s: float, argument: Any
+    ) -> tuple[str, bytes | str]:
+        """Run the handler: ``("ok", answer's CBOR)`` or ``(status, why not)``."""
+        with trio.move_on_after(timeout_s) as scope:
+            try:
+                answer = await entry.handler(caller, argument)
+            except Exception as exc:
+                log.exception("node %s: handler of %r raised", self._node.node_id, service)
+                return "error", f"{type(exc).__name__}: {exc}"[:_MESSAGE_CHARS]
+        if scope.cancelled_caught:
+            return "expired", f"the handler took over the caller's {timeout_s:g} s"
+        try:
+            encoded = canonical_value(answer)[0]
+        except TypeError as exc:
+            log.error(
+                "node %s: the answer of %r cannot be sent: %s", self._node.node_id, service, exc
+            )
+            return "error", f"the handler's answer cannot be sent: {exc}"[:_MESSAGE_CHARS]
+        limit = self._node.max_message_bytes - _ENVELOPE_BYTES
+        if len(encoded) > limit:
+            log.error(
+                "node %s: the answer of %r is %d bytes", self._node.node_id, service, len(encoded)
+            )
+            return "error", f"the handler's answer is {len(encoded)} bytes, over {limit}"
+        return "ok", encoded
+
+    # -- calling ---------------------------------------------------------------------
+
+    def encode_payload(self, peer: str, service: str, payload: Any) -> bytes:
+        """The payload's canonical CBOR, or TypeError/ValueError naming the call."""
+        encoded = canonical_value(payload)[0]  # TypeError for what a map cannot hold
+        limit = self._node.max_message_bytes - _ENVELOPE_BYTES
+        if len(encoded) > limit:
+            raise ValueError(
+                f"call of {service!r} on {peer}: the payload is {len(encoded)} bytes, over {limit}"
+            )
+        return encoded
+
+    async def call(self, peer: str, service: str, payload: bytes, timeout_s: float) -> Any:
+        node = self._node
+        record = node._peers.get(peer)
+        if record is None or not record.alive or peer not in node._transport.peers():
+            raise PeerUnavailable(peer, service, "not linked to it, or it is down")
+        if self._pending_per_peer[peer] >= MAX_PENDING_PER_PEER:
+            raise Overloaded(peer, service, f"{MAX_PENDING_PER_PEER} calls in flight to it")
+        call_id = self._next_id = (self._next_id + 1) % 2**64
+        pending = _Pending(peer, service)
+        self._pending[call_id] = pending
+        self._pending_per_peer[peer] += 1
+        try:
+            timeout_ms = max(1, min(int(timeout_s * 1000), 24 * 3600 * 1000))
+            data = encode_call(call_id, service, timeout_ms, record.incarnation or "", payload)
+            node._send(peer, data, "call")
+            with trio.move_on_after(timeout_s):
+                await pending.done.wait()
+        finally:
+            del self._pending[call_id]
+            self._pending_per_peer[peer] -= 1
+            if not self._pending_per_peer[peer]:
+                del self._pending_per_peer[peer]
+        if not pending.done.is_set():
+            raise CallTimeout(peer, service, f"no answer within {timeout_s:g} s")
+        return self._result(pending)
+
+    async def call_here(self, service: str, payload: bytes, timeout_s: float) -> Any:
+        """Serve a call of this node's own service, with the same limits and errors
+        as a remote one (the payload goes through CBOR, as it would on the wire)."""
+        me = self._node.node_id
+        entry = self._services.get(service)
+        if entry is None:
+            raise UnknownService(me, service, "no such service here")
+        if entry.running >= entry.max_concurrent:
+            raise Overloaded(me, service, f"{entry.running} calls running (max_concurrent)")
+        entry.running += 1
+        try:
+            status, body = await self._answer(me, service, entry, timeout_s, _load_value(payload))
+        finally:
+            entry.running -= 1
+        if status == "expired":
+            raise CallTimeout(me, service, f"no answer within {timeout_s:g} s")
+        return self._result(_Pending(me, service, status=status, body=body))
+
+    @staticmethod
+    def _result(pending: _Pending) -> Any:
+        peer, service, status, body = pending.peer, pending.service, pending.status, pending.body
+        if status == "ok":
+            try:
+                return _load_value(body)  # type: ignore[arg-type]
+            except Exception:
+                raise RemoteError(peer, service, "its answer is not CBOR") from None
+        error: type[CallError] = {
+            "error": RemoteError,
+            "unknown_service": UnknownService,
+            "overloaded": Overloaded,
+            "expired": CallTimeout,
+            "restarted": PeerUnavailable,
+        }[status]
+        raise error(peer, service, str(body))
+
+    def on_reply(self, peer: str, call_id: int, status: str, body: bytes | str) -> None:
+        pending = self._pending.get(call_id)
+        if pending is None or pending.peer != peer or pending.done.is_set():
+            return  # late (the caller gave up), duplicated, or not ours
+        pending.status, pending.body = status, body
+        pending.done.set()
+
+    def peer_lost(self, peer: str, why: str) -> None:
+        """Fail every call in flight to ``peer`` with `PeerUnavailable`."""
+        for pending in self._pending.values():
+            if pending.peer == peer and not pending.done.is_set():
+                pending.status, pending.body = "restarted", why
+                pending.done.set()
