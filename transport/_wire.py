@@ -9,7 +9,14 @@ Every message is one CBOR array ``[1, kind, ...]`` (see crdt's codec):
 - ``"ack"``: ``[1, "ack", [wall_ms, logical]]``: "I merged your delta whose newest
   entry of yours is at this HLC reading" (see `Node.wait_replicated`);
 - ``"map"``: a delta, as `crdt.encode_map` writes it;
-- ``"sync"``: an anti-entropy step, as `crdt.encode_sync_step` writes it.
+- ``"sync"``: an anti-entropy step, as `crdt.encode_sync_step` writes it;
+- ``"call"``, ``"reply"``: a request to a service and its answer (see
+  `transport._calls`);
+- ``"services"``: ``[1, "services", incarnation, [name, ...]]``, the services the
+  sender serves, sent when they change, to a peer that links up, and now and then.
+
+A node of an older version drops a message of a kind it does not know (counted as
+rejected), so new kinds never disturb it; the shapes of the old kinds never change.
 
 The decoders here read untrusted bytes through `crdt.decode_cbor`, which refuses every
 CBOR tag, indefinite-length item and deep nesting while decoding, so a message's
