@@ -66,6 +66,8 @@ _NODE_OWN = frozenset(
         "held_dropped",
         "clock_steps",
         "unconfirmed",
+        "calls_out",
+        "calls_in",
     }
 )
 #: `transport.TcpStats` fields under clearer names.
@@ -213,6 +215,15 @@ class ChorusCollector(Collector):
             "Own writes no peer is known to hold yet.",
             stats.unconfirmed,
         )
+        calls = CounterMetricFamily(
+            "chorus_calls",
+            "Calls between nodes by direction (out: made here; in: served here) and outcome.",
+            labels=["direction", "outcome"],
+        )
+        for direction, counts in (("out", stats.calls_out), ("in", stats.calls_in)):
+            for outcome, count in sorted(counts.items()):
+                calls.add_metric([direction, outcome], count)
+        yield calls
         for field, value in attrs.asdict(stats).items():
             if field not in _NODE_OWN and isinstance(value, int):
                 yield _counter(f"chorus_node_{field}", f"Node counter {field}.", value)

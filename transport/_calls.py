@@ -69,6 +69,10 @@ _ENVELOPE_BYTES = 256
 _MESSAGE_CHARS = 1000
 
 
+def _count(counts: dict[str, int], outcome: str) -> None:
+    counts[outcome] = counts.get(outcome, 0) + 1
+
+
 class CallError(Exception):
     """A call that has no answer. Subclasses say why.
 
@@ -215,21 +219,18 @@ class Calls:
     ) -> None:
         seen = self._seen.setdefault(peer, collections.OrderedDict())
         if call_id in seen:
+            _count(self._node.stats.calls_in, "duplicate")
             return  # a duplicate: it runs (or ran) once; its answer is (or was) sent
         seen[call_id] = None
         if len(seen) > _SEEN_PER_PEER:
             seen.popitem(last=False)
         node = self._node
         if incarnation and incarnation != node.incarnation:
-            node._send(
-                peer, encode_reply(call_id, "restarted", f"it is now {node.incarnation}"), "reply"
-            )
+            self._reply(peer, call_id, "restarted", f"it is now {node.incarnation}")
             return
         entry = self._services.get(service)
         if entry is None:
-            node._send(
-                peer, encode_reply(call_id, "unknown_service", "no such service here"), "reply"
-            )
+            self._reply(peer, call_id, "unknown_service", "no such service here")
             return
         if entry.running >= entry.max_concurrent or self._inbound[peer] >= MAX_INBOUND_PER_PEER:
             why = (
@@ -237,13 +238,13 @@ class Calls:
                 if entry.running >= entry.max_concurrent
                 else f"{self._inbound[peer]} calls from {peer} running"
             )
-            node._send(peer, encode_reply(call_id, "overloaded", why), "reply")
+            self._reply(peer, call_id, "overloaded", why)
             return
         try:
             argument = _load_value(payload)
         except Exception:
             node.stats.rejected += 1
-            node._send(peer, encode_reply(call_id, "error", "the payload is not CBOR"), "reply")
+            self._reply(peer, call_id, "error", "the payload is not CBOR")
             return
         entry.running += 1
         self._inbound[peer] += 1
@@ -260,6 +261,10 @@ class Calls:
             self._inbound[peer] -= 1
             if not self._inbound[peer]:
                 del self._inbound[peer]
+        self._reply(peer, call_id, status, body)
+
+    def _reply(self, peer: str, call_id: int, status: str, body: bytes | str) -> None:
+        _count(self._node.stats.calls_in, status)
         self._node._send(peer, encode_reply(call_id, status, body), "reply")
 
     async def _answer(
@@ -305,8 +310,10 @@ class Calls:
         node = self._node
         record = node._peers.get(peer)
         if record is None or not record.alive or peer not in node._transport.peers():
+            _count(node.stats.calls_out, "unavailable")
             raise PeerUnavailable(peer, service, "not linked to it, or it is down")
         if self._pending_per_peer[peer] >= MAX_PENDING_PER_PEER:
+            _count(node.stats.calls_out, "overloaded")
             raise Overloaded(peer, service, f"{MAX_PENDING_PER_PEER} calls in flight to it")
         call_id = self._next_id = (self._next_id + 1) % 2**64
         pending = _Pending(peer, service)
@@ -324,8 +331,9 @@ class Calls:
             if not self._pending_per_peer[peer]:
                 del self._pending_per_peer[peer]
         if not pending.done.is_set():
+            _count(node.stats.calls_out, "timeout")
             raise CallTimeout(peer, service, f"no answer within {timeout_s:g} s")
-        return self._result(pending)
+        return self._counted(pending)
 
     async def call_here(self, service: str, payload: bytes, timeout_s: float) -> Any:
         """Serve a call of this node's own service, with the same limits and errors
@@ -333,8 +341,10 @@ class Calls:
         me = self._node.node_id
         entry = self._services.get(service)
         if entry is None:
+            _count(self._node.stats.calls_out, "unknown_service")
             raise UnknownService(me, service, "no such service here")
         if entry.running >= entry.max_concurrent:
+            _count(self._node.stats.calls_out, "overloaded")
             raise Overloaded(me, service, f"{entry.running} calls running (max_concurrent)")
         entry.running += 1
         try:
@@ -342,8 +352,15 @@ class Calls:
         finally:
             entry.running -= 1
         if status == "expired":
+            _count(self._node.stats.calls_out, "timeout")
             raise CallTimeout(me, service, f"no answer within {timeout_s:g} s")
-        return self._result(_Pending(me, service, status=status, body=body))
+        return self._counted(_Pending(me, service, status=status, body=body))
+
+    def _counted(self, pending: _Pending) -> Any:
+        """`_result`, counted in ``stats.calls_out`` by outcome."""
+        outcome = {"restarted": "unavailable", "expired": "timeout"}.get(pending.status)
+        _count(self._node.stats.calls_out, outcome or pending.status)
+        return self._result(pending)
 
     @staticmethod
     def _result(pending: _Pending) -> Any:

@@ -88,6 +88,12 @@ class NodeStats:
     writes_lost: int = 0  # own writes the cluster did not hold when this node was removed
     unconfirmed: int = 0  # own writes no peer is known to hold yet (now, not cumulative)
     clock_steps: int = 0  # wall-clock steps noticed (see Node.last_clock_step)
+    # Calls by outcome: made by this node (``calls_out``: "ok", "timeout",
+    # "unavailable", "error", "unknown_service", "overloaded") and served here
+    # (``calls_in``: "ok", "error", "expired", "overloaded", "unknown_service",
+    # "restarted", "duplicate").
+    calls_out: dict[str, int] = attrs.field(factory=dict)
+    calls_in: dict[str, int] = attrs.field(factory=dict)
 
 
 @attrs.frozen

@@ -132,6 +132,12 @@ def test_the_collector_over_a_simulated_cluster(sim_run: Any) -> None:
             assert abs(last_sync - (time.time() - age)) < 1
 
             writer.enable("checkout", author="bob")  # on b: replicated to a
+
+            async def echo(caller: str, payload: Any) -> Any:
+                return payload
+
+            sim.node("b").serve("echo", echo)
+            assert await node.call("b", "echo", 1) == 1
             await sim.run_for(2)
             for _ in range(5):
                 assert store.enabled("checkout")
@@ -142,6 +148,7 @@ def test_the_collector_over_a_simulated_cluster(sim_run: Any) -> None:
             assert value(after, "chorus_flag_changes_total", flag="checkout") == 1
             assert value(after, "chorus_flag_evaluations_total", flag="checkout") == 5
             assert value(after, "chorus_flag_unknown_evaluations_total") == 1
+            assert value(after, "chorus_calls_total", direction="out", outcome="ok") == 1
             assert value(after, "chorus_peers", state="up") == 1
             assert value(after, "chorus_peers", state="down") == 1
             assert value(after, "chorus_membership_changes_total", change="leave") == 1

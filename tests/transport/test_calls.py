@@ -50,6 +50,14 @@ def test_a_call_is_answered_and_errors_are_typed(sim_run: Any) -> None:
             with pytest.raises(ValueError, match="bytes, over"):
                 await a.call("b", "echo", "x" * a.max_message_bytes)
             assert await b.call("b", "echo", "here") == {"caller": "b", "payload": "here"}
+            # Counted by outcome, for /metrics (payloads refused before sending are not).
+            assert a.stats.calls_out == {
+                "ok": 1,
+                "error": 1,
+                "unknown_service": 2,
+                "unavailable": 1,
+            }
+            assert b.stats.calls_in == {"ok": 1, "error": 1, "unknown_service": 1}
 
     sim_run(main)
 
