@@ -31,6 +31,7 @@ RUNS = [
     ("cluster_sim", ["bench_cluster_sim.py"]),
     ("stability", ["bench_stability.py"]),
     ("calls", ["bench_calls.py"]),
+    ("owner_window", ["bench_owner_window.py"]),
 ]
 
 
@@ -164,7 +165,7 @@ def main() -> int:
         f"repairing 10 of {k} diverged keys {sim_repair:,} B; memory {sim_memory:.0f} B per key.",
         "",
         *stability_lines(data["stability"]),  # type: ignore[arg-type]
-        *calls_lines(data["calls"]),  # type: ignore[arg-type]
+        *calls_lines(data["calls"], data["owner_window"]),  # type: ignore[arg-type]
         "## Targets",
         "",
         "| target | measured | |",
@@ -244,8 +245,9 @@ def stability_lines(st: dict[str, Any]) -> list[str]:
     ]
 
 
-def calls_lines(c: dict[str, Any]) -> list[str]:
-    """Calls between two processes (bench_calls.py), beside raw TCP and HTTP."""
+def calls_lines(c: dict[str, Any], window: dict[str, Any]) -> list[str]:
+    """Calls between two processes (bench_calls.py), beside raw TCP and HTTP; the
+    ownership window (bench_owner_window.py), simulated."""
     rows = [
         ("`node.call` (TcpTransport)", "call"),
         ("raw TCP echo (trio)", "tcp"),
@@ -260,6 +262,14 @@ def calls_lines(c: dict[str, Any]) -> list[str]:
             f"| {name} | {c[k + '_p50_us']:,.0f} µs | {c[k + '_p99_us']:,.0f} µs "
             f"| {c[k + '_per_s_1']:,.0f} | {c[k + '_per_s_16']:,.0f} |"
             for name, k in rows
+        ),
+        "",
+        "| after (simulated, 1-5 ms per hop) | every node names the final owners, median | max |",
+        "|---|---:|---:|",
+        *(
+            f"| {case} | {window[case]['agreed_s']['median'] * 1000:,.0f} ms "
+            f"| {window[case]['agreed_s']['max'] * 1000:,.0f} ms |"
+            for case in window
         ),
         "",
     ]
