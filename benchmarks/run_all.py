@@ -30,6 +30,8 @@ RUNS = [
     ("catchup", ["bench_catchup.py"]),
     ("cluster_sim", ["bench_cluster_sim.py"]),
     ("stability", ["bench_stability.py"]),
+    ("calls", ["bench_calls.py"]),
+    ("owner_window", ["bench_owner_window.py"]),
 ]
 
 
@@ -163,6 +165,7 @@ def main() -> int:
         f"repairing 10 of {k} diverged keys {sim_repair:,} B; memory {sim_memory:.0f} B per key.",
         "",
         *stability_lines(data["stability"]),  # type: ignore[arg-type]
+        *calls_lines(data["calls"], data["owner_window"]),  # type: ignore[arg-type]
         "## Targets",
         "",
         "| target | measured | |",
@@ -237,6 +240,36 @@ def stability_lines(st: dict[str, Any]) -> list[str]:
             f" **{early} deletes were collected while a node that had not seen them was cut off.**"
             if (early := cut["collected_while_a_node_was_cut_off"])
             else ""
+        ),
+        "",
+    ]
+
+
+def calls_lines(c: dict[str, Any], window: dict[str, Any]) -> list[str]:
+    """Calls between two processes (bench_calls.py), beside raw TCP and HTTP; the
+    ownership window (bench_owner_window.py), simulated."""
+    rows = [
+        ("`node.call` (TcpTransport)", "call"),
+        ("raw TCP echo (trio)", "tcp"),
+        ("HTTP POST via httpx (Starlette on Hypercorn)", "http"),
+    ]
+    return [
+        "## Calls between nodes (two processes on loopback, 100-byte payload)",
+        "",
+        "| | round trip p50 | p99 | calls/s, 1 caller | 16 callers |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {c[k + '_p50_us']:,.0f} µs | {c[k + '_p99_us']:,.0f} µs "
+            f"| {c[k + '_per_s_1']:,.0f} | {c[k + '_per_s_16']:,.0f} |"
+            for name, k in rows
+        ),
+        "",
+        "| after (simulated, 1-5 ms per hop) | every node names the final owners, median | max |",
+        "|---|---:|---:|",
+        *(
+            f"| {case} | {window[case]['agreed_s']['median'] * 1000:,.0f} ms "
+            f"| {window[case]['agreed_s']['max'] * 1000:,.0f} ms |"
+            for case in window
         ),
         "",
     ]

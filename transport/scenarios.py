@@ -382,3 +382,117 @@ def clock_skew(seed: int = 1, *, max_offset_ms: int = 500, far_ms: int = 2_000) 
 
     result: SkewRun = _run(scenario)
     return result
+
+
+# -- ownership window (calls) -------------------------------------------------------------
+
+OWNER_CASES = ("crash", "silent", "stop", "start", "serve")
+
+
+@attrs.frozen
+class OwnerWindow:
+    """How long the nodes disagree on the owners of keys after one membership change.
+
+    Attributes:
+        case: ``"crash"`` (a process killed; its links drop, as ``kill -9`` on a
+            live host), ``"silent"`` (a host lost or cut off: no link drops, its
+            messages stop), ``"stop"`` (`Node.drain`, then the process ends),
+            ``"start"`` (a new process starts and serves at once) or ``"serve"``
+            (a running member starts serving).
+        agreed_s: from the change until every node that hears the others names the
+            final owner of every key (`Node.owner_of`), in simulated seconds.
+        spread_s: of that, how long those nodes named different owners (before,
+            they agreed on the old ones, a dead node included).
+        two_owners_s: how long some key had two nodes that each named itself
+            its owner.
+    """
+
+    case: str
+    agreed_s: float
+    spread_s: float
+    two_owners_s: float
+
+
+def ownership_window(
+    case: str, seed: int = 1, *, keys: int = 200, sample_s: float = 0.005, **node_options: Any
+) -> OwnerWindow:
+    """One membership change among nodes serving ``"w"`` (see `OwnerWindow`).
+
+    Four nodes (three for ``"start"``, where the fourth starts) serve ``"w"``,
+    but for ``"serve"``, where the fourth starts serving. The nodes' views are
+    sampled every ``sample_s`` simulated seconds: a node's owner of each key follows
+    from its `Node.serving` set (rendezvous hashing over it).
+    """
+    if case not in OWNER_CASES:
+        raise ValueError(f"case is one of {OWNER_CASES}, not {case!r}")
+    from ._hrw import rendezvous_owner
+
+    names = ["a", "b", "c", "d"]
+    key_list = [f"request-{i}" for i in range(keys)]
+
+    async def handler(caller: str, payload: Any) -> Any:
+        return payload
+
+    async def scenario() -> OwnerWindow:
+        async with Simulation(MemoryNetwork(seed), **node_options) as sim:
+            first = names[:3] if case == "start" else names
+            await sim.start(*first)
+            for name in first:
+                if not (case == "serve" and name == "d"):
+                    sim.node(name).serve("w", handler)
+            await sim.run_for(3)
+            final = set(names) - ({"d"} if case in ("crash", "silent", "stop") else set())
+            observers = sorted(final)  # "silent": d runs on, cut off; it is not asked
+            async with trio.open_nursery() as nursery:
+                start = trio.current_time()
+                if case == "crash":
+                    sim.crash("d")
+                elif case == "silent":
+                    sim.network.clog("d")
+                elif case == "stop":
+
+                    async def stop() -> None:
+                        await sim.node("d").drain()
+                        sim.crash("d")  # the process ends: its links drop
+
+                    nursery.start_soon(stop)
+                elif case == "start":
+
+                    async def start_d() -> None:
+                        (node,) = await sim.start("d", ready=False)
+                        node.serve("w", handler)
+
+                    nursery.start_soon(start_d)
+                else:
+                    sim.node("d").serve("w", handler)
+                owners: dict[frozenset[str], list[str]] = {}
+                agreed_at, spread, two = 0.0, 0.0, 0.0
+                while trio.current_time() - start < 30:
+                    now = trio.current_time() - start
+                    views = [
+                        sim.node(n).serving("w") if n in sim.live else frozenset()
+                        for n in observers
+                    ]
+                    if any(v != final for v in views):
+                        agreed_at = now + sample_s
+                    elif now - agreed_at > 2:
+                        break
+                    if len(set(views)) > 1:
+                        spread += sample_s
+                        for view in views:
+                            if view not in owners:
+                                owners[view] = [
+                                    rendezvous_owner(k, view) if view else "" for k in key_list
+                                ]
+                        claims = [
+                            [o == n for o in owners[v]]
+                            for n, v in zip(observers, views, strict=True)
+                        ]
+                        if any(sum(column) > 1 for column in zip(*claims, strict=True)):
+                            two += sample_s
+                    await sim.run_for(sample_s)
+                nursery.cancel_scope.cancel()
+        return OwnerWindow(case, agreed_at, spread, two)
+
+    result: OwnerWindow = _run(scenario)
+    return result
