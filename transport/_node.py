@@ -1128,12 +1128,18 @@ class Node:
         The owner is elected among the live members that serve ``service`` by
         rendezvous (HRW) hashing, so each key has one owner while the nodes agree on
         who is live, and a node leaving moves only its own keys. While membership
-        changes (a node starting, stopping, or cut off) two nodes may each see a
-        different owner for a while: at most the failure timeout after a crash (the
-        others see it down), about one heartbeat interval after a start (its
-        services reach the others), at once after a graceful stop. Work that must
-        happen once per key should tolerate that window (`ReplicatedCache` does: a
-        value computed twice is written twice, the later one wins).
+        changes two nodes may each see a different owner for a while. Measured in
+        the simulator (`transport.scenarios.ownership_window`, 1-5 ms hops,
+        defaults): a crash whose connections drop, or a graceful stop, is seen by
+        every node within one hop; a node that starts serving is counted everywhere
+        within a few hops (up to 4 heartbeats if its announcement is lost); a host
+        that goes silent without its connections dropping is seen down after the
+        failure timeout plus up to a heartbeat (3.5 s by default), and until then
+        calls routed to it fail with `PeerUnavailable` or `CallTimeout`. A node cut
+        off from the rest names itself the owner of every key for as long as the
+        cut lasts: no bound. Work that must happen once per key should tolerate
+        that (`ReplicatedCache` does: a value computed twice is written twice, the
+        later one wins).
 
         Raises:
             UnknownService: no live member serves ``service``.
