@@ -247,6 +247,21 @@ def encode_value(value: Any) -> bytes:
     return canonical_value(value)[0]
 
 
+def _check_depth(value: Any) -> None:
+    """Raise TypeError for lists and dicts nested deeper than `MAX_VALUE_DEPTH`, before
+    cbor2's C encoder recurses into them: nested some 20,000 deep, it overflows the
+    C stack and the process dies. Iterative, and a cycle is refused as too deep."""
+    if not isinstance(value, (list, tuple, dict)):
+        return
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_VALUE_DEPTH:
+            raise TypeError(f"value is not CBOR-encodable: nesting depth over {MAX_VALUE_DEPTH}")
+        children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (list, tuple, dict)))
+
+
 def canonical_value(value: Any) -> tuple[bytes, Any]:
     """Return ``(payload, stored)``: the canonical CBOR and the value decoded from it.
 
@@ -261,6 +276,7 @@ def canonical_value(value: Any) -> tuple[bytes, Any]:
             `cbor2.CBORTag`...), an int beyond `MAX_BIGNUM_BYTES`, a map key that is
             not a str or bytes, or nesting deeper than `MAX_VALUE_DEPTH`.
     """
+    _check_depth(value)
     try:
         payload = cbor2.dumps(value, canonical=True)
     except (cbor2.CBOREncodeError, TypeError, ValueError) as exc:

@@ -8,15 +8,20 @@ request, one answer or a typed error, within a deadline.
 
 Semantics:
 
-- **At most once.** A call is sent once and never retried here; a duplicated
-  message runs the handler once (the callee remembers recent call ids), and a lost
-  message or answer ends in `CallTimeout`. The handler may therefore have run even
-  when the caller sees a timeout or `PeerUnavailable`: retry only what is safe to
-  repeat, or make the handler idempotent.
-- **Deadlines travel.** The callee is told how long the caller waits and cancels
-  the handler when that time has passed on its own clock (measured from when the
-  call arrived, so clocks need not agree). A handler can thus outlive its caller's
-  timeout by at most the one-way network delay.
+- **At most once.** A call is sent once and never retried here. A duplicated
+  message runs the handler once: the callee keeps, per caller incarnation, the ids
+  it received within 4,096 of the newest (ids only grow), and answers an older one
+  ``expired`` without running it. A lost message or answer ends in `CallTimeout`.
+  The handler may therefore have run even when the caller sees a timeout or
+  `PeerUnavailable`: retry only what is safe to repeat, or make the handler
+  idempotent.
+- **Deadlines travel.** A call carries its timeout and the caller's clock when it
+  was sent. The callee cancels the handler once the timeout has passed since the
+  call arrived, or once the caller's deadline has passed by the callee's clock
+  (allowing ``max_offset_ms`` for the two clocks, which the cluster keeps that
+  close), whichever comes first; a call that arrives after that is answered
+  ``expired`` and never runs. So no handler starts more than ``max_offset_ms`` (500
+  ms by default) after its caller gave up, however long the call was delayed.
 - **Bounded.** Each service runs at most ``max_concurrent`` handlers at once and
   each peer may have at most `MAX_INBOUND_PER_PEER` calls running here; beyond
   either the callee answers `Overloaded` at once, so a slow handler sheds load
@@ -39,16 +44,17 @@ from __future__ import annotations
 
 import collections
 import logging
-import random
+import math
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from crdt._values import _load_value, canonical_value
+from crdt._values import MAX_VALUE_DEPTH, VALUE_TAGS, canonical_value, strict_loads
 
-from ._wire import MAX_SERVICE_CHARS, MAX_SERVICES, encode_call, encode_reply
+from ._wire import MAX_SERVICE_CHARS, MAX_SERVICES, Call, encode_call, encode_reply
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -61,12 +67,16 @@ Handler = Callable[[str, Any], Awaitable[Any]]
 MAX_INBOUND_PER_PEER = 256
 #: Calls this node may have in flight to one peer at once; more raise `Overloaded`.
 MAX_PENDING_PER_PEER = 1024
-#: How many recent call ids a node remembers per caller, to run a duplicate once.
+#: How far below the newest call id of a caller a call may arrive and still run: call
+#: ids only grow per caller incarnation, so an id further back is a duplicate (or a
+#: call overtaken by this many newer ones), answered ``expired`` and never run.
 _SEEN_PER_PEER = 4096
+#: How many caller incarnations a node keeps call ids of (the oldest go first).
+_SEEN_CALLERS = 1024
 #: Bytes a call or reply adds around its payload (ids, names), kept free of the limit.
 _ENVELOPE_BYTES = 256
-#: Longest remote error message kept, in characters.
-_MESSAGE_CHARS = 1000
+#: Longest remote error message kept, in UTF-8 bytes.
+_MESSAGE_BYTES = 1000
 
 
 def _count(counts: dict[str, int], outcome: str) -> None:
@@ -161,6 +171,48 @@ class _Pending:
 
 
 @attrs.define
+class _Seen:
+    """The call ids received from one caller incarnation (see `Calls.on_call`)."""
+
+    newest: int
+    recent: set[int] = attrs.Factory(set)
+
+    def add(self, call_id: int) -> None:
+        self.recent.add(call_id)
+        if call_id > self.newest:
+            self.newest = call_id
+        if len(self.recent) > 2 * _SEEN_PER_PEER:  # drop what the floor now refuses
+            floor = self.newest - _SEEN_PER_PEER
+            self.recent = {i for i in self.recent if i > floor}
+
+
+def _decode(payload: bytes) -> Any:
+    """A payload or answer from a peer, decoded as strictly as a map value: one item,
+    no trailing bytes, no tag but bignums, nesting within `crdt`'s limit.
+
+    Raises:
+        ValueError: it is not such a value.
+    """
+    return strict_loads(payload, VALUE_TAGS, MAX_VALUE_DEPTH)
+
+
+def _cut(message: str) -> str:
+    """``message`` within `_MESSAGE_BYTES` bytes of UTF-8 (a lone surrogate becomes
+    ``?``), so that any reply fits a message."""
+    data = message.encode("utf-8", "replace")
+    return data[:_MESSAGE_BYTES].decode("utf-8", "ignore")
+
+
+def _describe(exc: BaseException) -> str:
+    """``"KeyError: 'x'"`` for a handler's exception, whatever its ``__str__`` does."""
+    try:
+        text = f"{type(exc).__name__}: {exc}"
+    except Exception:
+        text = f"{type(exc).__name__} (its message cannot be shown)"
+    return _cut(text)
+
+
+@attrs.define
 class _Service:
     handler: Handler
     max_concurrent: int
@@ -178,9 +230,12 @@ class Calls:
         self._pending: dict[int, _Pending] = {}
         self._pending_per_peer: collections.Counter[str] = collections.Counter()
         self._inbound: collections.Counter[str] = collections.Counter()
-        # (caller, call id) of calls received lately, oldest first: a duplicate runs once.
-        self._seen: dict[str, collections.OrderedDict[int, None]] = {}
-        self._next_id = random.getrandbits(62)  # a restarted caller's ids are new ones
+        # Per caller (node id, incarnation): the newest call id received and the ids
+        # received within `_SEEN_PER_PEER` of it, so that a duplicate runs once.
+        self._seen: dict[tuple[str, str], _Seen] = {}
+        # Ids only grow, from a start no other incarnation shares (secrets, not the
+        # random module, which an application may seed alike in every process).
+        self._next_id = secrets.randbits(62)
 
     # -- serving ---------------------------------------------------------------------
 
@@ -208,24 +263,34 @@ class Calls:
         self._node._services_changed()
         return unserve
 
-    def on_call(
-        self,
-        peer: str,
-        call_id: int,
-        service: str,
-        timeout_ms: int,
-        incarnation: str,
-        payload: bytes,
-    ) -> None:
-        seen = self._seen.setdefault(peer, collections.OrderedDict())
-        if call_id in seen:
-            _count(self._node.stats.calls_in, "duplicate")
-            return  # a duplicate: it runs (or ran) once; its answer is (or was) sent
-        seen[call_id] = None
-        if len(seen) > _SEEN_PER_PEER:
-            seen.popitem(last=False)
+    def on_call(self, peer: str, call: Call) -> None:
         node = self._node
-        if incarnation and incarnation != node.incarnation:
+        call_id, service = call.call_id, call.service
+        # Keyed by the caller's incarnation too: a restarted caller's ids are new, and
+        # a late duplicate of its old incarnation's call still runs once at most.
+        seen = self._seen.get((peer, call.caller))
+        if seen is None:
+            seen = self._seen[(peer, call.caller)] = _Seen(call_id)
+            if len(self._seen) > _SEEN_CALLERS:
+                del self._seen[next(iter(self._seen))]  # the longest known
+        if call_id in seen.recent:
+            _count(node.stats.calls_in, "duplicate")
+            return  # it runs (or ran) once; its answer is (or was) sent
+        if call_id <= seen.newest - _SEEN_PER_PEER:
+            self._reply(peer, call_id, "expired", "a call this old is not run")
+            return
+        seen.add(call_id)
+        timeout_ms = call.timeout_ms
+        if call.sent_wall_ms:
+            # The caller gave up at sent_wall_ms + timeout_ms by its clock, which is
+            # within max_offset_ms of ours while both are ready: a call that arrives
+            # later than that never runs, and one that runs stops by then.
+            left = call.sent_wall_ms + call.timeout_ms + node._max_offset_ms - node.wall_ms()
+            timeout_ms = min(timeout_ms, left)
+            if timeout_ms <= 0:
+                self._reply(peer, call_id, "expired", "it arrived after its caller gave up")
+                return
+        if call.incarnation and call.incarnation != node.incarnation:
             self._reply(peer, call_id, "restarted", f"it is now {node.incarnation}")
             return
         entry = self._services.get(service)
@@ -241,10 +306,10 @@ class Calls:
             self._reply(peer, call_id, "overloaded", why)
             return
         try:
-            argument = _load_value(payload)
-        except Exception:
+            argument = _decode(call.payload)
+        except ValueError as exc:
             node.stats.rejected += 1
-            self._reply(peer, call_id, "error", "the payload is not CBOR")
+            self._reply(peer, call_id, "error", f"the payload is not a value: {exc}")
             return
         entry.running += 1
         self._inbound[peer] += 1
@@ -265,7 +330,10 @@ class Calls:
 
     def _reply(self, peer: str, call_id: int, status: str, body: bytes | str) -> None:
         _count(self._node.stats.calls_in, status)
-        self._node._send(peer, encode_reply(call_id, status, body), "reply")
+        try:
+            self._node._send(peer, encode_reply(call_id, status, body), "reply")
+        except Exception:  # never the node's end: the caller times out instead
+            log.exception("node %s: the reply to %s cannot be sent", self._node.node_id, peer)
 
     async def _answer(
         self, caller: str, service: str, entry: _Service, timeout_s: float, argument: Any
@@ -276,7 +344,7 @@ class Calls:
                 answer = await entry.handler(caller, argument)
             except Exception as exc:
                 log.exception("node %s: handler of %r raised", self._node.node_id, service)
-                return "error", f"{type(exc).__name__}: {exc}"[:_MESSAGE_CHARS]
+                return "error", _describe(exc)
         if scope.cancelled_caught:
             return "expired", f"the handler took over the caller's {timeout_s:g} s"
         try:
@@ -285,7 +353,7 @@ class Calls:
             log.error(
                 "node %s: the answer of %r cannot be sent: %s", self._node.node_id, service, exc
             )
-            return "error", f"the handler's answer cannot be sent: {exc}"[:_MESSAGE_CHARS]
+            return "error", _cut(f"the handler's answer cannot be sent: {exc}")
         limit = self._node.max_message_bytes - _ENVELOPE_BYTES
         if len(encoded) > limit:
             log.error(
@@ -320,8 +388,16 @@ class Calls:
         self._pending[call_id] = pending
         self._pending_per_peer[peer] += 1
         try:
-            timeout_ms = max(1, min(int(timeout_s * 1000), 24 * 3600 * 1000))
-            data = encode_call(call_id, service, timeout_ms, record.incarnation or "", payload)
+            timeout_ms = max(1, min(math.ceil(timeout_s * 1000), 24 * 3600 * 1000))
+            data = encode_call(
+                call_id,
+                service,
+                timeout_ms,
+                record.incarnation or "",
+                payload,
+                caller=node.incarnation,
+                sent_wall_ms=node.wall_ms(),
+            )
             node._send(peer, data, "call")
             with trio.move_on_after(timeout_s):
                 await pending.done.wait()
@@ -346,15 +422,29 @@ class Calls:
         if entry.running >= entry.max_concurrent:
             _count(self._node.stats.calls_out, "overloaded")
             raise Overloaded(me, service, f"{entry.running} calls running (max_concurrent)")
+        pending = _Pending(me, service)
+
+        async def serve_here() -> None:
+            try:
+                pending.status, pending.body = await self._answer(
+                    me, service, entry, timeout_s, _decode(payload)
+                )
+            finally:
+                entry.running -= 1
+            pending.done.set()
+
+        # In a task of the node's, as a peer's call runs: a handler that does not
+        # yield to cancellation (a worker thread, a shielded scope) cannot hold this
+        # caller past its timeout.
         entry.running += 1
-        try:
-            status, body = await self._answer(me, service, entry, timeout_s, _load_value(payload))
-        finally:
-            entry.running -= 1
-        if status == "expired":
+        assert self._node._nursery is not None
+        self._node._nursery.start_soon(serve_here)
+        with trio.move_on_after(timeout_s):
+            await pending.done.wait()
+        if not pending.done.is_set() or pending.status == "expired":
             _count(self._node.stats.calls_out, "timeout")
             raise CallTimeout(me, service, f"no answer within {timeout_s:g} s")
-        return self._counted(_Pending(me, service, status=status, body=body))
+        return self._counted(pending)
 
     def _counted(self, pending: _Pending) -> Any:
         """`_result`, counted in ``stats.calls_out`` by outcome."""
@@ -367,9 +457,9 @@ class Calls:
         peer, service, status, body = pending.peer, pending.service, pending.status, pending.body
         if status == "ok":
             try:
-                return _load_value(body)  # type: ignore[arg-type]
-            except Exception:
-                raise RemoteError(peer, service, "its answer is not CBOR") from None
+                return _decode(body)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise RemoteError(peer, service, f"its answer is not a value: {exc}") from None
         error: type[CallError] = {
             "error": RemoteError,
             "unknown_service": UnknownService,

@@ -115,19 +115,30 @@ class MemoryNetwork:
             raise ValueError(f"node {node_id!r} is already on the network")
         transport = MemoryTransport(self, node_id, seeded=bool(self._nodes))
         for other in self._nodes.values():
+            other._deliver_down(node_id)  # a crash of that name not seen yet: first
             other._event(PeerUp(node_id))
             transport._event(PeerUp(other.node_id))
         self._nodes[node_id] = transport
         return transport
 
     def crash(self, node_id: str) -> None:
-        """Detach a node at once: its transport closes, queued messages are lost."""
+        """Detach a node at once: its transport closes, messages queued for it are
+        lost. Each peer sees it down after the messages it had already sent arrive,
+        as a TCP peer reads what was sent before the connection's end."""
         transport = self._nodes.pop(node_id, None)
         if transport is None:
             return
         transport._close()
+        now = trio.current_time()
         for other in self._nodes.values():
-            other._event(PeerDown(node_id))
+            last = max(
+                (at for at, _, e in other._heap if isinstance(e, Received) and e.peer == node_id),
+                default=None,
+            )
+            if last is None or last <= now:
+                other._event(PeerDown(node_id))
+            else:
+                other._schedule(last, next(self._order), PeerDown(node_id), force=True)
 
     def incarnation(self, node_id: str) -> str:
         """A fresh, seeded incarnation id for a node (8 hex digits)."""
@@ -294,12 +305,23 @@ class MemoryTransport(Transport):
 
     # -- called by the network -------------------------------------------------------
 
-    def _schedule(self, at: float, order: int, event: Event) -> bool:
-        if self._closed or len(self._heap) + len(self._ready) >= self._network.inbox_size:
+    def _schedule(self, at: float, order: int, event: Event, *, force: bool = False) -> bool:
+        full = len(self._heap) + len(self._ready) >= self._network.inbox_size
+        if self._closed or (full and not force):
             return False
         heapq.heappush(self._heap, (at, order, event))
         self._wakeup.set()
         return True
+
+    def _deliver_down(self, peer: str) -> None:
+        """Make a `PeerDown` of ``peer`` still scheduled (see `MemoryNetwork.crash`)
+        ready at once."""
+        if any(isinstance(e, PeerDown) and e.peer == peer for _, _, e in self._heap):
+            self._heap = [
+                x for x in self._heap if not (isinstance(x[2], PeerDown) and x[2].peer == peer)
+            ]
+            heapq.heapify(self._heap)
+            self._ready.append(PeerDown(peer))
 
     def _event(self, event: Event) -> None:
         if not self._closed:

@@ -177,6 +177,7 @@ class _Peer:
     # The services it serves, as its incarnation `services_of` last said (see calls).
     services: frozenset[str] = frozenset()
     services_of: str | None = None
+    services_seq: int = 0
     # The incarnation a member event last announced as up (None: down or never up).
     announced: str | None = None
 
@@ -441,6 +442,7 @@ class Node:
         self._calls = Calls(self)
         self._member_watchers: list[Callable[[MemberEvent], None]] = []
         self._services_told = False  # services were ever announced: keep telling them
+        self._services_seq = 0  # counts changes of this node's services
         self._ticks = 0
 
     @property
@@ -1113,8 +1115,8 @@ class Node:
                 hold; too big); nothing is sent.
         """
         check_service(service)
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+        if not (timeout_s > 0 and math.isfinite(timeout_s)):
+            raise ValueError(f"timeout_s must be a positive finite number, got {timeout_s!r}")
         encoded = self._calls.encode_payload(peer, service, payload)
         if peer == self.node_id:
             return await self._calls.call_here(service, encoded, timeout_s)
@@ -1174,18 +1176,22 @@ class Node:
                 log.exception("node %s: member watcher %r raised", self._me, callback)
 
     def _services_message(self) -> bytes:
-        return encode_services(self.incarnation, self.services())
+        return encode_services(self.incarnation, self._services_seq, self.services())
 
     def _services_changed(self) -> None:
         self._services_told = True
+        self._services_seq += 1
         message = self._services_message()
         for peer in sorted(self._transport.peers()):
             self._send(peer, message, "services")
 
-    def _on_services(self, peer: str, incarnation: str, services: frozenset[str]) -> None:
+    def _on_services(self, peer: str, incarnation: str, seq: int, services: frozenset[str]) -> None:
         record = self._peers[peer]
         if record.incarnation is not None and incarnation != record.incarnation:
             return  # an older (or not yet heard) incarnation's: its heartbeat decides
+        if record.services_of == incarnation and seq < record.services_seq:
+            return  # overtaken by a newer announcement of the same incarnation
+        record.services_seq = seq
         before = record.services if record.services_of == incarnation else frozenset()
         changed = services != before
         record.services, record.services_of = services, incarnation
@@ -1325,7 +1331,7 @@ class Node:
         elif kind == "members":
             self._on_members(peer, *message)
         elif kind == "call":
-            self._calls.on_call(peer, *message)
+            self._calls.on_call(peer, message)
         elif kind == "reply":
             self._calls.on_reply(peer, *message)
         elif kind == "services":

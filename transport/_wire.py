@@ -12,7 +12,7 @@ Every message is one CBOR array ``[1, kind, ...]`` (see crdt's codec):
 - ``"sync"``: an anti-entropy step, as `crdt.encode_sync_step` writes it;
 - ``"call"``, ``"reply"``: a request to a service and its answer (see
   `transport._calls`);
-- ``"services"``: ``[1, "services", incarnation, [name, ...]]``, the services the
+- ``"services"``: ``[1, "services", incarnation, seq, [name, ...]]``, the services the
   sender serves, sent when they change, to a peer that links up, and now and then.
 
 A node of an older version drops a message of a kind it does not know (counted as
@@ -273,26 +273,62 @@ def _check_service(name: object) -> str:
 
 
 def encode_call(
-    call_id: int, service: str, timeout_ms: int, incarnation: str, payload: bytes
+    call_id: int,
+    service: str,
+    timeout_ms: int,
+    incarnation: str,
+    payload: bytes,
+    *,
+    caller: str = "",
+    sent_wall_ms: int = 0,
 ) -> bytes:
-    """``[1, "call", id, service, timeout_ms, incarnation, payload]``: call ``service``
-    on the incarnation ``incarnation`` of the receiver ("" for whichever runs),
-    answering within ``timeout_ms``; ``payload`` is the argument's canonical CBOR."""
-    return cbor2.dumps([FORMAT_VERSION, "call", call_id, service, timeout_ms, incarnation, payload])
+    """``[1, "call", id, service, timeout_ms, incarnation, payload, caller,
+    sent_wall_ms]``: call ``service`` on the incarnation ``incarnation`` of the
+    receiver ("" for whichever runs), answering within ``timeout_ms``; ``payload`` is
+    the argument's canonical CBOR; ``caller`` is the caller's incarnation and
+    ``sent_wall_ms`` its clock when it sent the call (0: not said), so that the
+    callee can tell a call that arrives after its caller gave up."""
+    return cbor2.dumps(
+        [
+            FORMAT_VERSION,
+            "call",
+            call_id,
+            service,
+            timeout_ms,
+            incarnation,
+            payload,
+            caller,
+            sent_wall_ms,
+        ]
+    )
 
 
-def decode_call(data: bytes) -> tuple[int, str, int, str, bytes]:
-    """Decode a ``call``: ``(id, service, timeout_ms, incarnation, payload)``.
+@attrs.frozen
+class Call:
+    """A decoded ``call`` (see `encode_call`)."""
+
+    call_id: int
+    service: str
+    timeout_ms: int
+    incarnation: str
+    payload: bytes
+    caller: str
+    sent_wall_ms: int
+
+
+def decode_call(data: bytes) -> Call:
+    """Decode a ``call``.
 
     Raises:
         DecodeError: malformed, or a field of the wrong type or range.
     """
     obj: Any = decode_cbor(data, "call")
-    if type(obj) is not list or len(obj) != 7 or obj[:2] != [FORMAT_VERSION, "call"]:
+    if type(obj) is not list or len(obj) != 9 or obj[:2] != [FORMAT_VERSION, "call"]:
         raise DecodeError(
-            "call: expected [1, 'call', id, service, timeout_ms, incarnation, payload]"
+            "call: expected [1, 'call', id, service, timeout_ms, incarnation, payload, "
+            "caller, sent_wall_ms]"
         )
-    call_id, service, timeout_ms, incarnation, payload = obj[2:]
+    call_id, service, timeout_ms, incarnation, payload, caller, sent = obj[2:]
     if (
         type(call_id) is not int
         or not 0 <= call_id < 2**64
@@ -301,9 +337,13 @@ def decode_call(data: bytes) -> tuple[int, str, int, str, bytes]:
         or type(incarnation) is not str
         or len(incarnation) > MAX_INCARNATION
         or type(payload) is not bytes
+        or type(caller) is not str
+        or len(caller) > MAX_INCARNATION
+        or type(sent) is not int
+        or not 0 <= sent <= MAX_WALL_MS
     ):
         raise DecodeError("call: a field has the wrong type or range")
-    return call_id, _check_service(service), timeout_ms, incarnation, payload
+    return Call(call_id, _check_service(service), timeout_ms, incarnation, payload, caller, sent)
 
 
 def encode_reply(call_id: int, status: str, body: bytes | str) -> bytes:
@@ -329,27 +369,30 @@ def decode_reply(data: bytes) -> tuple[int, str, bytes | str]:
     return call_id, status, body
 
 
-def encode_services(incarnation: str, services: frozenset[str]) -> bytes:
-    """``[1, "services", incarnation, [name, ...]]``: the services the sender's
-    incarnation ``incarnation`` serves now (sorted)."""
-    return cbor2.dumps([FORMAT_VERSION, "services", incarnation, sorted(services)])
+def encode_services(incarnation: str, seq: int, services: frozenset[str]) -> bytes:
+    """``[1, "services", incarnation, seq, [name, ...]]``: the services the sender's
+    incarnation ``incarnation`` serves now (sorted), ``seq`` counting its changes so
+    that a receiver keeps the newest of messages that arrive out of order."""
+    return cbor2.dumps([FORMAT_VERSION, "services", incarnation, seq, sorted(services)])
 
 
-def decode_services(data: bytes) -> tuple[str, frozenset[str]]:
-    """Decode a ``services`` message: ``(incarnation, services)``.
+def decode_services(data: bytes) -> tuple[str, int, frozenset[str]]:
+    """Decode a ``services`` message: ``(incarnation, seq, services)``.
 
     Raises:
         DecodeError: malformed, or more than `MAX_SERVICES` names.
     """
     obj: Any = decode_cbor(data, "services")
-    if type(obj) is not list or len(obj) != 4 or obj[:2] != [FORMAT_VERSION, "services"]:
-        raise DecodeError("services: expected [1, 'services', incarnation, names]")
-    incarnation, names = obj[2:]
+    if type(obj) is not list or len(obj) != 5 or obj[:2] != [FORMAT_VERSION, "services"]:
+        raise DecodeError("services: expected [1, 'services', incarnation, seq, names]")
+    incarnation, seq, names = obj[2:]
     if (
         type(incarnation) is not str
         or not 0 < len(incarnation) <= MAX_INCARNATION
+        or type(seq) is not int
+        or not 0 <= seq < 2**63
         or type(names) is not list
         or len(names) > MAX_SERVICES
     ):
         raise DecodeError("services: a field has the wrong type or range")
-    return incarnation, frozenset(_check_service(n) for n in names)
+    return incarnation, seq, frozenset(_check_service(n) for n in names)
