@@ -30,7 +30,8 @@ LIMIT, WINDOW_S, NODES = 100, 1.0, 3
 
 
 def say(*words: Any) -> None:
-    print(*words, flush=True)
+    sys.stdout.write(" ".join(map(str, words)) + "\n")  # one write: a whole line
+    sys.stdout.flush()
 
 
 async def main(name: str, port: int, seeds: list[int]) -> None:
@@ -47,7 +48,11 @@ async def main(name: str, port: int, seeds: list[int]) -> None:
 
         def decide(key: Any, cost: int = 1) -> bool:  # every decision of this node
             window = local.window()
-            admitted = allow(key, cost)
+            local.window = lambda: window  # type: ignore[method-assign]  # the one it prints
+            try:
+                admitted = allow(key, cost)
+            finally:
+                del local.window
             if admitted:
                 say("admit", window)
             return admitted

@@ -335,3 +335,24 @@ def test_bad_arguments_raise_before_anything_is_computed_or_written(sim_run: Any
             assert cache.get("odd", "default") == "default"  # a read never raises
 
     sim_run(main)
+
+
+def test_an_owner_that_refuses_writes_answers_and_the_caller_caches(sim_run: Any) -> None:
+    async def main() -> None:
+        async with Simulation(seed=49) as sim:
+            await sim.start("a", "b", "c")
+            load = Loads()
+            caches = {n: ReplicatedCache(sim.node(n), load=load) for n in sim.live}
+            async with trio.open_nursery() as nursery:
+                await serve(nursery, caches.values())
+                key = key_owned_by(sim.node("a"), "c")
+                assert caches["a"].owner(key) == "c"
+                sim.set_skew("c", 60_000)  # an NTP step: c refuses writes for now
+                await sim.run_for(0.001)
+                assert not sim.node("c").ready
+                assert await caches["a"].get_or_compute(key) == f"value of {key}"
+                assert (caches["c"].computed, caches["a"].fallbacks) == (1, 0)
+                assert caches["a"].get(key) == f"value of {key}"  # a wrote it
+                nursery.cancel_scope.cancel()
+
+    sim_run(main)

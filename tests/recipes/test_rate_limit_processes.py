@@ -64,9 +64,13 @@ class Process:
             return next(line for line in self.lines if line.startswith(prefix))
 
     def admitted(self) -> collections.Counter[int]:
-        """Admissions this node decided, per window."""
+        """Admissions this node decided, per window (a killed node's last line may be
+        cut short: it is not counted)."""
         with self._changed:
-            return collections.Counter(int(x.split()[1]) for x in self.lines if x[:5] == "admit")
+            words = [line.split() for line in self.lines]
+        return collections.Counter(
+            int(w[1]) for w in words if len(w) == 2 and w[0] == "admit" and w[1].isdigit()
+        )
 
 
 @pytest.fixture

@@ -98,11 +98,13 @@ def test_watch_members_tells_up_services_and_down_in_the_node_thread() -> None:
         with make("b", pb, [pa]) as b:
             b.serve("work", lambda caller, payload: payload)
             assert eventually(lambda: a.serving("work") == {"b"})
+            incarnation = b.run_sync(lambda: b.node.incarnation)
         seen: list[tuple[str, str, frozenset[str]]] = []
         deadline = time.monotonic() + 10
         while not any(kind == "down" for kind, _, _ in seen) and time.monotonic() < deadline:
             event, thread = events.get(timeout=10)
             assert thread == "chorus-node"
+            assert event.incarnation == incarnation
             seen.append((event.kind, event.node, event.services))
         assert seen[0][:2] == ("up", "b")
         assert ("services", "b", frozenset({"work"})) in seen or "work" in seen[0][2]
