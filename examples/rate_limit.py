@@ -3,12 +3,10 @@
 Every node takes a request per ms for the same key. `transport.recipes.RateLimiter`
 counts on each node and admits a little over the limit (what the other nodes
 admitted within one replication delay); `OwnerRoutedRateLimiter` asks the key's
-owner and admits exactly 100. Simulated (MemoryNetwork, MockClock).
+owner (`Node.call_owner`) and admits exactly 100. Simulated (MemoryNetwork, MockClock).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import trio
 import trio.testing
@@ -25,12 +23,7 @@ async def main() -> dict[str, int]:
         await sim.start(*NODES)
         local = {n: RateLimiter(sim.node(n), limit=100, window_s=60) for n in NODES}
         slots = {n: RateLimiter(sim.node(n), limit=100, window_s=60, name="routed") for n in NODES}
-
-        async def forward(owner: str, key: Any) -> bool:  # an HTTP call to the owner
-            await trio.sleep(0.002)
-            return slots[owner].allow(key)
-
-        routed = {n: OwnerRoutedRateLimiter(sim.node(n), slots[n], forward) for n in NODES}
+        routed = {n: OwnerRoutedRateLimiter(sim.node(n), slots[n]) for n in NODES}
         admitted = {"local": 0, "owner-routed": 0}
 
         async def requests(node: str) -> None:  # one request per ms

@@ -115,7 +115,6 @@ EXPECTED = {
         "connect",
     },
     transport.recipes: {
-        "UNREACHABLE",
         "MemberSet",
         "OwnerRoutedRateLimiter",
         "RateLimiter",

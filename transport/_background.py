@@ -14,6 +14,11 @@ own ``trio.run`` in a daemon thread; this facade is synchronous.
 A write waits for the node's thread to take the GIL: cheap in a web app, slow (tens of
 ms) when other threads spin on the CPU.
 
+Calls between nodes (see `transport._calls`) work from threads too: `BackgroundNode.call`
+and `BackgroundNode.call_owner` block the calling thread until the answer (or a typed
+`CallError`); `BackgroundNode.serve` serves a plain function, run in a worker thread;
+`BackgroundNode.watch_members` tells a callback of peers up, down and restarted.
+
 Fork: a thread does not survive ``fork()``. A BackgroundNode started before a fork
 (gunicorn ``--preload``, ``multiprocessing`` with the fork start method) runs only in
 the parent; in the child its maps would hold the values of the moment of the fork
@@ -24,6 +29,7 @@ Start one node per process, after the fork.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import weakref
@@ -35,6 +41,7 @@ import trio
 
 from crdt import Key
 
+from ._calls import CallResult, MemberEvent
 from ._node import Node
 from ._replicated import ReplicatedMap, Subscriber
 
@@ -296,6 +303,122 @@ class BackgroundNode:
     def owner(self, key: Key) -> str:
         result: str = self.run_sync(self.node.owner, key)
         return result
+
+    def serving(self, service: str) -> frozenset[str]:
+        """The live members serving ``service`` (see `Node.serving`); one hop."""
+        result: frozenset[str] = self.run_sync(self.node.serving, service)
+        return result
+
+    def owner_of(self, key: Key, service: str) -> str | None:
+        """The owner of ``key`` among the nodes serving ``service`` (see
+        `Node.owner_of`); None when none does. One hop to the node's thread."""
+        result: str | None = self.run_sync(self.node.owner_of, key, service)
+        return result
+
+    # -- calls -------------------------------------------------------------------------
+
+    def call(self, peer: str, service: str, payload: Any = None, *, timeout_s: float = 5.0) -> Any:
+        """Call ``service`` on ``peer`` and return its answer (see `Node.call`).
+
+        Blocks the calling thread until the answer comes or ``timeout_s`` seconds
+        have passed. Not from the node's own thread (a `watch_members` callback, a
+        `SyncMap` subscriber): that would block the node.
+
+        Raises:
+            CallTimeout, PeerUnavailable, UnknownService, Overloaded, RemoteError:
+                as for `Node.call`.
+            TypeError, ValueError: the payload cannot be sent; nothing is sent.
+            RuntimeError: the node is not running, or this is the node's thread.
+            ForkedError: it was started in a parent of this process.
+        """
+        call = functools.partial(self.node.call, peer, service, payload, timeout_s=timeout_s)
+        return self.run(call)
+
+    def call_owner(
+        self, key: Key, service: str, payload: Any = None, *, timeout_s: float = 5.0
+    ) -> CallResult:
+        """Call ``service`` on the owner of ``key`` (see `Node.call_owner`): blocks
+        the calling thread as `call` does.
+
+        Returns:
+            A `CallResult`: the node that answered and its answer.
+
+        Raises:
+            UnknownService: no live member serves ``service``.
+            The errors of `call`.
+        """
+        call = functools.partial(self.node.call_owner, key, service, payload, timeout_s=timeout_s)
+        result: CallResult = self.run(call)
+        return result
+
+    def serve(
+        self, service: str, fn: Callable[[str, Any], Any], *, max_concurrent: int = 64
+    ) -> Callable[[], None]:
+        """Serve ``service`` with a plain function: ``fn(caller_node_id, payload)``
+        answers each call of it (see `Node.serve`).
+
+        ``fn`` runs in a worker thread, never in the node's thread, so a slow one
+        does not stall the node; at most ``max_concurrent`` run at once (calls beyond
+        are answered `Overloaded`), in threads of the service's own, so they never
+        take the threads the node needs for anything else. What it returns is the
+        answer (a value a map can hold); what it raises reaches the caller as
+        `RemoteError`, and is logged here.
+
+        Cancellation: a thread cannot be interrupted. When the caller's timeout has
+        passed, or the node stops, the call is given up but ``fn`` runs to its end,
+        and it keeps its place among the ``max_concurrent`` until then (its late
+        answer is dropped). Abandoning the thread instead would let slow calls pile
+        up beyond ``max_concurrent`` and would let ``fn`` write after the node
+        stopped. So `stop` waits for running calls of ``fn`` to return: bound its
+        time (a database timeout) below ``stop``'s timeout. For the same reason a
+        call from this node to its own service (`call` with its own id, or
+        `call_owner` electing it) returns only when ``fn`` does, even past
+        ``timeout_s``: a local call's timeout works by cancelling the handler.
+
+        Returns:
+            A function, callable from any thread, that stops serving it (calls
+            arriving after answer `UnknownService`; running ones finish).
+
+        Raises:
+            ValueError, TypeError: as for `Node.serve`.
+            RuntimeError: the node is not running.
+            ForkedError: it was started in a parent of this process.
+        """
+        if not callable(fn):
+            raise TypeError(f"the function serving {service!r} is not callable: {fn!r}")
+        # Node.serve checks max_concurrent; a bad one must reach it, not fail here.
+        threads = trio.CapacityLimiter(max(1, max_concurrent) if type(max_concurrent) is int else 1)
+
+        async def handler(caller: str, payload: Any) -> Any:
+            return await trio.to_thread.run_sync(fn, caller, payload, limiter=threads)
+
+        serve = functools.partial(self.node.serve, service, handler, max_concurrent=max_concurrent)
+        unserve: Callable[[], None] = self.run_sync(serve)
+        return lambda: self._run_if_running(unserve)
+
+    def watch_members(self, callback: Callable[[MemberEvent], None]) -> Callable[[], None]:
+        """Call ``callback(event)`` for every `MemberEvent` (a peer up, down,
+        restarted, or serving other services: see `Node.watch_members`).
+
+        ``callback`` runs in the node's thread: it must return quickly and must not
+        block on the node (`call`, `run`); hand the event to a queue for slow work.
+        An exception it raises is logged.
+
+        Returns:
+            A function, callable from any thread, that stops the calls.
+
+        Raises:
+            RuntimeError: the node is not running.
+            ForkedError: it was started in a parent of this process.
+        """
+        unwatch: Callable[[], None] = self.run_sync(self.node.watch_members, callback)
+        return lambda: self._run_if_running(unwatch)
+
+    def _run_if_running(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` in the node's thread; nothing to do once the node stopped."""
+        with contextlib.suppress(trio.RunFinishedError):
+            if self._token is not None and self._thread is not None and self._thread.is_alive():
+                self.run_sync(fn)
 
     # -- fork --------------------------------------------------------------------------
 

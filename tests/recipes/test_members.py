@@ -1,4 +1,5 @@
-"""MemberSet: which nodes serve a recipe, through starts, stops, crashes and restarts."""
+"""MemberSet: which nodes serve a recipe's service, through starts, stops, crashes,
+restarts and times the node refuses writes."""
 
 from typing import Any
 
@@ -13,78 +14,6 @@ pytestmark = pytest.mark.timeout(60)
 
 def views(sim: Simulation, sets: dict[str, MemberSet]) -> dict[str, frozenset[str]]:
     return {n: s.serving() for n, s in sets.items() if n in sim.live}
-
-
-def test_serving_follows_announcements_withdrawals_crashes_and_restarts(sim_run: Any) -> None:
-    async def main() -> None:
-        async with Simulation(seed=61) as sim:
-            await sim.start("a", "b", "c", "d")
-            sets = {n: MemberSet(sim.node(n), "cache") for n in sim.live}
-            assert views(sim, sets) == dict.fromkeys("abcd", frozenset())
-            assert sets["a"].owner("k") is None  # nobody serves: no owner
-            async with trio.open_nursery() as nursery:
-                scopes = {}
-                for name in "abc":  # d never serves
-                    scopes[name] = trio.CancelScope()
-
-                    async def run(members: MemberSet, scope: trio.CancelScope) -> None:
-                        with scope:
-                            await members.run()
-
-                    nursery.start_soon(run, sets[name], scopes[name])
-                await sim.run_for(0.1)
-                assert views(sim, sets) == dict.fromkeys("abcd", frozenset("abc"))
-                assert sim.node("d").map("cache.members").get("a") == sim.node("a").incarnation
-
-                scopes["c"].cancel()  # c stops serving: it withdraws at once
-                await sim.run_for(0.1)
-                assert views(sim, sets) == dict.fromkeys("abcd", frozenset("ab"))
-                assert "c" not in sim.node("a").map("cache.members")
-
-                sim.crash("b")  # its announcement stays, but b is not live
-                await sim.run_for(4)  # the failure detector takes 3 s at most
-                assert views(sim, sets) == dict.fromkeys("acd", frozenset("a"))
-                assert "b" in sim.node("a").map("cache.members")
-
-                old = sim.node("a").map("cache.members").get("b")
-                await sim.restart("b")  # a new incarnation that does not serve (yet)
-                sets["b"] = MemberSet(sim.node("b"), "cache")
-                await sim.run_for(3)  # a collects b's stale announcement
-                assert sim.node("b").incarnation != old
-                assert views(sim, sets) == dict.fromkeys("abcd", frozenset("a"))
-                assert "b" not in sim.node("d").map("cache.members")
-
-                await nursery.start(sets["b"].run)
-                await sim.run_for(0.1)
-                assert views(sim, sets) == dict.fromkeys("abcd", frozenset("ab"))
-                owners = {sets["d"].owner(f"k{i}") for i in range(50)}
-                assert owners == {"a", "b"}
-                nursery.cancel_scope.cancel()
-
-    sim_run(main)
-
-
-def test_an_overwritten_announcement_is_restored(sim_run: Any) -> None:
-    async def main() -> None:
-        async with Simulation(seed=62) as sim:
-            await sim.start("a", "b")
-            members = MemberSet(sim.node("a"), "cache")
-            async with trio.open_nursery() as nursery:
-                await nursery.start(members.run)
-                await sim.run_for(0.1)
-                sim.node("b").map("cache.members").delete("a")  # as a collector racing a restart
-                await sim.run_for(0.1)
-                assert MemberSet(sim.node("b"), "cache").serving() == {"a"}
-                nursery.cancel_scope.cancel()
-
-    sim_run(main)
-
-
-def test_bad_arguments() -> None:
-    with pytest.raises(ValueError, match="refresh_s"):
-        MemberSet(object(), "cache", refresh_s=0)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="non-empty str"):
-        MemberSet(object(), "", refresh_s=1)  # type: ignore[arg-type]
 
 
 class Served:
@@ -108,22 +37,50 @@ class Served:
         self.scope.cancel()
 
 
-async def refuse_writes(sim: Simulation, name: str) -> None:
-    """Step ``name``'s clock forward: it refuses writes until its peers tell it
-    whether the step is right (`Node.not_ready_reason`)."""
-    sim.set_skew(name, 60_000)
-    await sim.run_for(0.001)
-    assert not sim.node(name).ready
+def test_serving_follows_starts_stops_crashes_and_restarts(sim_run: Any) -> None:
+    async def main() -> None:
+        async with Simulation(seed=61) as sim:
+            await sim.start("a", "b", "c", "d")
+            sets = {n: MemberSet(sim.node(n), "cache") for n in sim.live}
+            assert views(sim, sets) == dict.fromkeys("abcd", frozenset())
+            assert sets["a"].owner("k") is None  # nobody serves: no owner
+            async with trio.open_nursery() as nursery:
+                served = {n: Served(nursery, sets[n]) for n in "abc"}  # d never serves
+                for s in served.values():
+                    await s.start()
+                await sim.run_for(0.1)
+                assert views(sim, sets) == dict.fromkeys("abcd", frozenset("abc"))
+                assert sim.node("d").services_of("a") == {"cache"}
+
+                served["c"].stop()  # c stops serving: its peers hear it at once
+                await sim.run_for(0.1)
+                assert views(sim, sets) == dict.fromkeys("abcd", frozenset("ab"))
+
+                await served["c"].start()
+                sim.crash("c")  # it served, but is not live
+                await sim.run_for(4)  # the failure detector takes 3 s at most
+                assert views(sim, sets) == dict.fromkeys("abd", frozenset("ab"))
+
+                await sim.restart("c")  # a new incarnation that does not serve (yet)
+                sets["c"] = MemberSet(sim.node("c"), "cache")
+                await sim.run_for(3)
+                assert views(sim, sets) == dict.fromkeys("abcd", frozenset("ab"))
+
+                await Served(nursery, sets["c"]).start()
+                await sim.run_for(0.1)
+                assert views(sim, sets) == dict.fromkeys("abcd", frozenset("abc"))
+                owners = {sets["d"].owner(f"k{i}") for i in range(50)}
+                assert owners == {"a", "b", "c"}
+                assert all(sets["d"].owner(f"k{i}") == sets["a"].owner(f"k{i}") for i in range(50))
+                nursery.cancel_scope.cancel()
+
+    sim_run(main)
 
 
-async def take_writes(sim: Simulation, name: str) -> None:
-    """Step ``name``'s clock back to the time it kept: it takes writes at once."""
-    sim.set_skew(name, 0)
-    await sim.run_for(0.001)
-    assert sim.node(name).ready
+def test_a_node_starts_and_stops_serving_while_it_refuses_writes(sim_run: Any) -> None:
+    """Serving is told in a message of its own, not written to a map: a node that
+    refuses writes (an unconfirmed clock step) starts and stops serving at once."""
 
-
-def test_a_refused_withdrawal_is_retried_once_the_node_takes_writes(sim_run: Any) -> None:
     async def main() -> None:
         async with Simulation(seed=63) as sim:
             await sim.start("a", "b", "c")
@@ -134,91 +91,66 @@ def test_a_refused_withdrawal_is_retried_once_the_node_takes_writes(sim_run: Any
                     await s.start()
                 await sim.run_for(0.1)
                 assert views(sim, sets) == dict.fromkeys("abc", frozenset("abc"))
-
-                await refuse_writes(sim, "c")
-                served["c"].stop()  # c stops serving, but cannot delete its announcement
-                await sim.run_for(0.01)
-                assert "c" in sim.node("c").map("cache.members")
-                await take_writes(sim, "c")  # c keeps running, a live member again
-                await sim.run_for(2)  # refresh_s is 1 s
+                sim.set_skew("c", 60_000)
+                await sim.run_for(0.001)
+                assert not sim.node("c").ready
+                served["c"].stop()
+                await sim.run_for(0.1)
                 assert views(sim, sets) == dict.fromkeys("abc", frozenset("ab"))
-                assert "c" not in sim.node("a").map("cache.members")
-                assert not sets["c"]._retrying  # the retry ended with the withdrawal
+                await served["c"].start()
+                await sim.run_for(0.1)
+                assert not sim.node("c").ready
+                assert views(sim, sets) == dict.fromkeys("abc", frozenset("abc"))
                 nursery.cancel_scope.cancel()
 
     sim_run(main)
 
 
-def test_a_node_that_serves_again_is_not_withdrawn_by_a_stale_retry(sim_run: Any) -> None:
+def test_a_handler_answers_calls_and_one_service_is_served_once(sim_run: Any) -> None:
     async def main() -> None:
         async with Simulation(seed=64) as sim:
-            await sim.start("a", "b", "c")
-            sets = {n: MemberSet(sim.node(n), "cache") for n in sim.live}
+            await sim.start("a", "b")
+
+            async def double(caller: str, payload: Any) -> Any:
+                return payload * 2
+
+            members = MemberSet(sim.node("b"), "double", handler=double)
             async with trio.open_nursery() as nursery:
-                served = {n: Served(nursery, s) for n, s in sets.items()}
-                for s in served.values():
-                    await s.start()
+                await nursery.start(members.run)
                 await sim.run_for(0.1)
-
-                await refuse_writes(sim, "c")
-                served["c"].stop()  # the withdrawal is refused: retried
-                await sim.run_for(0.01)
-                await served["c"].start()  # c serves again before it takes writes
-                writes = sim.node("c").stats.writes
-                await take_writes(sim, "c")
-                await sim.run_for(5)
-                assert views(sim, sets) == dict.fromkeys("abc", frozenset("abc"))
-                assert sim.node("c").stats.writes == writes  # not withdrawn, then restored
-
-                await refuse_writes(sim, "c")  # stopped again while refusing writes
-                served["c"].stop()
-                await sim.run_for(0.01)
-                assert "c" in sim.node("a").map("cache.members")
-                await take_writes(sim, "c")
-                await sim.run_for(2)
-                assert views(sim, sets) == dict.fromkeys("abc", frozenset("ab"))
-
-                await refuse_writes(sim, "c")  # it serves again while it refuses writes,
-                await served["c"].start()  # so announces once it takes them
-                await sim.run_for(0.01)
-                assert views(sim, sets) == dict.fromkeys("abc", frozenset("ab"))
-                await take_writes(sim, "c")
-                await sim.run_for(2)
-                assert views(sim, sets) == dict.fromkeys("abc", frozenset("abc"))
+                assert (await sim.node("a").call_owner("k", "double", 21)).value == 42
+                with pytest.raises(ValueError, match="served already"):
+                    await MemberSet(sim.node("b"), "double").run()
                 nursery.cancel_scope.cancel()
 
     sim_run(main)
 
 
-def test_a_pending_withdrawal_ends_when_the_node_stops_or_leaves(sim_run: Any) -> None:
+def test_the_deprecated_announcement_methods_serve_and_stop_serving(sim_run: Any) -> None:
     async def main() -> None:
         async with Simulation(seed=65) as sim:
-            await sim.start("a", "b", "c", "d")
-            sets = {n: MemberSet(sim.node(n), "cache") for n in sim.live}
-            async with trio.open_nursery() as nursery:
-                served = {n: Served(nursery, s) for n, s in sets.items()}
-                for s in served.values():
-                    await s.start()
-                await sim.run_for(0.1)
-
-                await refuse_writes(sim, "c")
-                served["c"].stop()
-                await sim.run_for(0.01)
-                assert sets["c"]._retrying
-                sim.crash("c")  # c's announcement names no live member any more
-                await sim.run_for(2)
-                assert not sets["c"]._retrying
-
-                node = sim.node("d")
-                await refuse_writes(sim, "d")
-                served["d"].stop()
-                await sim.run_for(0.01)
-                assert sets["d"]._retrying
-                await node.drain()  # d leaves: its announcement names no member
-                await sim.run_for(2)
-                assert not sets["d"]._retrying
-                await sim.run_for(3)  # the others see c down
-                assert sets["a"].serving() == sets["b"].serving() == {"a", "b"}
-                nursery.cancel_scope.cancel()
+            await sim.start("a", "b")
+            members = MemberSet(sim.node("a"), "cache")
+            with pytest.deprecated_call():
+                assert members.announce()
+            await sim.run_for(0.1)
+            assert MemberSet(sim.node("b"), "cache").serving() == {"a"}
+            with pytest.deprecated_call():
+                assert members.collect() == 0
+            with pytest.deprecated_call():
+                assert members.withdraw()
+            await sim.run_for(0.1)
+            assert MemberSet(sim.node("b"), "cache").serving() == frozenset()
 
     sim_run(main)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="refresh_s"):
+        MemberSet(object(), "cache", refresh_s=0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="service name"):
+        MemberSet(object(), "")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="str"):
+        MemberSet(object(), 7)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_concurrent"):
+        MemberSet(object(), "cache", max_concurrent=0)  # type: ignore[arg-type]

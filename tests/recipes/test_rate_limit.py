@@ -1,6 +1,7 @@
 """RateLimiter and OwnerRoutedRateLimiter on a simulated cluster (MockClock)."""
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -90,14 +91,7 @@ def test_owner_routing_is_exact_and_never_routes_to_a_node_that_does_not_serve(
             await sim.start("a", "b", "c", "serve")  # "serve" runs no limiter
             assert any(sim.node("a").owner(f"user:{i}") == "serve" for i in range(10))
             local = {n: RateLimiter(sim.node(n), limit=LIMIT, window_s=60) for n in "abc"}
-            asked: Counter[str] = Counter()
-
-            async def forward(owner: str, key: Any) -> bool:  # an RPC to the owner
-                asked[owner] += 1
-                await trio.sleep(0.002)
-                return local[owner].allow(key)
-
-            routed = {n: OwnerRoutedRateLimiter(sim.node(n), local[n], forward) for n in "abc"}
+            routed = {n: OwnerRoutedRateLimiter(sim.node(n), local[n]) for n in "abc"}
             admitted: Counter[str] = Counter()
 
             async def load(name: str, key: str) -> None:
@@ -114,11 +108,15 @@ def test_owner_routing_is_exact_and_never_routes_to_a_node_that_does_not_serve(
                     for i in range(10):
                         for name in routed:
                             requests.start_soon(load, name, f"user:{i}")
+                owners = {f"user:{i}": routed["a"].owner(f"user:{i}") for i in range(10)}
                 nursery.cancel_scope.cancel()
             assert admitted == dict.fromkeys((f"user:{i}" for i in range(10)), LIMIT)
-            assert set(asked) <= {"a", "b", "c"}
-            assert sum(asked.values()) > 0
             assert all(r.fallbacks == 0 for r in routed.values())
+            await sim.run_for(0.1)
+            slots: list[Any] = list(sim.node("serve").map("ratelimit"))
+            assert set(owners.values()) == {"a", "b", "c"}
+            # Only each key's owner counted it.
+            assert {(key, node) for key, _, node in slots} == set(owners.items())
 
     sim_run(main)
 
@@ -128,23 +126,97 @@ def test_owner_routing_falls_back_locally_when_the_owner_does_not_answer(sim_run
         async with Simulation(seed=53) as sim:
             await sim.start("a", "b")
             local = RateLimiter(sim.node("a"), limit=5, window_s=60)
-
-            async def unreachable(owner: str, key: Any) -> bool:
-                raise ConnectionError("refused")
-
-            routed = OwnerRoutedRateLimiter(sim.node("a"), local, unreachable)
+            routed = OwnerRoutedRateLimiter(sim.node("a"), local, timeout_s=0.2)
             other = OwnerRoutedRateLimiter(
-                sim.node("b"), RateLimiter(sim.node("b"), limit=5, window_s=60), unreachable
+                sim.node("b"), RateLimiter(sim.node("b"), limit=5, window_s=60)
             )
             async with trio.open_nursery() as nursery:
                 await nursery.start(routed.run)
                 await nursery.start(other.run)
                 await sim.run_for(0.1)
                 key = next(k for k in (f"u{i}" for i in range(100)) if routed.owner(k) == "b")
-                results = [await routed.allow(key) for _ in range(7)]
+                assert [await routed.allow(key) for _ in range(2)] == [True, True]  # b decides
+                await sim.run_for(0.1)  # b's slot reaches a
+                sim.network.partition(["a"], ["b"])
+                started = trio.current_time()
+                results = [await routed.allow(key) for _ in range(5)]
+                assert trio.current_time() - started < 5 * 0.2 + 0.01  # timeout_s each
+                # a counts b's 2 admissions too: 3 more, not 5.
+                assert results == [True] * 3 + [False] * 2
+                assert routed.fallbacks == 5
+                await sim.run_for(4)  # a declares b down: a owns the key now
+                assert routed.owner(key) == "a"
+                assert await routed.allow(key) is False
+                assert routed.fallbacks == 5
+                sim.network.heal()
                 nursery.cancel_scope.cancel()
-            assert results == [True] * 5 + [False] * 2
-            assert routed.fallbacks == 7
+
+    sim_run(main)
+
+
+def test_owner_routed_limits_per_window_with_the_owner_crashed_stay_within_the_bound(
+    sim_run: Any,
+) -> None:
+    """Exactly the limit per window while healthy; with the owner crashed mid-run,
+    at most the limit plus the replication overshoot (and never more than N x limit)."""
+
+    async def main() -> None:
+        async with Simulation(seed=58) as sim:
+            await sim.start("a", "b", "c")
+            local = {n: RateLimiter(sim.node(n), limit=LIMIT, window_s=1) for n in sim.live}
+            routed = {
+                n: OwnerRoutedRateLimiter(sim.node(n), local[n], timeout_s=0.2) for n in sim.live
+            }
+            per_window: Counter[int] = Counter()  # admitted, by the window that decided
+            key = "ip:10.0.0.1"
+
+            def recorded(limiter: RateLimiter) -> Callable[[Any, int], bool]:
+                allow = limiter.allow
+
+                def decide(key: Any, cost: int = 1) -> bool:  # every decision comes here
+                    window = limiter.window()
+                    admitted = allow(key, cost)
+                    per_window[window] += admitted
+                    return admitted
+
+                return decide
+
+            for limiter in local.values():
+                limiter.allow = recorded(limiter)  # type: ignore[method-assign,assignment]
+
+            async def load(name: str, seconds: float) -> None:  # 4 callers, 1 per ms each
+                async def caller() -> None:
+                    end = trio.current_time() + seconds
+                    while trio.current_time() < end and name in sim.live:
+                        await routed[name].allow(key)
+                        await trio.sleep(0.001)
+
+                async with trio.open_nursery() as callers:
+                    for _ in range(4):
+                        callers.start_soon(caller)
+
+            async with trio.open_nursery() as nursery:
+                for each in routed.values():
+                    await nursery.start(each.run)
+                await sim.run_for(0.1)
+                owner = routed["a"].owner(key)
+                assert owner is not None
+                await sim.run_for(1 - (sim.node("a").wall_ms() % 1000) / 1000)  # a new window
+                first = sim.node("a").wall_ms() // 1000
+                async with trio.open_nursery() as requests:
+                    for name in sim.live:
+                        requests.start_soon(load, name, 6.0)
+                    await sim.run_for(2.5)  # two healthy windows and a half
+                    sim.crash(owner)
+                survivors = [n for n in sim.live if n != owner]
+                nursery.cancel_scope.cancel()
+            assert per_window[first] == per_window[first + 1] == LIMIT
+            # The crash's window and the ones after, while the survivors fall back and
+            # elect a new owner: the limit plus what the two deciders admitted within a
+            # replication delay (5 ms, 4 requests/ms each) at most.
+            for window in range(first + 2, first + 6):
+                assert LIMIT <= per_window[window] <= LIMIT + 2 * 4 * 6, (window, per_window)
+            assert sum(routed[n].fallbacks for n in survivors) > 0
 
     sim_run(main)
 

@@ -61,7 +61,7 @@ class NodeTask:
             self._done.set()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Cancel the task (it withdraws what it announced) and wait up to
+        """Cancel the task (the node stops serving the recipe) and wait up to
         ``timeout_s`` seconds for it to end. Idempotent; nothing to do once the node
         stopped."""
         if not self._done.is_set():
@@ -77,7 +77,7 @@ class Serving:
     _task: NodeTask | None
 
     def close(self) -> None:
-        """Stop serving the recipe from this node (it withdraws what it announced);
+        """Stop serving the recipe from this node (its peers hear it at once);
         idempotent. The replicated entries stay, on every node."""
         if self._task is not None:
             self._task.close()

@@ -2,15 +2,15 @@
 
 In trio, next to a running `Node`::
 
-    cache = ReplicatedCache(node)
-    await nursery.start(cache.run)        # serves: announces this node, sweeps
+    cache = ReplicatedCache(node, load=load_profile, ttl_s=60)
+    await nursery.start(cache.run)        # serves: a candidate owner, sweeps
     cache.set("user:42", profile, ttl_s=60)
-    profile = await cache.get_or_compute("user:42", load_profile, ttl_s=60)
+    profile = await cache.get_or_compute("user:42")  # load_profile("user:42") if cold
 
 From threads (Flask, Django, FastAPI) over a `BackgroundNode`::
 
-    with SyncCache(background_node) as cache:
-        profile = cache.get_or_compute("user:42", load_profile, ttl_s=60)
+    with SyncCache(background_node, load=load_profile_sync, ttl_s=60) as cache:
+        profile = cache.get_or_compute("user:42")
 
 Entries are ``[value, expires_ms]``, with the expiry on the node's clock
 (`Node.wall_ms`, ms since the epoch). A read treats an expired entry as missing.
@@ -18,51 +18,55 @@ Entries are ``[value, expires_ms]``, with the expiry on the node's clock
 
 **Owners.** Each key has an owner among the nodes that *serve* the cache (they
 run `ReplicatedCache.run` or hold a `SyncCache` open on the same map): rendezvous
-(HRW) hashing over those that are live and announced (see `MemberSet`). A node
-that only reads flags, a ``chorus serve`` node for instance, never owns a key.
-The owner sweeps its expired keys, so each is deleted once and the map does not
-grow without bound.
+(HRW) hashing over the live members serving the service ``"cache:<name>"``
+(`Node.owner_of`). A node that only reads flags, a ``chorus serve`` node for
+instance, never owns a key. The owner sweeps its expired keys, so each is deleted
+once and the map does not grow without bound.
 
-**Stampedes.** `get_or_compute` computes a missing value on the key's owner only
-(``owner_only=True``, the default), as memcache's leases do for a thundering herd
-(Nishtala et al., "Scaling Memcache at Facebook", NSDI 2013):
+**Cold keys.** `get_or_compute` computes a missing value on the key's owner, with
+the owner's ``load`` function, as groupcache does (each key's owner loads it, its
+peers ask the owner); the owner writes it to the replicated map and answers it,
+and the caller returns that answer at once. So:
 
-- when every node asks for a cold key at about the same time, the owner computes
-  it and the others wait for its value: the cluster computes it once;
-- a node that is not the owner waits at most ``owner_wait_s`` for the value, then
-  computes it itself. So when the owner is down (or nobody asked it), a caller pays
-  that wait once; once the failure detector declares the owner down (3 s by
-  default), the election names a live owner again. When no node serves the
-  cache, every caller computes for itself.
+- single flight per cluster: concurrent requests for one key on its owner, from
+  any node, share one computation (and concurrent requests on one node share one
+  request to the owner), so while the owner is up and the nodes agree on it, a
+  stampede on a cold key computes it once;
+- when the owner cannot be reached (it crashed and the others have not declared it
+  down yet, it is cut off, overloaded, or no node serves the cache: any
+  `CallError` but `RemoteError`) the caller computes the value itself with its own
+  ``load``, writes it, and counts it in `ReplicatedCache.fallbacks`;
+- when the owner's ``load`` raises, the caller gets `RemoteError` naming its
+  exception, and nothing is cached.
 
-Within one process, concurrent calls for a key share one computation (as Go's
-``singleflight`` does). The election can differ between nodes for about one
-replication delay after a node starts or stops serving, and for up to the failure
-timeout after one crashes: a stampede in that window computes a key at most once
-per distinct owner the nodes see. A node that stops serving while it refuses writes
-(a clock step its peers have not confirmed yet) stays announced, so still owns keys
-others wait for, until about ``refresh_s`` (1 s) after it takes writes again: it
-withdraws then (`MemberSet.withdraw`). One that starts serving then announces itself
-likewise.
+**When two nodes think they own a key.** While membership changes, nodes may
+elect different owners for a key (see `Node.call_owner`): for up to the failure
+timeout (3 s by default) after a crash, about one heartbeat after a node starts
+serving, at once after one stops. A stampede in that window computes the key once
+per owner the nodes see (plus once per node falling back); each writes the value,
+and the last write wins. That costs a value computed twice, never a wrong one,
+provided ``load`` gives the same value for a key on every node.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from crdt import Key
-from transport import BackgroundNode, Node, WriteRefused, rendezvous_owner
+from crdt._values import check_key, key_from_cbor
+from transport import BackgroundNode, CallError, Node, RemoteError, WriteRefused, rendezvous_owner
 
+from ._flight import SingleFlight
 from ._members import MemberSet
 from ._sync import NodeTask, Serving
 
+log = logging.getLogger("chorus.recipes.cache")
 _MISSING: Any = object()
 
 
@@ -87,15 +91,31 @@ class ReplicatedCache:
 
     Args:
         node: the running node.
-        name: the replicated map holding the entries; announcements of the nodes
-            serving it go in ``f"{name}.members"``.
-        owner_wait_s: how long, in seconds, a node that is not a key's owner waits
-            for the owner's value before computing it itself.
+        name: the replicated map holding the entries. The nodes serving the cache
+            serve the service ``f"cache:{name}"``, so ``name`` is at most 94 ASCII
+            characters.
+        load: ``await load(key)`` computes the value of a cold key for
+            `get_or_compute`, on the key's owner (or here, as a fallback). Give
+            every node serving the cache the same one. None: `get_or_compute`
+            raises, and a call to compute on this node is answered `RemoteError`.
+        ttl_s: how long `get_or_compute` caches a computed value, in seconds,
+            unless the call says otherwise.
+        timeout_s: how long, in seconds, a caller waits for the owner's answer
+            before computing the value itself (counted in `fallbacks`). Make it
+            longer than ``load`` takes.
         sweep_interval_s: seconds between sweeps of expired entries (in `run`).
+        max_concurrent: computations the owner runs at once for other nodes; a
+            request beyond is answered `Overloaded`, and its caller computes.
 
     Raises:
-        TypeError: ``name`` is not a non-empty str.
-        ValueError: ``owner_wait_s`` is negative or ``sweep_interval_s`` not positive.
+        TypeError: ``name`` is not a str.
+        ValueError: ``name`` makes a bad service name, or ``ttl_s``, ``timeout_s``,
+            ``sweep_interval_s`` or ``max_concurrent`` is not positive.
+
+    Attributes:
+        computed: values this node computed with ``load`` (as owner or fallback).
+        fallbacks: `get_or_compute` calls that computed here because the owner
+            could not be reached (or no node serves the cache).
     """
 
     def __init__(
@@ -103,25 +123,39 @@ class ReplicatedCache:
         node: Node,
         name: str = "cache",
         *,
-        owner_wait_s: float = 0.5,
+        load: Callable[[Key], Awaitable[Any]] | None = None,
+        ttl_s: float = 60.0,
+        timeout_s: float = 5.0,
         sweep_interval_s: float = 1.0,
+        max_concurrent: int = 64,
     ) -> None:
-        if not owner_wait_s >= 0 or not sweep_interval_s > 0:
-            raise ValueError("owner_wait_s must be >= 0 and sweep_interval_s > 0")
-        self.members = MemberSet(node, name)
+        if type(name) is not str:
+            raise TypeError(f"map names are str, not {name!r}")
+        self._ttl_ms = _check_ttl(ttl_s)
+        if not timeout_s > 0 or not sweep_interval_s > 0:
+            raise ValueError("timeout_s and sweep_interval_s must be positive")
+        self.members = MemberSet(
+            node, f"cache:{name}", handler=self._on_call, max_concurrent=max_concurrent
+        )
         self._node = node
         self._map = node.map(name)
-        self._owner_wait_s = owner_wait_s
+        self._load = load
+        self._timeout_s = timeout_s
         self._sweep_interval_s = sweep_interval_s
-        self._waiters: dict[Key, trio.Event] = {}
-        self._inflight: dict[Key, trio.Event] = {}
-        self.computed = 0  # values this node computed (for tests and metrics)
-        self._map.subscribe(self._on_change)
+        self._asking = SingleFlight()  # requests of this node, one per key
+        self._computing = SingleFlight()  # computations on this node, one per key
+        self.computed = 0
+        self.fallbacks = 0
 
     @property
     def name(self) -> str:
         """The replicated map holding the entries."""
         return self._map.name
+
+    @property
+    def service(self) -> str:
+        """The service the nodes serving the cache serve: ``"cache:<name>"``."""
+        return self.members.service
 
     def get(self, key: Key, default: Any = None) -> Any:
         """The cached value, or ``default`` when absent or expired. Never raises."""
@@ -138,7 +172,9 @@ class ReplicatedCache:
             WriteRefused: the node takes no writes now (see `ReplicatedMap.set`).
             Nothing is written when it raises.
         """
-        ttl_ms = _check_ttl(ttl_s)
+        self._set(key, value, _check_ttl(ttl_s))
+
+    def _set(self, key: Key, value: Any, ttl_ms: int) -> None:
         self._map.set(key, [value, self._node.wall_ms() + ttl_ms])
 
     def invalidate(self, key: Key) -> None:
@@ -159,64 +195,93 @@ class ReplicatedCache:
             self._map.delete(key)
 
     def owner(self, key: Key) -> str | None:
-        """The node that computes ``key`` in a stampede, and sweeps it: HRW among the
-        nodes serving the cache (`MemberSet.owner`); None when none does."""
+        """The node that computes ``key`` for `get_or_compute`, and sweeps it: HRW
+        among the nodes serving the cache (`Node.owner_of`); None when none does."""
         return self.members.owner(key)
 
-    async def get_or_compute(
-        self,
-        key: Key,
-        fn: Callable[[], Awaitable[Any]],
-        ttl_s: float,
-        *,
-        owner_only: bool = True,
-    ) -> Any:
-        """Return the cached value, computing (and caching) it with ``fn`` if missing.
+    async def get_or_compute(self, key: Key, *, ttl_s: float | None = None) -> Any:
+        """Return the cached value; when missing, the value the key's owner computed
+        (and cached), or, when the owner cannot be reached, the value computed here
+        (and cached; counted in `fallbacks`). See the module notes.
 
         Args:
-            key: the key.
-            fn: an async function computing the value; its exceptions propagate
-                (nothing is cached, and callers sharing the computation compute
-                for themselves).
-            ttl_s: how long to cache a computed value, in seconds.
-            owner_only: compute on the key's owner only (see the module notes).
+            key: the key (``load`` gets it).
+            ttl_s: how long to cache a computed value, in seconds; None: the
+                cache's ``ttl_s``.
 
         Returns:
             The cached or computed value.
 
         Raises:
-            ValueError, TypeError: as for `set`; a bad ``ttl_s`` raises before
-                ``fn`` runs.
+            RemoteError: the owner's ``load`` raised (its message names the
+                exception); nothing is cached.
+            Exception: what this node's ``load`` raised, when it computed.
+            ValueError: a bad ``ttl_s``; TypeError: a bad key, or this cache has no
+                ``load``. Both raise before anything is asked or computed.
+            TypeError, ValueError: a computed value the map cannot hold.
         """
-        _check_ttl(ttl_s)
+        ttl_ms = self._ttl_ms if ttl_s is None else _check_ttl(ttl_s)
+        check_key(key)
+        if self._load is None:
+            raise TypeError(f"cache {self.name!r} has no load function to compute {key!r}")
         hit = self.get(key, _MISSING)
         if hit is not _MISSING:
             return hit
-        owner = self.owner(key) if owner_only else None
-        if owner is not None and owner != self._node.node_id:
-            with trio.move_on_after(self._owner_wait_s):
-                while True:
-                    event = self._waiters.setdefault(key, trio.Event())
-                    await event.wait()
-                    hit = self.get(key, _MISSING)
-                    if hit is not _MISSING:
-                        return hit
-        pending = self._inflight.get(key)
-        if pending is not None:  # this node is computing it already: share that
-            await pending.wait()
-            hit = self.get(key, _MISSING)
-            if hit is not _MISSING:
-                return hit
-        done = self._inflight[key] = trio.Event()
-        try:
-            value = await fn()
-            self.set(key, value, ttl_s)
-            self.computed += 1
+        return await self._asking.run(key, lambda: self._ask(key, ttl_ms))
+
+    async def _ask(self, key: Key, ttl_ms: int) -> Any:
+        """The value of a cold key: from its owner, else computed here."""
+        node = self._node
+        if self.owner(key) == node.node_id:
+            value, _ = await self._compute(key, ttl_ms)
             return value
-        finally:
-            if self._inflight.get(key) is done:
-                del self._inflight[key]
-            done.set()
+        try:
+            result = await node.call_owner(
+                key, self.service, [key, ttl_ms], timeout_s=self._timeout_s
+            )
+        except RemoteError:
+            raise
+        except CallError as exc:
+            self.fallbacks += 1
+            log.debug("%s: computing %r here: %s", self.name, key, exc)
+            value, _ = await self._compute(key, ttl_ms)
+            return value
+        value, cached = result.value
+        if not cached:  # the owner refused the write (not ready): cache it from here
+            with contextlib.suppress(WriteRefused):
+                self._set(key, value, ttl_ms)
+        return value
+
+    async def _compute(self, key: Key, ttl_ms: int) -> tuple[Any, bool]:
+        """``(value, cached)``: the fresh value, or one computed by ``load`` and
+        written (``cached`` False when the node refused the write); one computation
+        per key on this node at a time."""
+        hit = self.get(key, _MISSING)
+        if hit is not _MISSING:
+            return hit, True
+        return await self._computing.run(key, lambda: self._load_and_set(key, ttl_ms))  # type: ignore[no-any-return]
+
+    async def _load_and_set(self, key: Key, ttl_ms: int) -> tuple[Any, bool]:
+        if self._load is None:
+            raise LookupError(f"no load function for cache {self.name!r} on this node")
+        value = await self._load(key)
+        self.computed += 1
+        try:
+            self._set(key, value, ttl_ms)
+        except WriteRefused as exc:
+            log.debug("%s: %r computed but not cached: %s", self.name, key, exc)
+            return value, False
+        return value, True
+
+    async def _on_call(self, caller: str, payload: Any) -> Any:
+        """Answer another node's request for a cold key: ``[value, cached]``."""
+        if type(payload) is not list or len(payload) != 2:
+            raise ValueError("expected [key, ttl_ms]")
+        key, ttl_ms = key_from_cbor(payload[0]), payload[1]
+        if type(ttl_ms) is not int or ttl_ms < 1:
+            raise ValueError(f"ttl_ms must be a positive int, got {ttl_ms!r}")
+        value, cached = await self._compute(key, ttl_ms)
+        return [value, cached]
 
     def sweep(self) -> int:
         """Delete the expired entries this node owns; return how many.
@@ -239,11 +304,14 @@ class ReplicatedCache:
         return len(expired)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve the cache until cancelled: announce this node as a candidate owner
-        (`MemberSet.run`) and sweep every ``sweep_interval_s`` seconds. Cancelled,
-        it withdraws the announcement (refused, it is retried until the node takes
-        writes: see `MemberSet.withdraw`). ``await nursery.start(cache.run)``
-        returns once the announcement is written (or was refused: it is retried)."""
+        """Serve the cache until cancelled: this node is a candidate owner (it
+        computes cold keys for the others, `MemberSet.run`) and sweeps every
+        ``sweep_interval_s`` seconds. ``await nursery.start(cache.run)`` returns
+        once it serves.
+
+        Raises:
+            ValueError: this node serves this cache already.
+        """
         async with trio.open_nursery() as nursery:
             await nursery.start(self.members.run)
             task_status.started()
@@ -251,12 +319,6 @@ class ReplicatedCache:
                 await trio.sleep(self._sweep_interval_s)
                 with contextlib.suppress(WriteRefused):
                     self.sweep()
-
-    def _on_change(self, keys: frozenset[Key]) -> None:
-        for key in keys:
-            event = self._waiters.pop(key, None)
-            if event is not None:
-                event.set()
 
     def __len__(self) -> int:
         """Entries held, expired ones not yet swept included."""
@@ -266,22 +328,28 @@ class ReplicatedCache:
 class SyncCache(Serving):
     """A `ReplicatedCache` for threaded apps, over a running `BackgroundNode`.
 
-    Made, it serves the cache (``serve=True``: this node is a candidate owner and
-    sweeps what it owns) until `close`; use it as a context manager, or close it
-    before stopping the node. Every method may be called from any thread:
+    Made, it serves the cache (``serve=True``: this node is a candidate owner,
+    computes cold keys for the others and sweeps what it owns) until `close`; use
+    it as a context manager, or close it before stopping the node. Every method may
+    be called from any thread:
 
     - `get` is a local dict lookup and a clock read, with no hop to the node's thread;
     - writes (`set`, `invalidate`, `clear`) run in the node's thread
       (`BackgroundNode.run_sync`) and return once applied there; bad input raises
       in the caller, and nothing is written;
-    - `get_or_compute` runs ``fn``, a plain function, in the calling thread, so a slow
-      computation never stalls the node. A miss costs one hop to the node's thread,
-      to elect the owner.
+    - `get_or_compute` blocks the calling thread while the node asks the owner (or
+      computes). ``load`` runs in a worker thread of the node, never in the node's
+      thread, so a slow computation never stalls the node; it computes for callers
+      on any node, so it gets the key alone, not the calling request's context.
 
     Args:
         background: the running node.
-        name, owner_wait_s, sweep_interval_s: as for `ReplicatedCache`.
-        serve: serve the cache from this node (else it only asks the nodes that do).
+        name, ttl_s, timeout_s, sweep_interval_s, max_concurrent: as for
+            `ReplicatedCache`.
+        load: ``load(key)``, a plain function computing a cold key's value (run in
+            a worker thread; at most ``max_concurrent`` at once).
+        serve: serve the cache from this node (else it only asks the nodes that
+            do, and computes with ``load`` when none can be reached).
 
     Raises:
         RuntimeError: the node is not running.
@@ -293,31 +361,50 @@ class SyncCache(Serving):
         background: BackgroundNode,
         name: str = "cache",
         *,
-        owner_wait_s: float = 0.5,
+        load: Callable[[Key], Any] | None = None,
+        ttl_s: float = 60.0,
+        timeout_s: float = 5.0,
         sweep_interval_s: float = 1.0,
+        max_concurrent: int = 64,
         serve: bool = True,
     ) -> None:
         self._background = background
         self._node = background.node
-        self._owner_wait_s = owner_wait_s
+        threaded: Callable[[Key], Awaitable[Any]] | None = None
+        if load is not None:
+            sync_load = load
+            if type(max_concurrent) is not int or max_concurrent < 1:
+                raise ValueError(f"max_concurrent must be a positive int, got {max_concurrent!r}")
+            threads = trio.CapacityLimiter(max_concurrent)
+
+            async def threaded(key: Key) -> Any:
+                # Never abandoned: the thread keeps its place among max_concurrent
+                # until it returns (see BackgroundNode.serve).
+                return await trio.to_thread.run_sync(sync_load, key, limiter=threads)
+
         self.cache: ReplicatedCache = background.run_sync(
             lambda: ReplicatedCache(
-                self._node, name, owner_wait_s=owner_wait_s, sweep_interval_s=sweep_interval_s
+                self._node,
+                name,
+                load=threaded,
+                ttl_s=ttl_s,
+                timeout_s=timeout_s,
+                sweep_interval_s=sweep_interval_s,
+                max_concurrent=max_concurrent,
             )
         )
         self._map = background.map(name)
-        self._lock = threading.Lock()
-        self._waiters: dict[Key, list[threading.Event]] = {}
-        self._inflight: dict[Key, threading.Event] = {}
-        self.computed = 0  # values computed by this process's threads
-        self._unsubscribe = self._map.subscribe(self._on_change)
-        self._task = None
-        try:
-            if serve:
-                self._task = NodeTask(background, self.cache)
-        except BaseException:
-            self._unsubscribe()
-            raise
+        self._task = NodeTask(background, self.cache) if serve else None
+
+    @property
+    def computed(self) -> int:
+        """Values this node computed with ``load`` (see `ReplicatedCache`)."""
+        return self.cache.computed
+
+    @property
+    def fallbacks(self) -> int:
+        """Computations made here because the owner could not be reached."""
+        return self.cache.fallbacks
 
     def get(self, key: Key, default: Any = None) -> Any:
         """The cached value, or ``default`` when absent or expired: a local lookup,
@@ -354,88 +441,18 @@ class SyncCache(Serving):
         serving: frozenset[str] = self._background.run_sync(self.cache.members.serving)
         return serving
 
-    def get_or_compute(
-        self, key: Key, fn: Callable[[], Any], ttl_s: float, *, owner_only: bool = True
-    ) -> Any:
-        """Return the cached value, computing (and caching) it with ``fn`` if missing.
-
-        Args:
-            key: the key.
-            fn: a plain function computing the value, run in the calling thread. Its
-                exceptions propagate: nothing is cached, and threads of this process
-                that shared the computation compute for themselves.
-            ttl_s: how long to cache a computed value, in seconds.
-            owner_only: wait up to ``owner_wait_s`` for the key's owner, when it is
-                another node (see `ReplicatedCache`).
-
-        Returns:
-            The cached or computed value.
+    def get_or_compute(self, key: Key, *, ttl_s: float | None = None) -> Any:
+        """Return the cached value, or the value the owner (or, as a fallback, this
+        node) computed with ``load`` (see `ReplicatedCache.get_or_compute`). A hit
+        is a local lookup; a miss blocks the calling thread until the answer.
 
         Raises:
-            ValueError, TypeError, WriteRefused: as for `set`; a bad ``ttl_s``
-                raises before ``fn`` runs.
-            RuntimeError: the node is not running.
+            As `ReplicatedCache.get_or_compute`, in the caller.
+            RuntimeError: the node is not running, or this is the node's thread.
         """
-        _check_ttl(ttl_s)
+        if ttl_s is not None:
+            _check_ttl(ttl_s)
         hit = self.get(key, _MISSING)
         if hit is not _MISSING:
             return hit
-        if owner_only and self.owner(key) not in (None, self._node.node_id):
-            hit = self._wait_for(key, self._owner_wait_s)
-            if hit is not _MISSING:
-                return hit
-        while True:  # one computation per key in this process
-            with self._lock:
-                pending = self._inflight.get(key)
-                if pending is None:
-                    done = self._inflight[key] = threading.Event()
-                    break
-            pending.wait()
-            hit = self.get(key, _MISSING)
-            if hit is not _MISSING:
-                return hit
-        try:
-            value = fn()
-            self.set(key, value, ttl_s)
-            with self._lock:
-                self.computed += 1
-            return value
-        finally:
-            with self._lock:
-                del self._inflight[key]
-            done.set()
-
-    def _wait_for(self, key: Key, timeout_s: float) -> Any:
-        """Wait up to ``timeout_s`` seconds for a fresh value of ``key``; `_MISSING`
-        if none came."""
-        deadline = time.monotonic() + timeout_s
-        while (remaining := deadline - time.monotonic()) > 0:
-            event = threading.Event()
-            with self._lock:
-                self._waiters.setdefault(key, []).append(event)
-            try:
-                hit = self.get(key, _MISSING)  # it may have come before the event was in
-                if hit is not _MISSING:
-                    return hit
-                event.wait(remaining)
-            finally:
-                with self._lock:
-                    waiting = self._waiters.get(key, [])
-                    if event in waiting:
-                        waiting.remove(event)
-                    if not waiting:
-                        self._waiters.pop(key, None)
-        return self.get(key, _MISSING)
-
-    def _on_change(self, keys: frozenset[Key]) -> None:  # in the node's thread
-        with self._lock:
-            woken = [event for key in keys for event in self._waiters.pop(key, ())]
-        for event in woken:
-            event.set()
-
-    def close(self) -> None:
-        """Stop serving the cache (withdraw this node's announcement); idempotent.
-        The entries stay, on every node."""
-        super().close()
-        with contextlib.suppress(RuntimeError):  # the node stopped first
-            self._unsubscribe()
+        return self._background.run(lambda: self.cache.get_or_compute(key, ttl_s=ttl_s))

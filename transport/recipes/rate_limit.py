@@ -16,12 +16,13 @@ nodes each admitting r requests/s and a delay d, at most (n - 1) * r * d extra
 what it sees: the bound then grows with the partition's length.
 
 `OwnerRoutedRateLimiter`: exact while the cluster is healthy. Each key's requests
-are counted by its owner alone, elected by HRW among the nodes that serve the
-routed limiter (they run `OwnerRoutedRateLimiter.run`; see `MemberSet`); the
-others forward the decision to the owner (the ``forward`` function: an HTTP call,
-an RPC), the pattern of "Tracking cluster state with distributed Elixir". When
-the owner does not answer within ``timeout_s``, the node decides locally with the
-slot counters: availability first, exactness back once the owner answers again.
+are decided by its owner alone, elected by HRW among the live nodes that serve the
+routed limiter (they run `OwnerRoutedRateLimiter.run`: the service
+``"ratelimit:<name>"``); the others ask the owner over `Node.call_owner`, the
+pattern of "Tracking cluster state with distributed Elixir". The owner decides
+with its `RateLimiter`, so its admissions are written to the replicated slots too.
+When the owner cannot be reached, the node decides with its own `RateLimiter` on
+the same slots (see `OwnerRoutedRateLimiter` for the bound).
 
 Old windows' slots are deleted by their writers (`RateLimiter.sweep`, run by
 `RateLimiter.run`), so memory stays bounded by keys times live windows times nodes.
@@ -33,21 +34,24 @@ Old windows' slots are deleted by their writers (`RateLimiter.sweep`, run by
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeGuard
 
 import trio
 
 from crdt import Key
-from transport import BackgroundNode, ForkedError, Node
+from crdt._values import check_key, key_from_cbor
+from transport import BackgroundNode, CallError, ForkedError, Node
 
 from ._members import MemberSet
 from ._sync import NodeTask, Serving
 
 log = logging.getLogger("chorus.recipes.rate_limit")
 
-#: The exceptions of a ``forward`` call that mean "the owner did not answer".
-UNREACHABLE = (trio.TooSlowError, TimeoutError, OSError, ConnectionError, RuntimeError)
+
+def _check_cost(cost: object) -> int:
+    if type(cost) is not int or cost < 1:
+        raise ValueError(f"cost must be an int >= 1, got {cost!r}")
+    return cost
 
 
 class RateLimiter:
@@ -113,8 +117,7 @@ class RateLimiter:
             WriteRefused: the node takes no writes now (not ready). Nothing is
                 counted when it raises.
         """
-        if type(cost) is not int or cost < 1:
-            raise ValueError(f"cost must be an int >= 1, got {cost!r}")
+        _check_cost(cost)
         window = self.window()
         slots = self._counts.get((key, window), {})
         if sum(slots.values()) + cost > self.limit:
@@ -177,71 +180,106 @@ def _is_slot(slot: Any) -> TypeGuard[tuple[Key, int, str]]:
     return type(slot) is tuple and len(slot) == 3 and type(slot[1]) is int and type(slot[2]) is str
 
 
-def _route(members: MemberSet, local: RateLimiter, key: Key) -> bool | str:
-    """Decide here if this node owns ``key`` (or no node serves): the decision, a
-    bool. Else the owner's node id, to forward to."""
-    owner = members.owner(key)
-    if owner is None or owner == local.node.node_id:
-        return local.allow(key)
-    return owner
-
-
 class OwnerRoutedRateLimiter:
-    """Exact limits while healthy: each key is counted by its owner alone.
+    """Exact limits while healthy: each key is decided by its owner alone.
 
     Args:
         node: the running node; use the limiter from its trio thread.
         local: the `RateLimiter` this node counts with (as owner, and as fallback).
-        forward: ``await forward(owner_id, key)`` asks the owner to decide (the owner
-            answers with its local `RateLimiter.allow`); raising one of
-            `UNREACHABLE` or hanging signals the owner is unreachable.
-        timeout_s: how long, in seconds, to wait for the owner before deciding here.
+        timeout_s: how long, in seconds, to wait for the owner's answer before
+            deciding here.
+        max_concurrent: calls the owner answers at once (each is a dict lookup and
+            a write); beyond, it answers `Overloaded` and the caller decides.
 
-    Owners are elected among the nodes running `run` on the same map (announced in
-    ``f"{local.name}.members"``); a node that does not, only forwards.
+    Owners are elected among the live nodes running `run` for the same map (the
+    service ``f"ratelimit:{local.name}"``); a node that does not, only asks.
+
+    **Bound.** While every node reaches each key's owner, the cluster admits
+    exactly ``limit`` per key and window. When a node cannot reach the owner (it
+    crashed and is not declared down yet, it is cut off, overloaded, not ready, or
+    no node serves: any `CallError`), the node decides with its own `RateLimiter`,
+    which admits a request only while the sum of the key's slots it sees, its own
+    included, stays within ``limit``, and counts the decision in `fallbacks`. A
+    node that has been cut off from the owner long enough to declare it down
+    elects a new owner among the nodes it still sees, which decides the same way.
+    So each node's own slot never exceeds ``limit`` per key and window, and:
+
+    - with the owner crashed and the other nodes linked: every decider sees the
+      others' slots (the dead owner's admissions included) one replication delay
+      late, so the window admits at most ``limit`` plus what the deciders admitted
+      within one replication delay (the bound of `RateLimiter`);
+    - in any case, across N nodes: at most N * ``limit`` per key and window (every
+      node cut off from every other, each admitting its ``limit``).
     """
 
     def __init__(
         self,
         node: Node,
         local: RateLimiter,
-        forward: Callable[[str, Key], Awaitable[bool]],
         *,
         timeout_s: float = 0.2,
+        max_concurrent: int = 1024,
     ) -> None:
-        self._node, self.local, self._forward, self._timeout_s = node, local, forward, timeout_s
-        self.members = MemberSet(node, local.name)
-        self.fallbacks = 0  # decisions made here because the owner did not answer
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
+        self._node, self.local, self._timeout_s = node, local, timeout_s
+        self.members = MemberSet(
+            node, f"ratelimit:{local.name}", handler=self._on_call, max_concurrent=max_concurrent
+        )
+        self.fallbacks = 0  # decisions made here because the owner could not be reached
+
+    @property
+    def service(self) -> str:
+        """The service the nodes deciding for this limiter serve."""
+        return self.members.service
 
     def owner(self, key: Key) -> str | None:
         """The node that decides for ``key``; None when no node serves the limiter."""
         return self.members.owner(key)
 
-    async def allow(self, key: Key) -> bool:
-        """Admit a request for ``key``: decided by its owner, or here as a fallback.
+    async def allow(self, key: Key, cost: int = 1) -> bool:
+        """Admit a request for ``key``: decided by its owner, or here as a fallback
+        (see the bound in the class notes).
+
+        Args:
+            key: what is limited; any key the map takes.
+            cost: what the request counts for (an int >= 1).
+
+        Returns:
+            True if admitted (and counted on the slots), False if over the limit.
 
         Raises:
-            As `RateLimiter.allow` (when this node decides).
+            ValueError: ``cost`` is not an int >= 1; TypeError: a bad key. Nothing
+                is asked or counted.
+            WriteRefused: this node decides (as owner or fallback) and takes no
+                writes now; nothing is counted.
         """
-        decided = _route(self.members, self.local, key)
-        if isinstance(decided, bool):
-            return decided
+        _check_cost(cost)
+        check_key(key)
+        node = self._node
+        if self.owner(key) == node.node_id:
+            return self.local.allow(key, cost)
         try:
-            with trio.fail_after(self._timeout_s):
-                return bool(await self._forward(decided, key))
-        except UNREACHABLE as exc:
+            result = await node.call_owner(
+                key, self.service, [key, cost], timeout_s=self._timeout_s
+            )
+        except CallError as exc:
             self.fallbacks += 1
-            return _fall_back(self.local, decided, key, exc)
+            log.debug("%s: deciding %r here: %s", self.local.name, key, exc)
+            return self.local.allow(key, cost)
+        return result.value is True
+
+    async def _on_call(self, caller: str, payload: Any) -> bool:
+        """Decide for a key this node owns, asked by ``caller``."""
+        if type(payload) is not list or len(payload) != 2:
+            raise ValueError("expected [key, cost]")
+        return self.local.allow(key_from_cbor(payload[0]), _check_cost(payload[1]))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled: this node is a candidate owner (`MemberSet.run`).
-        Run the local limiter's sweeper (`RateLimiter.run`) beside it."""
+        """Serve until cancelled: this node is a candidate owner, and decides for
+        the keys it owns (`MemberSet.run`). Run the local limiter's sweeper
+        (`RateLimiter.run`) beside it."""
         await self.members.run(task_status=task_status)
-
-
-def _fall_back(local: RateLimiter, owner: str, key: Key, exc: BaseException) -> bool:
-    log.warning("rate limit: owner %s of %r unreachable (%r); deciding locally", owner, key, exc)
-    return local.allow(key)
 
 
 class SyncRateLimiter(Serving):
@@ -305,46 +343,47 @@ class SyncRateLimiter(Serving):
 class SyncOwnerRoutedRateLimiter(Serving):
     """An `OwnerRoutedRateLimiter` for threaded apps, over a `SyncRateLimiter`.
 
-    Made, it serves (this node is a candidate owner) until `close`. `allow` takes one
-    hop to the node's thread, which decides when this node owns the key; else it
-    calls ``forward`` in the calling thread.
+    Made, it serves (this node is a candidate owner) until `close`. `allow` blocks
+    the calling thread while the node's thread decides (as owner) or asks the owner
+    (a call over the cluster's transport, at most ``timeout_s``).
 
     Args:
         local: the `SyncRateLimiter` this node counts with.
-        forward: ``forward(owner_id, key)`` asks the owner to decide (the owner
-            answers with its `SyncRateLimiter.allow`). It must bound its own time (an
-            HTTP client's timeout); raising one of `UNREACHABLE` signals the owner is
-            unreachable, and this node decides.
+        timeout_s, max_concurrent: as for `OwnerRoutedRateLimiter`.
 
     Raises:
         RuntimeError: the node is not running.
     """
 
-    def __init__(self, local: SyncRateLimiter, forward: Callable[[str, Key], bool]) -> None:
+    def __init__(
+        self, local: SyncRateLimiter, *, timeout_s: float = 0.2, max_concurrent: int = 1024
+    ) -> None:
         self.local = local
-        self._forward = forward
         limiter = local.limiter
-        self.members: MemberSet = local.background.run_sync(
-            lambda: MemberSet(limiter.node, limiter.name)
+        self.limiter: OwnerRoutedRateLimiter = local.background.run_sync(
+            lambda: OwnerRoutedRateLimiter(
+                limiter.node, limiter, timeout_s=timeout_s, max_concurrent=max_concurrent
+            )
         )
-        self._task = NodeTask(local.background, self.members)
-        self.fallbacks = 0
+        self.members = self.limiter.members
+        self._task = NodeTask(local.background, self.limiter)
 
-    def allow(self, key: Key) -> bool:
-        """Admit a request for ``key``: decided by its owner, or here as a fallback.
+    @property
+    def fallbacks(self) -> int:
+        """Decisions made here because the owner could not be reached."""
+        return self.limiter.fallbacks
+
+    def owner(self, key: Key) -> str | None:
+        """The node deciding for ``key`` (see `OwnerRoutedRateLimiter.owner`); one hop."""
+        owner: str | None = self.local.background.run_sync(self.limiter.owner, key)
+        return owner
+
+    def allow(self, key: Key, cost: int = 1) -> bool:
+        """Admit a request for ``key`` (see `OwnerRoutedRateLimiter.allow`).
 
         Raises:
-            As `SyncRateLimiter.allow` (when this node decides).
+            As `OwnerRoutedRateLimiter.allow`, in the caller.
+            RuntimeError: the node is not running, or this is the node's thread.
         """
-        decided = self.local.background.run_sync(_route, self.members, self.local.limiter, key)
-        if isinstance(decided, bool):
-            return decided
-        try:
-            return bool(self._forward(decided, key))
-        except UNREACHABLE as exc:
-            allowed: bool = self.local.background.run_sync(self._fall_back, decided, key, exc)
-            return allowed
-
-    def _fall_back(self, owner: str, key: Key, exc: BaseException) -> bool:
-        self.fallbacks += 1  # in the node's thread: no lost counts between threads
-        return _fall_back(self.local.limiter, owner, key, exc)
+        allowed: bool = self.local.background.run(self.limiter.allow, key, cost)
+        return allowed
