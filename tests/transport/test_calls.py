@@ -196,3 +196,28 @@ def test_call_owner_routes_to_one_serving_member_and_events_say_who(sim_run: Any
             assert sim.node("a").serving("work") == {"b", "c"}
 
     sim_run(main)
+
+
+def test_a_call_to_this_nodes_own_service_times_out_like_a_remote_one(sim_run: Any) -> None:
+    async def main() -> None:
+        async with Simulation(seed=1) as sim:
+            await sim.start("a", "b")
+            await sim.run_for(2)
+            a = sim.node("a")
+
+            async def uncancellable(caller: str, payload: Any) -> Any:
+                with trio.CancelScope(shield=True):  # as trio.to_thread.run_sync does
+                    await trio.sleep(10)
+                return "late"
+
+            a.serve("slow", uncancellable)
+            started = trio.current_time()
+            with pytest.raises(CallTimeout):  # from b: on time
+                await sim.node("b").call("a", "slow", timeout_s=1)
+            assert trio.current_time() - started < 1.1
+            started = trio.current_time()
+            with pytest.raises(CallTimeout):  # from a itself: "late", after 10 s
+                await a.call("a", "slow", timeout_s=1)
+            assert trio.current_time() - started < 1.1
+
+    sim_run(main)
