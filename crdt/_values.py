@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NoReturn, TypeAlias
+from typing import Any, NoReturn, TypeAlias, cast
 
 import cbor2
 
@@ -37,9 +37,22 @@ MAX_KEY_DEPTH = 8
 
 
 def check_key(key: object, _depth: int = 0) -> None:
-    """Raise TypeError unless ``key`` is a valid map key (see `Key`)."""
+    """Raise TypeError unless ``key`` is a valid map key (see `Key`): a str that
+    encodes as UTF-8 (no lone surrogate, as ``os.fsdecode`` can make), bytes, an int
+    within `MAX_BIGNUM_BYTES` (what peers decode), or a tuple of those."""
     kind = type(key)
-    if kind is str or kind is bytes or kind is int:
+    if kind is bytes:
+        return
+    if kind is str:
+        if not cast(str, key).isascii():
+            try:
+                cast(str, key).encode("utf-8")
+            except UnicodeEncodeError:
+                raise TypeError(f"map keys are Unicode text; {key!r:.80} is not") from None
+        return
+    if kind is int:
+        if not _MIN_INT <= cast(int, key) < _MAX_INT:
+            raise TypeError(f"int keys are within +-2**{8 * MAX_BIGNUM_BYTES}, as peers decode")
         return
     if kind is tuple:
         if _depth >= MAX_KEY_DEPTH:
@@ -78,6 +91,8 @@ def key_from_cbor(obj: Any, _depth: int = 0) -> Key:
 #: number, and small enough that an int never has over 4,300 digits, where Python's
 #: ``repr`` raises ValueError, nor costs much to hash, compare or print.
 MAX_BIGNUM_BYTES = 128
+_MAX_INT = 2 ** (8 * MAX_BIGNUM_BYTES)
+_MIN_INT = -_MAX_INT
 
 #: How deeply a value's arrays and maps may nest (a scalar is depth 0, ``[1]`` depth 1).
 MAX_VALUE_DEPTH = 400

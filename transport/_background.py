@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import threading
 import weakref
@@ -44,6 +45,8 @@ from crdt import Key
 from ._calls import CallResult, MemberEvent
 from ._node import Node
 from ._replicated import ReplicatedMap, Subscriber
+
+log = logging.getLogger("chorus.node")
 
 
 class ForkedError(RuntimeError):
@@ -219,7 +222,10 @@ class BackgroundNode:
             self._started.set()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the node and join its thread (idempotent; a no-op in a forked child)."""
+        """Stop the node and join its thread (idempotent; a no-op in a forked child).
+
+        Waits at most ``timeout`` seconds. A thread still running then (a function
+        `serve` runs that does not return) is left running, and an ERROR says so."""
         thread = self._thread
         if thread is None or not thread.is_alive():
             return
@@ -227,6 +233,12 @@ class BackgroundNode:
             with contextlib.suppress(trio.RunFinishedError):  # it stopped on its own
                 trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
         thread.join(timeout)
+        if thread.is_alive():
+            log.error(
+                "background node: still running %g s after stop (a served function that "
+                "does not return?); left running",
+                timeout,
+            )
 
     def __enter__(self) -> BackgroundNode:
         return self.start()
@@ -370,10 +382,14 @@ class BackgroundNode:
         answer is dropped). Abandoning the thread instead would let slow calls pile
         up beyond ``max_concurrent`` and would let ``fn`` write after the node
         stopped. So `stop` waits for running calls of ``fn`` to return: bound its
-        time (a database timeout) below ``stop``'s timeout. For the same reason a
-        call from this node to its own service (`call` with its own id, or
-        `call_owner` electing it) returns only when ``fn`` does, even past
-        ``timeout_s``: a local call's timeout works by cancelling the handler.
+        time (a database timeout) below ``stop``'s timeout. A call from this node to
+        its own service (`call` with its own id, or `call_owner` electing it) still
+        returns at its ``timeout_s``, as a peer's does.
+
+        ``fn`` raising anything but `KeyboardInterrupt` (`SystemExit` included) is
+        a `RemoteError` for the caller, logged here; the node goes on. Serving a
+        name again after stopping it starts a new count of ``max_concurrent``:
+        calls of the earlier ``fn`` still running are not in it.
 
         Returns:
             A function, callable from any thread, that stops serving it (calls
@@ -389,8 +405,16 @@ class BackgroundNode:
         # Node.serve checks max_concurrent; a bad one must reach it, not fail here.
         threads = trio.CapacityLimiter(max(1, max_concurrent) if type(max_concurrent) is int else 1)
 
+        def guarded(caller: str, payload: Any) -> Any:
+            try:
+                return fn(caller, payload)
+            except (KeyboardInterrupt, Exception):
+                raise
+            except BaseException as exc:  # SystemExit, GeneratorExit: not the node's end
+                raise RuntimeError(f"{service!r} raised {type(exc).__name__}") from exc
+
         async def handler(caller: str, payload: Any) -> Any:
-            return await trio.to_thread.run_sync(fn, caller, payload, limiter=threads)
+            return await trio.to_thread.run_sync(guarded, caller, payload, limiter=threads)
 
         serve = functools.partial(self.node.serve, service, handler, max_concurrent=max_concurrent)
         unserve: Callable[[], None] = self.run_sync(serve)

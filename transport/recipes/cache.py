@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -70,10 +69,15 @@ log = logging.getLogger("chorus.recipes.cache")
 _MISSING: Any = object()
 
 
+#: The longest TTL, in seconds: ten years.
+MAX_TTL_S = 10 * 366 * 24 * 3600
+
+
 def _check_ttl(ttl_s: float) -> int:
-    """The TTL in ms; raises ValueError unless it is a positive, finite number of seconds."""
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not 0 < ttl_s < math.inf:
-        raise ValueError(f"ttl_s must be a positive, finite number of seconds, got {ttl_s!r}")
+    """The TTL in ms; raises ValueError unless it is a number of seconds in
+    (0, `MAX_TTL_S`]."""
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not 0 < ttl_s <= MAX_TTL_S:
+        raise ValueError(f"ttl_s must be a number of seconds in (0, {MAX_TTL_S}], got {ttl_s!r}")
     return max(1, int(ttl_s * 1000))
 
 
@@ -144,6 +148,11 @@ class ReplicatedCache:
         self._sweep_interval_s = sweep_interval_s
         self._asking = SingleFlight()  # requests of this node, one per key
         self._computing = SingleFlight()  # computations on this node, one per key
+        # A load that straddles a write or a deletion of its key (`invalidate`,
+        # `clear`, here or on another node: the key's timestamp moves, tombstones
+        # included) may have read the source before the change: its value is
+        # answered to its callers but not cached. Flights are keyed by the key and
+        # its timestamp, so callers that come after the change start their own.
         self.computed = 0
         self.fallbacks = 0
 
@@ -227,7 +236,8 @@ class ReplicatedCache:
         hit = self.get(key, _MISSING)
         if hit is not _MISSING:
             return hit
-        return await self._asking.run(key, lambda: self._ask(key, ttl_ms))
+        flight = (key, self._map.timestamp(key))
+        return await self._asking.run(flight, lambda: self._ask(key, ttl_ms))
 
     async def _ask(self, key: Key, ttl_ms: int) -> Any:
         """The value of a cold key: from its owner, else computed here."""
@@ -254,18 +264,26 @@ class ReplicatedCache:
 
     async def _compute(self, key: Key, ttl_ms: int) -> tuple[Any, bool]:
         """``(value, cached)``: the fresh value, or one computed by ``load`` and
-        written (``cached`` False when the node refused the write); one computation
-        per key on this node at a time."""
+        written; ``cached`` is False only when the node refused the write, so that
+        the caller writes it (True for a value invalidated while it loaded: nobody
+        caches that). One computation per key on this node at a time."""
         hit = self.get(key, _MISSING)
         if hit is not _MISSING:
             return hit, True
-        return await self._computing.run(key, lambda: self._load_and_set(key, ttl_ms))  # type: ignore[no-any-return]
+        flight = (key, self._map.timestamp(key))
+        return await self._computing.run(flight, lambda: self._load_and_set(key, ttl_ms))  # type: ignore[no-any-return]
 
     async def _load_and_set(self, key: Key, ttl_ms: int) -> tuple[Any, bool]:
         if self._load is None:
             raise LookupError(f"no load function for cache {self.name!r} on this node")
+        before = self._map.timestamp(key)
         value = await self._load(key)
         self.computed += 1
+        if (
+            self._map.timestamp(key) != before
+        ):  # deleted while it loaded: the value may predate the change
+            log.debug("%s: %r was invalidated while it loaded: not cached", self.name, key)
+            return value, True  # True: nobody is to cache it either
         try:
             self._set(key, value, ttl_ms)
         except WriteRefused as exc:

@@ -70,8 +70,15 @@ class RateLimiter:
     """
 
     def __init__(self, node: Node, *, limit: int, window_s: float, name: str = "ratelimit") -> None:
-        if type(limit) is not int or limit < 0 or not window_s >= 0.001:
-            raise ValueError(f"limit must be an int >= 0 and window_s >= 0.001, got {limit!r}")
+        if (
+            type(limit) is not int
+            or limit < 0
+            or not 0.001 <= window_s <= 366 * 24 * 3600  # a year at most: a finite window
+        ):
+            raise ValueError(
+                f"limit must be an int >= 0 and window_s from 0.001 to a year, got "
+                f"{limit!r} and {window_s!r}"
+            )
         self._node = node
         self.limit = limit
         self._window_ms = int(window_s * 1000)
@@ -199,7 +206,13 @@ class OwnerRoutedRateLimiter:
     crashed and is not declared down yet, it is cut off, overloaded, not ready, or
     no node serves: any `CallError`), the node decides with its own `RateLimiter`,
     which admits a request only while the sum of the key's slots it sees, its own
-    included, stays within ``limit``, and counts the decision in `fallbacks`. A
+    included, stays within ``limit``, and counts the decision in `fallbacks`. When
+    the call timed out, the owner may still have decided and counted the request
+    (calls are at most once; only its answer was late): then it is counted twice,
+    and the window admits fewer than ``limit``, never more. Replies slower than
+    ``timeout_s`` (0.2 s by default, for one data center) make every request count
+    twice, and half the limit admitted: give ``timeout_s`` room above the round
+    trip to the owner. A
     node that has been cut off from the owner long enough to declare it down
     elects a new owner among the nodes it still sees, which decides the same way.
     So each node's own slot never exceeds ``limit`` per key and window, and:
@@ -208,8 +221,13 @@ class OwnerRoutedRateLimiter:
       others' slots (the dead owner's admissions included) one replication delay
       late, so the window admits at most ``limit`` plus what the deciders admitted
       within one replication delay (the bound of `RateLimiter`);
-    - in any case, across N nodes: at most N * ``limit`` per key and window (every
-      node cut off from every other, each admitting its ``limit``).
+    - across N nodes cut off from each other: at most N * ``limit`` per key and
+      window, each admitting its ``limit``;
+    - for a moment after a node starts serving (a few ms: see `Node.call_owner`'s
+      window), it and the old owner may both decide for a key: a few requests over;
+    - a node killed (``kill -9``) before its admissions reached a peer takes them
+      with it: a window in which the owner is killed and restarted k times admits up
+      to ``limit`` per incarnation that owned the key, k + 1 times ``limit`` at worst.
     """
 
     def __init__(
