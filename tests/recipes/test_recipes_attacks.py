@@ -542,25 +542,32 @@ def pair() -> Any:
         yield a, b
 
 
+class Held:
+    """A served function that waits for ``release`` and records how many of its
+    calls ran at once (``running`` now, ``most`` at worst)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.running = self.most = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, caller: str, payload: Any) -> Any:
+        with self._lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            self.release.wait(20)
+            return payload
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
 def test_background_serve_keeps_max_concurrent_while_slow_calls_outlive_callers(
     pair: tuple[BackgroundNode, BackgroundNode],
 ) -> None:
     a, b = pair
-    release = threading.Event()
-    running, most = [0], [0]
-    lock = threading.Lock()
-
-    def slow(caller: str, payload: Any) -> Any:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            release.wait(20)
-            return payload
-        finally:
-            with lock:
-                running[0] -= 1
-
+    slow = Held()
     a.serve("slow", slow, max_concurrent=2)
     try:
         assert eventually(lambda: b.serving("slow") == {"a"})
@@ -568,7 +575,7 @@ def test_background_serve_keeps_max_concurrent_while_slow_calls_outlive_callers(
         kinds = Counter(type(r).__name__ for r in results)
         assert kinds == {"CallTimeout": 2, "Overloaded": 6}
         # The two calls gave up; their functions still run and keep their places.
-        assert running[0] == 2
+        assert slow.running == 2
         assert type(in_threads(1, lambda i: b.call("a", "slow", 1, timeout_s=0.5))[0]).__name__ == (
             "Overloaded"
         )
@@ -576,9 +583,9 @@ def test_background_serve_keeps_max_concurrent_while_slow_calls_outlive_callers(
         local = in_threads(1, lambda i: a.call("a", "slow", 1, timeout_s=0.3))[0]
         assert type(local).__name__ == "Overloaded"
     finally:
-        release.set()
-    assert eventually(lambda: running[0] == 0)
-    assert most[0] == 2
+        slow.release.set()
+    assert eventually(lambda: slow.running == 0)
+    assert slow.most == 2
     assert b.call("a", "slow", 5, timeout_s=2) == 5
 
 
@@ -781,20 +788,7 @@ def test_background_serve_again_counts_max_concurrent_anew(
     pair: tuple[BackgroundNode, BackgroundNode],
 ) -> None:
     a, b = pair
-    release = threading.Event()
-    running, most = [0], [0]
-    lock = threading.Lock()
-
-    def slow(caller: str, payload: Any) -> Any:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        try:
-            release.wait(20)
-        finally:
-            with lock:
-                running[0] -= 1
-
+    slow = Held()
     try:
         unserve = a.serve("db", slow, max_concurrent=2)
         assert eventually(lambda: b.serving("db") == {"a"})
@@ -804,9 +798,9 @@ def test_background_serve_again_counts_max_concurrent_anew(
         assert eventually(lambda: b.serving("db") == {"a"})
         in_threads(4, lambda i: b.call("a", "db", i, timeout_s=0.3))
         # Documented: the earlier serve's calls still running are not counted.
-        assert most[0] <= 2 + 2, most
+        assert slow.most <= 2 + 2, slow.most
     finally:
-        release.set()
+        slow.release.set()
 
 
 def test_limiter_is_exact_while_a_new_node_starts_serving(sim_run: Any) -> None:
