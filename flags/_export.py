@@ -16,9 +16,11 @@ defaults a node answers with while the cluster holds no gate for a flag. The doc
                 "expires": "2027-01-31"}]}
 
 A flag's fields are those of `flags.Flag` but ``default`` (a node's own setting, never
-the cluster's). On import every field but ``name`` may be left out: it then means
-unset (no such gate, no such metadata). Unknown fields, unknown versions and
-duplicate names are refused, never skipped: a typo must not drop a gate silently.
+the cluster's). An export may also hold ``"skipped"``: the entries it left out, under
+names outside the grammar that no writer takes back (import ignores the list). On
+import every field but ``name`` may be left out: it then means unset (no such gate,
+no such metadata). Unknown fields, unknown versions and duplicate names are
+refused, never skipped: a typo must not drop a gate silently.
 
 Pure: no map, no I/O; the caller reads the clock and the files.
 """
