@@ -575,6 +575,20 @@ def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return run_demo(nodes=args.nodes, toggles=args.toggles)
 
 
+def _add_targets(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--actor`` and ``--group`` of a write: each repeatable, each one a change."""
+    parser.add_argument("--actor", action="append", help=f"{what} this actor (repeatable)")
+    parser.add_argument("--group", action="append", help=f"{what} this group (repeatable)")
+
+
+def _add_evaluated(parser: argparse.ArgumentParser) -> None:
+    """``--actor`` (once) and ``--group`` (repeatable) of a read that evaluates."""
+    parser.add_argument("--actor", action=_Once, help="evaluate for this actor (once)")
+    parser.add_argument(
+        "--group", action="append", help="evaluate for this group (repeatable: all apply)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chorus", description="Feature flags replicated in the memory of every node."
@@ -695,10 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Every flag's gates; with --actor or --group, whether each flag is "
         "enabled for them and which gate decided.",
     )
-    listing.add_argument("--actor", action=_Once, help="evaluate every flag for this actor")
-    listing.add_argument(
-        "--group", action="append", help="evaluate for this group (repeatable: all apply)"
-    )
+    _add_evaluated(listing)
 
     get = actions.add_parser(
         "get",
@@ -706,10 +717,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one flag's gates, evaluated for an actor and groups",
         description="One flag's gates, and whether it is enabled for the actor and groups.",
     )
-    get.add_argument("--actor", action=_Once, help="evaluate for this actor (once)")
-    get.add_argument(
-        "--group", action="append", help="evaluate for this group (repeatable: all apply)"
-    )
+    _add_evaluated(get)
 
     for action, verb in (("enable", "enable"), ("disable", "disable")):
         change = actions.add_parser(
@@ -720,8 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"boolean gate); else only the gates given. --actor and --group repeat and "
             "combine; every one given applies, one request each, printed as it does.",
         )
-        change.add_argument("--actor", action="append", help=f"{verb} for this actor (repeatable)")
-        change.add_argument("--group", action="append", help=f"{verb} for this group (repeatable)")
+        _add_targets(change, f"{verb} for")
         if action == "enable":
             change.add_argument(
                 "--percentage-of-actors",
@@ -745,8 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Clear NAME's gates: with no option, every gate; else only the gate of "
         "each --actor and --group given (repeatable, one request each).",
     )
-    clear.add_argument("--actor", action="append", help="clear this actor's gate (repeatable)")
-    clear.add_argument("--group", action="append", help="clear this group's gate (repeatable)")
+    _add_targets(clear, "clear the gate of")
     meta = actions.add_parser(
         "meta",
         parents=[name, common, writer],

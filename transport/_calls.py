@@ -47,14 +47,21 @@ import logging
 import math
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import trio
 
 from crdt._values import MAX_VALUE_DEPTH, VALUE_TAGS, canonical_value, strict_loads
 
-from ._wire import MAX_SERVICE_CHARS, MAX_SERVICES, Call, encode_call, encode_reply
+from ._wire import (
+    MAX_SERVICES,
+    SERVICE_NAME_RULE,
+    Call,
+    encode_call,
+    encode_reply,
+    valid_service,
+)
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -154,11 +161,15 @@ class MemberEvent:
 
 
 def check_service(name: object) -> str:
-    """Raise ValueError unless ``name`` is a service name: 1 to `MAX_SERVICE_CHARS`
-    ASCII characters."""
-    if type(name) is not str or not 0 < len(name) <= MAX_SERVICE_CHARS or not name.isascii():
-        raise ValueError(f"a service name is 1 to {MAX_SERVICE_CHARS} ASCII characters")
-    return name
+    """Return ``name`` if it is a service name (`transport._wire.valid_service`: 1 to
+    100 ASCII characters).
+
+    Raises:
+        ValueError: it is not.
+    """
+    if not valid_service(name):
+        raise ValueError(SERVICE_NAME_RULE)
+    return cast(str, name)
 
 
 @attrs.define

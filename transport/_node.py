@@ -441,8 +441,9 @@ class Node:
         self._pause: tuple[float, float] | None = None
         self._calls = Calls(self)
         self._member_watchers: list[Callable[[MemberEvent], None]] = []
-        self._services_told = False  # services were ever announced: keep telling them
-        self._services_seq = 0  # counts changes of this node's services
+        # Counts changes of this node's services: once above 0, it tells them again
+        # now and then (and to each peer that links up).
+        self._services_seq = 0
         self._ticks = 0
 
     @property
@@ -1179,7 +1180,6 @@ class Node:
         return encode_services(self.incarnation, self._services_seq, self.services())
 
     def _services_changed(self) -> None:
-        self._services_told = True
         self._services_seq += 1
         message = self._services_message()
         for peer in sorted(self._transport.peers()):
@@ -1295,7 +1295,7 @@ class Node:
                 # Introduce ourselves at once: a joiner waits for a synced peer's
                 # heartbeat before it pulls, so do not make it wait for the next tick.
                 self._send(event.peer, self._heartbeat(), "heartbeat")
-                if self._services_told:
+                if self._services_seq:
                     self._send(event.peer, self._services_message(), "services")
             elif isinstance(event, PeerDown):
                 self._declare_down(event.peer, "transport reports it down")
@@ -1739,7 +1739,7 @@ class Node:
             # would refuse a heartbeat of a new shape), told again now and then in
             # case one was lost.
             services = (
-                self._services_message() if self._services_told and self._ticks % 4 == 0 else None
+                self._services_message() if self._services_seq and self._ticks % 4 == 0 else None
             )
             for peer in sorted(self._transport.peers()):
                 self._send(peer, message, "heartbeat")

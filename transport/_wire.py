@@ -266,10 +266,19 @@ MAX_SERVICES = 64
 REPLY_STATUSES = frozenset({"ok", "error", "unknown_service", "overloaded", "expired", "restarted"})
 
 
+#: Why a name is not a service name (for the errors of both sides of the wire).
+SERVICE_NAME_RULE = f"a service name is 1 to {MAX_SERVICE_CHARS} ASCII characters"
+
+
+def valid_service(name: object) -> bool:
+    """True when ``name`` is a service name: 1 to `MAX_SERVICE_CHARS` ASCII characters."""
+    return type(name) is str and 0 < len(name) <= MAX_SERVICE_CHARS and name.isascii()
+
+
 def _check_service(name: object) -> str:
-    if type(name) is not str or not 0 < len(name) <= MAX_SERVICE_CHARS or not name.isascii():
-        raise DecodeError(f"a service name is 1 to {MAX_SERVICE_CHARS} ASCII characters")
-    return name
+    if not valid_service(name):
+        raise DecodeError(SERVICE_NAME_RULE)
+    return cast(str, name)
 
 
 def encode_call(

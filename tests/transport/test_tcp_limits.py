@@ -402,8 +402,8 @@ class _SlowDns(trio.abc.HostnameResolver):
             raise trio.socket.gaierror(trio.socket.EAI_NONAME, "no such name yet")
         return [(trio.socket.AF_INET, trio.socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
 
-    async def getnameinfo(self, *args: Any) -> Any:
-        raise NotImplementedError
+    async def getnameinfo(self, sockaddr: Any, flags: int) -> tuple[str, str]:
+        return "seed.test", str(sockaddr[1])  # the one name it knows
 
 
 def test_a_seed_that_resolves_late_is_looked_up_again_within_seconds() -> None:
