@@ -64,6 +64,17 @@ def run(fn: Callable[[], Awaitable[Any]]) -> Any:
     return trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
 
 
+class Noted:
+    """A handler that records each payload it runs with (``runs``) and answers it."""
+
+    def __init__(self) -> None:
+        self.runs: list[Any] = []
+
+    async def __call__(self, caller: str, payload: Any) -> Any:
+        self.runs.append(payload)
+        return payload
+
+
 async def echo(caller: str, payload: Any) -> Any:
     return {"caller": caller, "payload": payload}
 
@@ -555,12 +566,7 @@ def test_a_callee_whose_replies_alone_are_lost_times_out_at_the_timeout() -> Non
     async def main() -> None:
         async with Simulation(seed=3) as sim:
             a, b = await start(sim, "a", "b")
-            runs: list[Any] = []
-
-            async def note(caller: str, payload: Any) -> Any:
-                runs.append(payload)
-                return payload
-
+            note = Noted()
             b.serve("note", note)
             await sim.run_for(1)
             transport = b._transport
@@ -575,7 +581,7 @@ def test_a_callee_whose_replies_alone_are_lost_times_out_at_the_timeout() -> Non
                 with pytest.raises(CallTimeout):
                     await a.call("b", "note", timeout_s, timeout_s=timeout_s)
                 assert trio.current_time() - began == pytest.approx(timeout_s)
-            assert runs == [0.5, 10.0]
+            assert note.runs == [0.5, 10.0]
             assert "b" in a.members()
 
     run(main)
@@ -763,12 +769,7 @@ def test_malformed_messages_are_rejected_counted_and_change_nothing(
         async with Simulation(seed=pick) as sim:
             a, b = await start(sim, "a", "b")
             peer = sim.network.transport("x")
-            runs: list[Any] = []
-
-            async def note(caller: str, payload: Any) -> Any:
-                runs.append(payload)
-                return payload
-
+            note = Noted()
             b.serve("echo", note)
             await sim.run_for(1)
             drain = replies_of(peer)
@@ -786,7 +787,7 @@ def test_malformed_messages_are_rejected_counted_and_change_nothing(
             assert b.stats.rejected == before[0] + 1, (message, valid_head)
             assert (b.services_of("a"), dict(b._calls._pending)) == before[1:]
             assert b.services_of("x") == frozenset()
-            assert runs == []
+            assert note.runs == []
             assert drain.got == []  # type: ignore[attr-defined]
             assert await a.call("b", "echo", "still here") == "still here"
 
@@ -798,18 +799,13 @@ def test_a_payload_with_trailing_bytes_is_refused() -> None:
         async with Simulation(seed=6) as sim:
             (b,) = await start(sim, "b")
             peer = sim.network.transport("x")
-            runs: list[Any] = []
-
-            async def note(caller: str, payload: Any) -> Any:
-                runs.append(payload)
-                return payload
-
+            note = Noted()
             b.serve("echo", note)
             await sim.run_for(1)
             rejected = b.stats.rejected
             peer.send("b", encode_call(1, "echo", 1000, b.incarnation, b"\x01" + b"junk" * 100))
             await sim.run_for(0.5)
-            assert (runs, b.stats.rejected) == ([], rejected + 1)
+            assert (note.runs, b.stats.rejected) == ([], rejected + 1)
 
     run(main)
 

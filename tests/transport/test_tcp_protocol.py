@@ -297,22 +297,32 @@ def test_each_side_learns_the_others_cluster(
 @pytest.mark.parametrize("side", ["welcome", "identity"])
 @pytest.mark.parametrize("forged", [None, "000000000000001/mallory", "001700000000000/a "])
 def test_a_changed_cluster_fails_the_proof(side: str, forged: str | None) -> None:
+    # A relay making the server (or the client) look older, or in no cluster.
     client, server = _cluster_pair("001700000000000/a", "001700000000000/a")
+    match = "server failed" if side == "welcome" else "identity"
+    _refused_with_cluster(client, server, side, forged, match)
+
+
+def _refused_with_cluster(
+    client: Connection, server: Connection, side: str, cluster: object, match: str
+) -> None:
+    """Run a handshake with the cluster field of the ``side`` frame (``"welcome"``
+    or ``"identity"``) replaced by ``cluster``; its receiver raises ``match``."""
     server.receive_data(client.data_to_send())
     client.receive_data(server.data_to_send())
     server.receive_data(client.data_to_send())
     welcome = unframe(server.data_to_send())
     assert isinstance(welcome, list)
     if side == "welcome":
-        welcome[4] = forged  # a relay making the server look older (or in no cluster)
-        with pytest.raises(ProtocolError, match="server failed"):
+        welcome[4] = cluster
+        with pytest.raises(ProtocolError, match=match):
             client.receive_data(frame(welcome))
         return
     client.receive_data(frame(welcome))
     identity = unframe(client.data_to_send())
     assert isinstance(identity, list)
-    identity[4] = forged
-    with pytest.raises(ProtocolError, match="identity"):
+    identity[4] = cluster
+    with pytest.raises(ProtocolError, match=match):
         server.receive_data(frame(identity))
 
 
@@ -322,22 +332,7 @@ def test_a_changed_cluster_fails_the_proof(side: str, forged: str | None) -> Non
 @pytest.mark.parametrize("side", ["welcome", "identity"])
 def test_a_malformed_cluster_is_refused(cluster: object, side: str) -> None:
     client, server = _cluster_pair(None, None)
-    server.receive_data(client.data_to_send())
-    client.receive_data(server.data_to_send())
-    server.receive_data(client.data_to_send())
-    welcome = unframe(server.data_to_send())
-    assert isinstance(welcome, list)
-    if side == "welcome":
-        welcome[4] = cluster
-        with pytest.raises(ProtocolError, match="bad cluster"):
-            client.receive_data(frame(welcome))
-        return
-    client.receive_data(frame(welcome))
-    identity = unframe(client.data_to_send())
-    assert isinstance(identity, list)
-    identity[4] = cluster
-    with pytest.raises(ProtocolError, match="bad cluster"):
-        server.receive_data(frame(identity))
+    _refused_with_cluster(client, server, side, cluster, "bad cluster")
 
 
 def test_a_welcome_or_identity_of_the_old_shape_is_refused() -> None:
