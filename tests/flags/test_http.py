@@ -278,7 +278,8 @@ def test_tokens_are_compared_in_constant_time(api: Any, monkeypatch: pytest.Monk
     assert compared == [(b"nope", TOKEN.encode())]
 
 
-def test_reads_can_need_the_token() -> None:
+def _admin_with_metrics(**options: Any) -> TestClient:
+    """The admin over a store holding one flag, ``f``, with a metrics registry."""
     store = FlagStore(LocalMap("n1"))
     store.enable("f")
     app = create_app(
@@ -288,10 +289,17 @@ def test_reads_can_need_the_token() -> None:
         synced=lambda: True,
         cluster=dict,
         metrics=CollectorRegistry(),
-        reads_need_token=True,
+        **options,
     )
-    client = TestClient(app)
-    for path in ("/flags", "/flags/f", "/flags/f/audit", "/audit", "/cluster", "/metrics"):
+    return TestClient(app)
+
+
+READS = ("/flags", "/flags/f", "/flags/f/audit", "/audit", "/cluster", "/metrics")
+
+
+def test_reads_can_need_the_token() -> None:
+    client = _admin_with_metrics(reads_need_token=True)
+    for path in READS:
         assert client.get(path).status_code == 401, path
         assert "error" in client.get(path).json()
         assert client.get(path, headers=AUTH).status_code == 200, path
@@ -300,18 +308,8 @@ def test_reads_can_need_the_token() -> None:
 
 
 def test_reads_are_open_by_default_and_metrics_still_served() -> None:
-    store = FlagStore(LocalMap("n1"))
-    store.enable("f")
-    app = create_app(
-        store,
-        token=TOKEN,
-        node_id="n1",
-        synced=lambda: True,
-        cluster=dict,
-        metrics=CollectorRegistry(),
-    )
-    client = TestClient(app)
-    for path in ("/flags", "/flags/f", "/flags/f/audit", "/audit", "/cluster", "/metrics"):
+    client = _admin_with_metrics()
+    for path in READS:
         assert client.get(path).status_code == 200, path
     assert ServeConfig(node_id="a").reads_need_token is False
 
