@@ -50,8 +50,9 @@ class Membership:
       so a minority cannot grow itself into a majority; only members vouched for by a
       majority vote and count (see ``vouched``);
     - a member is `EXPELLED` (after the runtime's horizon of silence) only by standing
-      accusations from a strict majority of the voting members, the target counted,
-      and only accusations by members nobody stands accusing count. A minority
+      accusations from voting members that are a strict majority of all the members,
+      the target and incarnations not vouched for yet counted, and only accusations
+      by members nobody stands accusing count. A minority
       never removes the majority, neither half of an even split removes the other,
       and members that accuse each other (a split into three, say) cancel out:
       their tombstones wait for the heal rather than risk both sides removing each
@@ -303,9 +304,14 @@ class Membership:
                     (v, t) for (v, t), (m, w) in self.accusations.items() if m > w and v in voting
                 ]
                 accused = {t for _, t in standing}
+                # A strict majority of all members, not of the voting ones: a member
+                # replaced by an incarnation not vouched for yet (a restart heard by
+                # one side just as a split heals) must not shrink the count, or one
+                # half of an even split becomes a majority of what is left.
+                majority = len(members) // 2 + 1
                 for target in sorted({t for _, t in standing} & members):
                     accusers = {v for v, t in standing if t == target and v not in accused}
-                    if len(accusers) >= quorum and voting - {target}:
+                    if len(accusers) >= max(quorum, majority) and voting - {target}:
                         self.removed[target] = EXPELLED
                         step = True
                         break

@@ -52,6 +52,29 @@ def test_a_minority_never_expels_and_an_even_split_expels_nobody() -> None:
     assert "c/2" in m.members()
 
 
+def test_a_restart_not_vouched_for_yet_does_not_turn_half_into_a_majority() -> None:
+    # Found by the cluster machine: a split {a, b} | {c, d} longer than the horizon
+    # (c and d accuse a and b), a heals, a restarts and d hears a/2 first. With a/1
+    # replaced and a/2 not vouched for, three members vote; c and d are two of them,
+    # but only two of the four members: b must stay.
+    m = founded()
+    for name, voters in (("b/1", ["a/1"]), ("c/1", ["a/1", "b/1"]), ("d/1", ["a/1", "b/1"])):
+        for voter in voters:
+            m.propose(name, voter)
+    assert m.vouched == {"a/1", "b/1", "c/1", "d/1"}
+    for voter in ("c/1", "d/1"):
+        for target in ("a/1", "b/1"):
+            m.vote_expel(target, voter)
+    assert m.propose("a/2", "d/1")
+    assert m.members() == {"a/2", "b/1", "c/1", "d/1"}
+    assert "a/2" not in m.vouched
+    m.decide()  # as the next merge does
+    assert "b/1" not in m.removed
+    m.propose("a/2", "c/1")  # c hears it too: vouched for, it votes, and is no accuser
+    assert "a/2" in m.vouched
+    assert "b/1" in m.members()
+
+
 def test_members_accusing_each_other_cancel_out() -> None:
     m = founded()
     for name, voters in (("b/1", ["a/1"]), ("c/1", ["a/1", "b/1"]), ("d/1", ["a/1", "b/1"])):
