@@ -572,7 +572,7 @@ def _transfer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .demo import run_demo
 
-    return run_demo(nodes=args.nodes, toggles=args.toggles)
+    return run_demo(nodes=args.nodes, toggles=args.toggles, keep=args.keep)
 
 
 def _add_targets(parser: argparse.ArgumentParser, what: str) -> None:
@@ -825,6 +825,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--nodes", type=int, default=3)
     demo.add_argument("--toggles", type=int, default=20, help="toggles timed for propagation")
+    demo.add_argument(
+        "--keep",
+        action="store_true",
+        help="then leave the cluster running, print each node's web UI address and the "
+        "admin token, and stop it on Ctrl-C",
+    )
     demo.set_defaults(run=_demo)
     for sub in (serve, secret, demo, *actions.choices.values()):
         sub.set_defaults(parser=sub)

@@ -10,6 +10,9 @@
    node and counts wrong answers from nodes that report themselves synced.
 4. Prints a timeline and a summary; exits 1 if any check failed. Cleans up its
    processes on success, failure and Ctrl-C.
+5. With ``keep``, once every check passed: leaves the nodes running, prints each
+   node's web UI address and the admin token to log in with, and waits for Ctrl-C
+   (SIGINT) or SIGTERM, then stops them.
 """
 
 from __future__ import annotations
@@ -81,6 +84,10 @@ class _Cluster:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Not in the demo's process group: Ctrl-C reaches the demo alone, which
+            # then stops each node with one SIGTERM (a second signal to a node that
+            # is shutting down ends it at once).
+            process_group=0,
         )
         log.close()
 
@@ -166,8 +173,9 @@ class _Reader(threading.Thread):
         client.close()
 
 
-def run_demo(nodes: int = 3, toggles: int = 20) -> int:
-    """Run the demo; return the exit code (0: every check passed)."""
+def run_demo(nodes: int = 3, toggles: int = 20, keep: bool = False) -> int:
+    """Run the demo; return the exit code (0: every check passed, and with ``keep``
+    every node stopped cleanly once told to)."""
     started = time.monotonic()
     checks: list[tuple[str, bool]] = []
 
@@ -262,12 +270,40 @@ def run_demo(nodes: int = 3, toggles: int = 20) -> int:
                 "reads during restart": f"{reader.reads} ({reader.wrong} wrong)",
                 "total time": f"{time.monotonic() - started:.1f} s",
             }
-            return _finish(say, cluster, checks, summary)
+            code = _finish(say, cluster, checks, summary)
+            return _keep(cluster) if keep and code == 0 else code
         except KeyboardInterrupt:
             print("\ninterrupted: stopping the nodes", file=sys.stderr)
             return 130
         finally:
             cluster.close()
+
+
+def _keep(cluster: _Cluster) -> int:
+    """Leave the nodes running and say where their UIs are, until SIGINT or SIGTERM
+    (or until every node has exited); then stop them. 0 when each exited 0."""
+    stop = threading.Event()
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        print("\nThe cluster keeps running (--keep). Each node's web UI:")
+        for name in cluster.names:
+            pid = cluster.processes[name].pid
+            print(f"  {name}  {cluster.url(name)}/ui/  (pid {pid})")
+        print(f"Log in with the admin token: {cluster.token}")
+        print("Ctrl-C (or SIGTERM) stops the nodes.", flush=True)
+        while not stop.wait(0.2):
+            if all(process.poll() is not None for process in cluster.processes.values()):
+                print("every node has exited", file=sys.stderr)
+                break
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    codes = {name: cluster.stop(name) for name in cluster.names}
+    print("stopped: " + ", ".join(f"{name} exit {code}" for name, code in codes.items()))
+    return 0 if all(code == 0 for code in codes.values()) else 1
 
 
 def _finish(

@@ -5,14 +5,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
 
 from transport._tcp_protocol import Connection
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -37,23 +40,48 @@ def serve_argv(
 
 class Serve:
     """One ``chorus serve`` process on 127.0.0.1 with free ports, joining the cluster
-    ports ``join``, its stderr in ``tmp/<name>.log``."""
+    ports ``join``, with more command-line ``options``, its stderr in ``tmp/<name>.log``.
+    ``start`` again after it stopped: the same node id, ports and options."""
 
-    def __init__(self, name: str, join: list[int], tmp: Path, secret: str, token: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        join: list[int],
+        tmp: Path,
+        secret: str,
+        token: str,
+        options: Sequence[str] = (),
+    ) -> None:
         self.name, self.gossip, self.http = name, free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http}"
-        env = {**os.environ, "CHORUS_SECRET": secret, "CHORUS_TOKEN": token}
+        self.join, self.options = join, tuple(options)
+        # This checkout's packages, whatever the venv has installed (a worktree's own).
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        self.env = {**os.environ, "CHORUS_SECRET": secret, "CHORUS_TOKEN": token}
+        self.env["PYTHONPATH"] = path
         self.log = tmp / f"{name}.log"
+        self.start()
+
+    def start(self) -> None:
         with self.log.open("ab") as stderr:
             self.process = subprocess.Popen(
-                serve_argv(name, self.gossip, self.http, join),
-                env=env,
+                serve_argv(self.name, self.gossip, self.http, self.join, *self.options),
+                env=self.env,
                 stdout=subprocess.DEVNULL,
                 stderr=stderr,
             )
 
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(self.url + path, timeout=2)
+    def stop(self) -> int:
+        """SIGTERM, then its exit code (SIGKILL if it is still running after 10 s)."""
+        self.process.terminate()
+        try:
+            return self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait(10)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=2, **kwargs)
 
     def ready(self) -> bool:
         try:
@@ -63,14 +91,18 @@ class Serve:
 
 
 @contextmanager
-def three_served(tmp: Path, secret: str, token: str) -> Iterator[list[Serve]]:
-    """Nodes ``a``, ``b`` and ``c`` (which join ``a``), each ready (20 s at most);
-    killed on the way out."""
+def three_served(
+    tmp: Path, secret: str, token: str, options: Sequence[str] = ()
+) -> Iterator[list[Serve]]:
+    """Nodes ``a``, ``b`` and ``c`` (which join ``a``), each with ``options``, each
+    ready (20 s at most); killed on the way out."""
     nodes: list[Serve] = []
     try:
-        nodes.append(Serve("a", [], tmp, secret, token))
+        nodes.append(Serve("a", [], tmp, secret, token, options))
         assert eventually(nodes[0].ready, timeout=20), nodes[0].log.read_text()[-2000:]
-        nodes += [Serve(name, [nodes[0].gossip], tmp, secret, token) for name in ("b", "c")]
+        nodes += [
+            Serve(name, [nodes[0].gossip], tmp, secret, token, options) for name in ("b", "c")
+        ]
         for node in nodes:
             assert eventually(node.ready, timeout=20), node.log.read_text()[-2000:]
         yield nodes
