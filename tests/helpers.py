@@ -89,22 +89,27 @@ class Serve:
         except httpx.HTTPError:
             return False
 
+    def wait_ready(self, timeout: float = 20) -> None:
+        """Wait until it is ready; fail (with its log) if it exits or takes too long."""
+        eventually(lambda: self.ready() or self.process.poll() is not None, timeout)
+        assert self.ready(), self.log.read_text()[-2000:]
+
 
 @contextmanager
 def three_served(
     tmp: Path, secret: str, token: str, options: Sequence[str] = ()
 ) -> Iterator[list[Serve]]:
     """Nodes ``a``, ``b`` and ``c`` (which join ``a``), each with ``options``, each
-    ready (20 s at most); killed on the way out."""
+    ready (20 s at most each); killed on the way out."""
     nodes: list[Serve] = []
     try:
         nodes.append(Serve("a", [], tmp, secret, token, options))
-        assert eventually(nodes[0].ready, timeout=20), nodes[0].log.read_text()[-2000:]
+        nodes[0].wait_ready()
         nodes += [
             Serve(name, [nodes[0].gossip], tmp, secret, token, options) for name in ("b", "c")
         ]
         for node in nodes:
-            assert eventually(node.ready, timeout=20), node.log.read_text()[-2000:]
+            node.wait_ready()
         yield nodes
     finally:
         for node in nodes:
