@@ -14,22 +14,21 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.ui import TOKEN, OpenUI, flag_path, put, wait_live
+from tests.browser.ui import (
+    LIVE_MS,
+    TOKEN,
+    OpenUI,
+    flag_path,
+    mark_window,
+    not_reloaded,
+    put,
+    wait_live,
+)
 from tests.helpers import Serve, eventually
 
 pytestmark = pytest.mark.browser
 
-#: How soon node B's page must show a change made on node A, in ms.
-LIVE_MS = 1000
 ANSWER = re.compile(r"^\s*(enabled|disabled)\b")
-
-
-def mark_window(page: Page) -> None:
-    page.evaluate("() => { window.__chorusNotReloaded = true; }")
-
-
-def not_reloaded(page: Page) -> bool:
-    return bool(page.evaluate("() => window.__chorusNotReloaded === true"))
 
 
 def evaluated(node: Serve, name: str, actor: str | None, groups: tuple[str, ...] = ()) -> bool:

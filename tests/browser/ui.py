@@ -36,6 +36,8 @@ CHROMIUM_ARGS = [
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 #: Playwright's wait for any one step (an element, a navigation), in ms.
 STEP_MS = 5000
+#: How soon a page on one node must show a change made on another, in ms.
+LIVE_MS = 1000
 LIVE = re.compile(r"^\s*live\s*$")
 RECONNECTING = re.compile(r"reconnecting")
 #: The ``open_ui`` fixture: ``open_ui(node, path="", token=TOKEN)`` gives a logged-in page.
@@ -87,6 +89,15 @@ def log_in(page: Page, base: str, token: str) -> None:
 def wait_live(page: Page, timeout_ms: float = STEP_MS) -> None:
     """Wait until the page's live-update stream is open (``#connection`` says live)."""
     expect(page.locator("#connection")).to_have_text(LIVE, timeout=timeout_ms)
+
+
+def mark_window(page: Page) -> None:
+    """Mark the page's window: a reload would lose the mark (see `not_reloaded`)."""
+    page.evaluate("() => { window.__chorusNotReloaded = true; }")
+
+
+def not_reloaded(page: Page) -> bool:
+    return bool(page.evaluate("() => window.__chorusNotReloaded === true"))
 
 
 def put(base: str, token: str, name: str, body: dict[str, Any], path: str = "") -> None:
