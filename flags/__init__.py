@@ -18,6 +18,7 @@ from ._schema import Flag as Flag
 from ._schema import FlagFormatError as FlagFormatError
 from ._store import AuditEntry as AuditEntry
 from ._store import FlagStore as FlagStore
+from ._store import RestoreError as RestoreError
 
 __all__ = [
     "AuditEntry",
@@ -27,6 +28,7 @@ __all__ = [
     "FlagStore",
     "LocalMap",
     "NotReadyError",
+    "RestoreError",
     "actor_score",
     "connect",
 ]

@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 
 import trio
 
+from hlc import Timestamp
 from transport import (
     BackgroundNode,
     ForkedError,
@@ -527,10 +528,34 @@ class FlagClient:
         *,
         actor: str | None = None,
         group: str | None = None,
+        gate: str | None = None,
         author: str | None = None,
     ) -> None:
-        """Remove one actor's gate, one group's, or all of them (see `FlagStore.clear`)."""
-        self._in_node(self._store.clear, name, actor=actor, group=group, author=author)
+        """Remove one actor's gate, one group's, one other gate, or all of them (see
+        `FlagStore.clear`)."""
+        self._in_node(self._store.clear, name, actor=actor, group=group, gate=gate, author=author)
+
+    def delete(self, name: str, *, author: str | None = None) -> bool:
+        """Remove the flag's gates and metadata (see `FlagStore.delete`); False when
+        the cluster held none. Raises as `enable`."""
+        result: bool = self._in_node(self._store.delete, name, author=author)
+        return result
+
+    def restore(self, name: str, timestamp: str, *, author: str | None = None) -> bool:
+        """Write back the gates recorded by the flag's audit entry ``timestamp``, as
+        one audited change (see `FlagStore.restore`); False when they already match.
+
+        Raises:
+            RestoreError: no such entry, or it records no state.
+            ValueError, transport.WriteRefused: as `enable`.
+        """
+        result: bool = self._in_node(self._store.restore, name, timestamp, author=author)
+        return result
+
+    def last_changed(self, name: str) -> Timestamp | None:
+        """The newest timestamp among the flag's gates (see `FlagStore.last_changed`)."""
+        result: Timestamp | None = self._in_node(self._store.last_changed, name)
+        return result
 
     def set_metadata(
         self,

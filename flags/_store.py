@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import heapq
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, cast
 
 import attrs
+import cbor2
 
 from hlc import Timestamp
 
@@ -37,6 +39,11 @@ FlagSubscriber = Callable[[frozenset[str]], None]
 #: only what differs, and flags not in it are not touched, so a bigger one splits
 #: into several files of whole flags.
 MAX_IMPORT_ENTRIES = 10_000
+#: The largest gate state an audit record carries, in bytes of its encoding: a flag
+#: with more gates than fit (about 2,000 actor gates) gets ``"state": None`` in its
+#: records, so that one flag's audit log stays bounded (100 records of 64 KiB at
+#: most) and a record always fits in one map value.
+MAX_AUDIT_STATE_BYTES = 64 * 1024
 
 
 class FlagMap(Protocol):
@@ -59,15 +66,40 @@ class FlagMap(Protocol):
 
 @attrs.frozen
 class AuditEntry:
-    """One recorded change to a flag: who, when (HLC), what, on which node."""
+    """One recorded change to a flag: who, when (HLC), what, on which node.
+
+    Attributes:
+        flag: the flag's name.
+        timestamp: the change's HLC timestamp, in its sortable text form
+            (`hlc.Timestamp.parse` reads it).
+        author: who made it (``""`` when nobody was named).
+        action: the writer: ``"enable"``, ``"clear"``, ``"import"``, ``"restore"``...
+        target: the actor, group or gate it was about, if one; for ``"restore"``
+            the timestamp of the entry restored.
+        value: the value written (or a summary, such as ``{"set": n, "cleared": m}``).
+        node: the node that made it.
+        state: the flag's gates right after the change, as that node saw them:
+            ``{"boolean": bool | None, "actors": {id: bool}, "groups": {name: bool},
+            "percentage_of_actors": float | None, "percentage_of_time": float |
+            None}``. None for records written before records carried it, and for a
+            state over `MAX_AUDIT_STATE_BYTES` encoded. `FlagStore.restore` writes
+            it back.
+    """
 
     flag: str
-    timestamp: str  # the change's HLC timestamp, in its sortable text form
+    timestamp: str
     author: str
     action: str
     target: str | None
     value: Any
     node: str
+    state: dict[str, Any] | None = None
+
+
+class RestoreError(ValueError):
+    """`FlagStore.restore` found no state to restore: the flag has no audit entry of
+    that timestamp (never, or trimmed since), or the entry records no state (written
+    by an older version, or too large to keep). Nothing was written."""
 
 
 def _check_author(value: object) -> str:
@@ -84,6 +116,10 @@ def _check_author(value: object) -> str:
 #: How much of a malformed key's repr a warning shows.
 _LOG_KEY_CHARS = 200
 _ABSENT: Any = object()  # map.get's default: tells a deleted key from a None value
+
+
+#: The gates `FlagStore.clear` removes by kind alone (``gate=``).
+_SINGLE_GATES = ("boolean", "percentage_of_actors", "percentage_of_time")
 
 
 def _is_name(value: object) -> bool:
@@ -396,20 +432,30 @@ class FlagStore:
         *,
         actor: str | None = None,
         group: str | None = None,
+        gate: str | None = None,
         author: str | None = None,
     ) -> None:
-        """Remove gates: one actor's, one group's, or (neither given) all of them.
+        """Remove gates: one actor's, one group's, one of the other gates (``gate``:
+        ``"boolean"``, ``"percentage_of_actors"`` or ``"percentage_of_time"``), or
+        (none given) all of them.
 
         With no gates left, the flag falls back to its default, or off. Metadata and
         the audit log stay.
 
         Raises:
-            ValueError, transport.WriteRefused: as `disable`; nothing is written.
+            ValueError: as `disable`, or ``gate`` is not one of those three; nothing
+                is written.
+            transport.WriteRefused: as `disable`; nothing is written.
         """
         self._check_existing(name)
         author_ = _check_author(author)
         keys: list[tuple[str, ...]]
         kind, target = ("actor", actor) if actor is not None else ("group", group)
+        if gate is not None:
+            if gate not in _SINGLE_GATES or actor is not None or group is not None:
+                raise ValueError(f"gate must be one of {_SINGLE_GATES}, alone, got {_short(gate)}")
+            self._change(name, author_, "clear", gate, None, {}, [(name, gate)])
+            return
         if target is not None:
             held = self._keys.get(name, set())
             # A gate the map holds may predate the grammar: it can still be removed.
@@ -622,6 +668,9 @@ class FlagStore:
         nothing if one is refused; both updates follow with no ``await`` in between.
         One update is one delta and one notification, however many keys it holds."""
         node = str(self._map.node_id)
+        states: dict[str, dict[str, Any]] = {}
+        for c in changes:  # each flag's gates after its changes, before any is written
+            states[c.name] = _state_after(states.get(c.name) or self._state(c.name), c)
         records = [
             {
                 "author": author,
@@ -629,12 +678,22 @@ class FlagStore:
                 "target": c.target,
                 "value": c.value,
                 "node": node,
+                "state": _bounded(states[c.name]),
             }
             for c in changes
         ]
         sets = {key: entry for c in changes for key, entry in c.sets.items()}
         deletes = [key for c in changes for key in c.deletes]
-        self._map.check_writable([*sets, *deletes], values=[*sets.values(), *records])
+        try:
+            self._map.check_writable([*sets, *deletes], values=[*sets.values(), *records])
+        except ValueError:
+            # A record too large for the map with its state may fit without it; if
+            # something else is wrong, the second check raises it.
+            if not any(r["state"] is not None for r in records):
+                raise
+            for record in records:
+                record["state"] = None
+            self._map.check_writable([*sets, *deletes], values=[*sets.values(), *records])
         self._map.update(sets, deletes)
         audit: dict[tuple[Any, ...], Any] = {}
         trims: list[tuple[Any, ...]] = []
@@ -655,27 +714,105 @@ class FlagStore:
         self._map.update(audit, trims)
 
     def audit(self, name: str | None = None, *, limit: int | None = None) -> list[AuditEntry]:
-        """Recorded changes, newest first: of one flag, or of all flags."""
+        """Recorded changes, newest first: of one flag, or of all flags; at most
+        ``limit`` of them (the newest) when given."""
         names = [name] if name is not None else sorted(self._keys)
+        keys = [k for flag in names for k in tuple(self._keys.get(flag, ())) if k[1] == "audit"]
+        if limit is not None:  # only the newest are read: the flags page asks for one
+            keys = heapq.nlargest(limit, keys, key=lambda k: k[2])
         found = []
-        for flag in names:
-            for key in self._keys.get(flag, ()):
-                if key[1] == "audit":
-                    record = self._map.get(key)
-                    if isinstance(record, dict):
-                        found.append(
-                            AuditEntry(
-                                flag=flag,
-                                timestamp=key[2],
-                                author=str(record.get("author", "")),
-                                action=str(record.get("action", "")),
-                                target=record.get("target"),
-                                value=record.get("value"),
-                                node=str(record.get("node", "")),
-                            )
-                        )
+        for key in keys:
+            record = self._map.get(key)
+            if isinstance(record, dict):
+                state = record.get("state")
+                found.append(
+                    AuditEntry(
+                        flag=key[0],
+                        timestamp=key[2],
+                        author=str(record.get("author", "")),
+                        action=str(record.get("action", "")),
+                        target=record.get("target"),
+                        value=record.get("value"),
+                        node=str(record.get("node", "")),
+                        state=state if isinstance(state, dict) else None,
+                    )
+                )
         found.sort(key=lambda e: e.timestamp, reverse=True)
-        return found[:limit] if limit is not None else found
+        return found
+
+    def restore(self, name: str, timestamp: str, *, author: str | None = None) -> bool:
+        """Write back the gates the flag had right after an earlier change: the state
+        recorded by its audit entry of HLC timestamp ``timestamp`` (the text form of
+        `AuditEntry.timestamp`). Metadata is not touched.
+
+        Only the gates that differ are written, as one change recorded in the audit
+        log (action ``"restore"``, target ``timestamp``, value ``{"set": n,
+        "cleared": m}``), so restoring the same entry again writes nothing.
+
+        Returns:
+            True when gates changed; False when they already matched (nothing is
+            written, not even an audit record).
+
+        Raises:
+            RestoreError: the flag has no audit entry of that timestamp, or the entry
+                records no state; nothing is written.
+            flags.FlagFormatError: the recorded state breaks the schema (written by
+                another version); nothing is written.
+            ValueError: an invalid name or author; nothing is written.
+            transport.WriteRefused: as `disable`; nothing is written.
+        """
+        _check_name(name, "flag name")
+        author_ = _check_author(author)
+        key = (name, "audit", timestamp)
+        record = self._map.get(key) if key in self._keys.get(name, ()) else None
+        if not isinstance(record, dict):
+            raise RestoreError(f"flag {name!r} has no audit entry {_short(timestamp)}")
+        state = record.get("state")
+        if not isinstance(state, dict):
+            raise RestoreError(
+                f"the audit entry {timestamp} of flag {name!r} records no state to restore "
+                f"(written by an older version, or over {MAX_AUDIT_STATE_BYTES} bytes)"
+            )
+        current = self.flag(name)
+        wanted = check_flag(
+            Flag(
+                name=name,
+                boolean=state.get("boolean"),
+                actors=state.get("actors") or {},
+                groups=state.get("groups") or {},
+                percentage_of_actors=state.get("percentage_of_actors"),
+                percentage_of_time=state.get("percentage_of_time"),
+                description=current.description,
+                owner=current.owner,
+                expires=current.expires,
+            )
+        )
+        plan = plan_import(current, wanted)
+        if not plan.changes:
+            return False
+        value = {"set": len(plan.sets), "cleared": len(plan.deletes)}
+        self._change(name, author_, "restore", timestamp, value, plan.sets, plan.deletes)
+        return True
+
+    def last_changed(self, name: str) -> Timestamp | None:
+        """The newest HLC timestamp among the flag's gates (its wall time says since
+        when the flag is as it is, e.g. fully on); None for a flag with no gate.
+        A gate removed since leaves no entry, so its removal does not count."""
+        stamps = [
+            self._map.timestamp(k) for k in tuple(self._keys.get(name, ())) if k[1] in GATE_KINDS
+        ]
+        return max((ts for ts in stamps if ts is not None), default=None)
+
+    def _state(self, name: str) -> dict[str, Any]:
+        """The flag's gates now, in the form an audit record keeps them."""
+        flag = self.flag(name)
+        return {
+            "boolean": flag.boolean,
+            "actors": dict(flag.actors),
+            "groups": dict(flag.groups),
+            "percentage_of_actors": flag.percentage_of_actors,
+            "percentage_of_time": flag.percentage_of_time,
+        }
 
     # -- describing ------------------------------------------------------------------
 
@@ -824,6 +961,31 @@ class _Change:
     value: Any
     sets: dict[tuple[Any, ...], Any]
     deletes: list[tuple[Any, ...]]
+
+
+def _state_after(state: dict[str, Any], change: _Change) -> dict[str, Any]:
+    """``state`` (as `FlagStore._state` makes it) once ``change`` is applied."""
+    after = {**state, "actors": dict(state["actors"]), "groups": dict(state["groups"])}
+    for key, value in [*change.sets.items(), *((k, None) for k in change.deletes)]:
+        kind = key[1]
+        if kind == "actor" or kind == "group":
+            gates = after[kind + "s"]
+            if value is None:
+                gates.pop(key[2], None)
+            else:
+                gates[key[2]] = value
+        elif kind in GATE_KINDS:
+            after[kind] = value
+    return after
+
+
+def _bounded(state: dict[str, Any]) -> dict[str, Any] | None:
+    """``state``, or None when its encoding is over `MAX_AUDIT_STATE_BYTES`."""
+    try:
+        size = len(cbor2.dumps(state, canonical=True))
+    except (cbor2.CBOREncodeError, TypeError, ValueError):  # a shape the map refuses
+        return None
+    return state if size <= MAX_AUDIT_STATE_BYTES else None
 
 
 def _rules_of(flag: Flag) -> bool | Rules:

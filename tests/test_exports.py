@@ -111,6 +111,7 @@ EXPECTED = {
         "FlagStore",
         "LocalMap",
         "NotReadyError",
+        "RestoreError",
         "actor_score",
         "connect",
     },

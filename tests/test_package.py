@@ -138,5 +138,13 @@ def test_the_wheel_carries_the_license_and_py_typed(tmp_path: Path) -> None:
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
     for package in PACKAGES:
         assert f"{package}/py.typed" in names
+    # The web UI's templates and static files are package data.
+    for data in (
+        "templates/base.html",
+        "templates/flag.html",
+        "static/chorus.js",
+        "static/chorus.css",
+    ):
+        assert f"flags/ui/{data}" in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "chorus = flags.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
