@@ -74,7 +74,9 @@ FORM = """button => {
   const form = button.form;
   const fields = {};
   for (const [key, value] of new FormData(form, button)) fields[key] = String(value);
-  return {action: form.action, method: form.method, fields};
+  // getAttribute: form.action would be the form's input named "action", if any.
+  const action = new URL(form.getAttribute("action") || "", document.baseURI).href;
+  return {action, method: (form.getAttribute("method") || "get").toLowerCase(), fields};
 }"""
 
 
