@@ -155,6 +155,15 @@ def test_hostile_values_render_inert_and_the_pages_stay_usable(
     expect(page.locator("#flags-table")).not_to_contain_text(hostile)
     assert_inert(page, dialogs)
 
+    # An actor id outside the grammar, through the form: refused, shown inert.
+    page.goto(ui_url(a.url, flag_path(hostile)))
+    before = a.get(f"/flags/{hostile}").json()["actors"]
+    page.get_by_label("Actor", exact=True).fill("<script>alert('actor')</script>\"'")
+    page.get_by_role("button", name="Enable for actor").click()
+    page.wait_for_load_state()
+    assert_inert(page, dialogs)
+    assert a.get(f"/flags/{hostile}").json()["actors"] == before
+
     # Still usable: a button on the hostile flag's page works.
     page.goto(ui_url(a.url, flag_path(hostile)))
     page.get_by_label("Actor", exact=True).fill("after-the-attack")
