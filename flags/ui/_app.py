@@ -184,14 +184,15 @@ class _UI:
 
     def routes(self) -> list[Route | Mount]:
         """Every route of the app (see the module notes)."""
-        name = "/flags/{name}"
+        # {name:path}: a name written by an older version may hold a "/" (%2F in
+        # our URLs). The flag page comes after the routes that end in a verb.
+        name = "/flags/{name:path}"
         routes: list[Route | Mount] = [
             Route("/", self.flags_page, methods=["GET"]),
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/create", self.create, methods=["POST"]),
-            Route(name, self.flag_page, methods=["GET"]),
             Route(name + "/gates", self.set_gate, methods=["POST"]),
             Route(name + "/remove", self.remove_gate, methods=["POST"]),
             Route(name + "/disable", self.disable_page, methods=["GET"]),
@@ -199,6 +200,7 @@ class _UI:
             Route(name + "/metadata", self.set_metadata, methods=["POST"]),
             Route(name + "/restore", self.restore, methods=["POST"]),
             Route(name + "/delete", self.delete, methods=["POST"]),
+            Route(name, self.flag_page, methods=["GET"]),
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ]
         if self.cluster_document is not None:
@@ -394,7 +396,7 @@ class _UI:
             }
 
         found = await self._call(read)
-        if not found["known"] and not found["audit"]:
+        if not found["known"] and not found["audit"] and error is None:
             return self._render(
                 request, "error.html", 404, title="No such flag", error=f"No flag named {name}."
             )
