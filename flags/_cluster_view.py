@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import trio
 
-from transport import Node
+from hlc import Timestamp
+from transport import MemberEvent, Node
 
 
 def wall_time(at: float, *, now: float, now_wall: float) -> float:
@@ -115,3 +118,69 @@ def cluster_document(
         "peers": peers,
         "transport": transport_view,
     }
+
+
+class ClusterHistory:
+    """What the cluster page draws: recent propagation times seen by this node and
+    recent membership events, each kept to the last ``limit``.
+
+    - `map_changed` (a `transport.ReplicatedMap` subscriber): for a change made on
+      another node, the time from its HLC timestamp to now on this node's wall clock,
+      in ms. It includes the clock offset between the two nodes (within the cluster's
+      ``max_offset_ms``), and is the latest key's age for a batch of keys.
+    - `member_event` (a `transport.Node.watch_members` callback): up, down and
+      restarted peers.
+
+    Both run in the node's trio thread; `view` gives JSON-ready lists, newest last:
+    ``propagation``: ``[{"at": ISO-8601 UTC, "flag": name, "ms": float}]`` and
+    ``member_events``: ``[{"at": ..., "event": kind, "member": node id,
+    "incarnation": id or None}]``.
+
+    Args:
+        node_id: this node's id (its own changes are not propagation).
+        read_timestamp: the HLC timestamp of a key of the map (``map.timestamp``).
+        wall_s: the wall clock, in seconds since the epoch.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        read_timestamp: Callable[[Any], Timestamp | None],
+        *,
+        wall_s: Callable[[], float] = time.time,
+        limit: int = 100,
+    ) -> None:
+        self._node_id = node_id
+        self._timestamp = read_timestamp
+        self._wall_s = wall_s
+        self.propagation: deque[dict[str, Any]] = deque(maxlen=limit)
+        self.member_events: deque[dict[str, Any]] = deque(maxlen=limit)
+
+    def _now(self) -> tuple[float, str]:
+        now = self._wall_s()
+        at = datetime.datetime.fromtimestamp(now, datetime.UTC)
+        return now, at.isoformat(timespec="milliseconds")
+
+    def map_changed(self, keys: frozenset[Any]) -> None:
+        latest: tuple[Timestamp, Any] | None = None
+        for key in keys:
+            ts = self._timestamp(key)
+            if ts is not None and (latest is None or ts > latest[0]):
+                latest = (ts, key)
+        if latest is None or latest[0].node == self._node_id:
+            return
+        ts, key = latest
+        now, at = self._now()
+        flag = key[0] if type(key) is tuple and key else repr(key)
+        self.propagation.append({"at": at, "flag": flag, "ms": round(now * 1000 - ts.wall_ms, 1)})
+
+    def member_event(self, event: MemberEvent) -> None:
+        if event.kind == "services":
+            return
+        _, at = self._now()
+        self.member_events.append(
+            {"at": at, "event": event.kind, "member": event.node, "incarnation": event.incarnation}
+        )
+
+    def view(self) -> dict[str, list[dict[str, Any]]]:
+        return {"propagation": list(self.propagation), "member_events": list(self.member_events)}

@@ -78,7 +78,11 @@ class _Version(argparse.Action):
 
 
 def _read_secret(
-    path: str | None, variable: str, what: str, parser: argparse.ArgumentParser
+    path: str | None,
+    variable: str,
+    what: str,
+    parser: argparse.ArgumentParser,
+    option: str | None = None,
 ) -> str:
     if path:
         try:
@@ -88,7 +92,8 @@ def _read_secret(
     else:
         value = os.environ.get(variable, "").strip()
     if not value:
-        parser.error(f"the {what} is required: --{what.split()[-1]}-file FILE or {variable}")
+        option = option or f"--{what.split()[-1]}-file"
+        parser.error(f"the {what} is required: {option} FILE or {variable}")
     return value
 
 
@@ -107,6 +112,17 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except WeakSecretError as exc:
         parser.error(str(exc))
     token = _read_secret(args.token_file, "CHORUS_TOKEN", "admin token", parser)
+    viewer_token = None
+    if args.viewer_token_file or os.environ.get("CHORUS_VIEWER_TOKEN", "").strip():
+        viewer_token = _read_secret(
+            args.viewer_token_file,
+            "CHORUS_VIEWER_TOKEN",
+            "viewer token",
+            parser,
+            "--viewer-token-file",
+        )
+        if viewer_token == token:
+            parser.error("the viewer token must differ from the admin token")
     if args.bootstrap_expect is not None:
         if args.bootstrap_expect < 1:
             parser.error("--bootstrap-expect takes a number of nodes, at least 1")
@@ -140,6 +156,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         http=args.http,
         secret=secret,
         token=token,
+        viewer_token=viewer_token,
         reads_need_token=args.reads_need_token,
         defaults=defaults,
         node_options={
@@ -617,6 +634,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--secret-file", help="file holding the cluster secret (else CHORUS_SECRET)")
     serve.add_argument("--token-file", help="file holding the admin token (else CHORUS_TOKEN)")
+    serve.add_argument(
+        "--viewer-token-file",
+        help="file holding a read-only token (else CHORUS_VIEWER_TOKEN; default: none): "
+        "it reads /events, the web UI, and reads that need a token, and never writes",
+    )
     serve.add_argument(
         "--join-timeout",
         type=float,

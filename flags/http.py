@@ -31,10 +31,14 @@ Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio r
   node and of its transport.
 - ``GET /metrics``: the same and more in the Prometheus text format (see
   `flags._metrics`), when the app is given a registry.
+- ``GET /events``: Server-Sent Events, one per flag change, each with the flag's new
+  state (see `flags._events`), when the app is given a feed. Always needs a token
+  (the admin's or the viewer's).
 
 Names follow `flags.FlagStore`'s grammar (`flags._schema.NAME_PATTERN`). Writes need
 ``Authorization: Bearer <token>`` (scheme in any case); reads too with
-``reads_need_token``, except ``/health`` and ``/ready``. Errors are JSON
+``reads_need_token``, except ``/health`` and ``/ready``, and there the viewer
+token, if one is set, reads as well. Errors are JSON
 ``{"error": ...}``: 401 without a valid token, 404 for no such route or flag, 405 for
 a method the route does not take, 400 for a body that is not JSON (or a malformed Content-Length),
 408 for a body that takes over `BODY_TIMEOUT_S` to arrive, 413 for a body over
@@ -65,8 +69,9 @@ from starlette.routing import Route
 
 from transport import WriteRefused
 
+from ._events import FlagEvents, flag_json
 from ._export import export_document, loads, parse_export
-from ._schema import Flag, FlagFormatError
+from ._schema import FlagFormatError
 from ._store import FlagStore
 
 log = logging.getLogger("chorus.http")
@@ -98,11 +103,6 @@ def _error(status: int, message: str, **more: Any) -> JSONResponse:
     return _ErrorResponse({"error": message, **more}, status_code=status)
 
 
-def flag_json(flag: Flag) -> dict[str, Any]:
-    """A flag as the API shows it."""
-    return attrs.asdict(flag)
-
-
 #: How long ``?ack=replicated`` waits for another node, in seconds.
 REPLICATED_TIMEOUT_S = 2.0
 
@@ -119,6 +119,8 @@ def create_app(
     replicated: Callable[[float], Awaitable[bool]] | None = None,
     metrics: CollectorRegistry | None = None,
     reads_need_token: bool = False,
+    viewer_token: str | None = None,
+    events: FlagEvents | None = None,
 ) -> Starlette:
     """Build the admin app over ``store``.
 
@@ -141,23 +143,37 @@ def create_app(
             secret; on where the port is reachable by anyone who must not see flag
             names and actor ids. ``/health`` and ``/ready`` stay open either way, for
             probes.
+        viewer_token: a second token that reads (where reads need one, and
+            ``/events``) but never writes; None: none.
+        events: served at ``GET /events`` (see `flags._events`), to a request with
+            the admin or the viewer token; None: no such route.
 
     Raises:
-        ValueError: ``token`` is empty.
+        ValueError: ``token`` is empty, or ``viewer_token`` is empty or the same.
     """
     if not token:
         raise ValueError("the admin token must not be empty")
+    if viewer_token is not None and (not viewer_token or viewer_token == token):
+        raise ValueError("the viewer token must be non-empty and differ from the admin token")
     expected = token.encode()
+    readers = [expected, *([viewer_token.encode()] if viewer_token else [])]
 
-    def authorised(request: Request) -> bool:
+    def bearer(request: Request) -> bytes | None:
         # RFC 7235 §2.1: the scheme is case-insensitive; one or more spaces follow it.
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(given.strip(" ").encode(), expected)
+        return given.strip(" ").encode() if scheme.lower() == "bearer" else None
 
-    def read_guard(request: Request) -> JSONResponse | None:
-        if reads_need_token and not authorised(request):
+    def authorised(request: Request) -> bool:
+        given = bearer(request)
+        return given is not None and hmac.compare_digest(given, expected)
+
+    def may_read(request: Request) -> bool:
+        given = bearer(request)
+        # Every token compared, so the time taken does not tell which one matched.
+        return given is not None and sum(hmac.compare_digest(given, t) for t in readers) > 0
+
+    def read_guard(request: Request, *, always: bool = False) -> JSONResponse | None:
+        if (reads_need_token or always) and not may_read(request):
             log.warning("http: rejected a read of %s without a valid token", request.url.path)
             return _error(401, "a valid 'Authorization: Bearer <token>' header is required")
         return None
@@ -395,6 +411,11 @@ def create_app(
             return denied
         return JSONResponse(cluster())
 
+    async def event_stream(request: Request) -> Response:
+        assert events is not None
+        denied = read_guard(request, always=True)
+        return denied if denied is not None else events.response(request)
+
     async def metrics_view(request: Request) -> Response:
         assert metrics is not None
         denied = read_guard(request)
@@ -429,6 +450,7 @@ def create_app(
             Route("/ready", ready, methods=["GET"]),
             Route("/cluster", cluster_view, methods=["GET"]),
             *([Route("/metrics", metrics_view, methods=["GET"])] if metrics is not None else []),
+            *([Route("/events", event_stream, methods=["GET"])] if events is not None else []),
         ],
         exception_handlers={HTTPException: http_error, _Rejected: rejected},
     )

@@ -16,7 +16,8 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from transport import Node, TcpTransport
 
-from ._cluster_view import cluster_document
+from ._cluster_view import ClusterHistory, cluster_document
+from ._events import FlagEvents
 from ._metrics import metrics_registry
 from ._readiness import not_ready_reason
 from ._schema import Flag
@@ -38,7 +39,8 @@ class ServeConfig:
             ``0.0.0.0`` (a container), whose bound address peers cannot dial.
         join: ``host:port`` seeds (IP addresses or DNS names).
         http: ``host:port`` for the HTTP admin.
-        secret: the cluster secret; token: the admin bearer token. Never logged.
+        secret: the cluster secret; token: the admin bearer token; viewer_token: a
+            token that reads but never writes (None: none). Never logged.
         flags_map: the replicated map holding the flags.
         reads_need_token: the HTTP admin's reads need the token too (see
             `flags.http.create_app`); ``/health`` and ``/ready`` stay open.
@@ -54,6 +56,7 @@ class ServeConfig:
     http: str = "127.0.0.1:8400"
     secret: str = attrs.field(default="", repr=False)
     token: str = attrs.field(default="", repr=False)
+    viewer_token: str | None = attrs.field(default=None, repr=False)
     flags_map: str = "flags"
     reads_need_token: bool = False
     defaults: Mapping[str, bool | Flag] = attrs.field(factory=dict)
@@ -149,12 +152,23 @@ async def serve(
             if config.defaults:
                 log.info("node %s: defaults for %d flags", config.node_id, len(config.defaults))
 
+            events = FlagEvents(store, node_id=config.node_id)
+            flags_map = node.map(config.flags_map)
+            history = ClusterHistory(config.node_id, flags_map.timestamp)
+            flags_map.subscribe(history.map_changed)
+            node.watch_members(history.member_event)
+
+            def cluster() -> dict[str, Any]:
+                return {**cluster_document(node, transport), **history.view()}
+
             app = create_app(
                 store,
                 token=config.token,
+                viewer_token=config.viewer_token,
+                events=events,
                 node_id=config.node_id,
                 synced=lambda: node.synced,
-                cluster=lambda: cluster_document(node, transport),
+                cluster=cluster,
                 accepting_writes=lambda: accepting,
                 not_ready=lambda: not_ready_reason(node, transport),
                 replicated=node.wait_replicated,
@@ -196,6 +210,7 @@ async def serve(
                     )
                     break
                 accepting = False
+                events.close()  # end event streams now, not at the graceful timeout
                 lost = await node.drain(5.0)
                 if lost:
                     log.error(

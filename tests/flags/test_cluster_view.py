@@ -9,11 +9,41 @@ from typing import Any
 
 import pytest
 
-from flags._cluster_view import cluster_document, moment
+from flags._cluster_view import ClusterHistory, cluster_document, moment
+from hlc import Timestamp
 from tests.helpers import Serve, eventually, three_served
+from transport import MemberEvent
 from transport.simulation import Simulation
 
 SECRET, TOKEN = "c1a55e7f39a04b6d8f1c07b2e9d46e2e", "cluster-view-admin-token-5d2a"
+
+# -- the history the cluster page draws ---------------------------------------------
+
+
+def test_history_records_remote_changes_and_member_events_only() -> None:
+    wall_s = 1_800_000_000.250
+    stamps = {
+        ("f", "bool"): Timestamp(1_800_000_000_000, 0, "b"),  # from b, 250 ms ago
+        ("f", "audit", "x"): Timestamp(1_799_999_999_900, 0, "b"),
+        ("g", "bool"): Timestamp(1_800_000_000_200, 0, "a"),  # our own write
+    }
+    history = ClusterHistory("a", stamps.get, wall_s=lambda: wall_s, limit=2)
+    history.map_changed(frozenset([("f", "bool"), ("f", "audit", "x")]))
+    history.map_changed(frozenset([("g", "bool")]))
+    history.map_changed(frozenset([("gone", "bool")]))  # deleted since: no timestamp
+    history.member_event(MemberEvent("up", "b", "b/1", frozenset()))
+    history.member_event(MemberEvent("services", "b", "b/1", frozenset({"x"})))
+    for kind in ("restarted", "down"):
+        history.member_event(MemberEvent(kind, "b", "b/2", frozenset()))
+    view = history.view()
+    assert view["propagation"] == [
+        {"at": "2027-01-15T08:00:00.250+00:00", "flag": "f", "ms": 250.0}
+    ]
+    assert [(e["event"], e["incarnation"]) for e in view["member_events"]] == [
+        ("restarted", "b/2"),
+        ("down", "b/2"),
+    ]  # the last two: limit=2
+
 
 # -- the document over a simulated cluster -----------------------------------------
 

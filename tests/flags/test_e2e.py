@@ -1,6 +1,7 @@
 """chorus serve, chorus flags and chorus demo as real processes on 127.0.0.1."""
 
 import functools
+import json
 import os
 import re
 import signal
@@ -188,6 +189,41 @@ def test_sigterm_exits_cleanly_and_logs_are_key_value_without_secrets(cluster: l
     assert all(line.match(entry) for entry in log.splitlines() if entry.strip()), log
 
 
+def test_events_on_one_node_carry_a_write_on_another_and_end_at_sigterm(
+    cluster: list[Serve],
+) -> None:
+    """``GET /events`` as another language's client uses it: a stream on b shows a
+    write made on a within a second, and b's ``/cluster`` saw it propagate; SIGTERM
+    ends the open stream rather than waiting on it."""
+    a, b = cluster[0], cluster[1]
+    with httpx.stream("GET", b.url + "/events", headers=AUTH, timeout=5) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 1000"
+        while not next(lines).startswith("data: "):
+            pass  # the snapshot
+        started = time.monotonic()
+        assert a.put("/flags/streamed", {"actor": "user-1", "enabled": True}).status_code == 200
+        event: dict[str, str] = {}
+        while "data" not in event:
+            key, _, value = next(lines).partition(": ")
+            if key:
+                event[key] = value
+        assert time.monotonic() - started < 1.0
+        assert event["event"] == "flag"
+        data = json.loads(event["data"])
+        assert data["name"] == "streamed"
+        assert data["node"] == "b"
+        assert data["flag"]["actors"] == {"user-1": True}
+        seen = b.get("/cluster").json()
+        assert any(p["flag"] == "streamed" for p in seen["propagation"])
+        assert {e["member"] for e in seen["member_events"] if e["event"] == "up"} >= {"a"}
+        stopped = time.monotonic()
+        b.process.send_signal(signal.SIGTERM)
+        assert b.process.wait(10) == 0
+        assert time.monotonic() - stopped < 5
+
+
 def chorus(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "flags.cli", *args],
@@ -241,6 +277,14 @@ def test_cli_usage_errors() -> None:
     missing = chorus("serve", "--node-id", "x", env={"CHORUS_SECRET": "", "CHORUS_TOKEN": "t"})
     assert missing.returncode == 2
     assert "cluster secret is required" in missing.stderr
+    same = chorus(
+        "serve",
+        "--node-id",
+        "x",
+        env={"CHORUS_SECRET": SECRET, "CHORUS_TOKEN": "t0ken", "CHORUS_VIEWER_TOKEN": "t0ken"},
+    )
+    assert same.returncode == 2
+    assert "viewer token must differ" in same.stderr
 
 
 def test_the_demo_runs_and_passes_its_checks() -> None:
