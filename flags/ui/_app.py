@@ -28,7 +28,7 @@ import logging
 import pathlib
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -44,6 +44,7 @@ from starlette.staticfiles import StaticFiles
 from transport import WriteRefused
 
 from .._client import FlagClient
+from .._events import FlagEvents
 from .._schema import MAX_NAME_CHARS, valid_name
 from .._store import FlagStore
 from . import _charts, _views
@@ -60,12 +61,6 @@ AUDIT_ROWS = 100
 MAX_AUTHOR_CHARS = 100
 T = TypeVar("T")
 Flags = FlagStore | FlagClient
-
-
-class EventSource(Protocol):
-    """What the UI needs of `flags._events.FlagEvents`: the SSE stream's response."""
-
-    def response(self, request: Request) -> Response: ...
 
 
 class _Failed(Exception):
@@ -87,7 +82,7 @@ def create_ui(
     banner_colour: str = "red",
     allow_create: bool = True,
     allow_delete: bool = True,
-    events: EventSource | None = None,
+    events: FlagEvents | None = None,
     cluster: Callable[[], dict[str, Any]] | None = None,
     session_max_age_s: int = 8 * 3600,
 ) -> Starlette:
@@ -178,7 +173,7 @@ class _UI:
     banner_colour: str
     allow_create: bool
     allow_delete: bool
-    feed: EventSource | None
+    feed: FlagEvents | None
     cluster_document: Callable[[], dict[str, Any]] | None
     templates: jinja2.Environment = attrs.field(factory=_templates)
 

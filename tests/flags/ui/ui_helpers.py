@@ -5,7 +5,7 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from flags import FlagStore
+from flags import FlagClient, FlagStore
 from flags.ui import create_ui
 
 TOKEN = "admin-token-0123456789"
@@ -16,7 +16,7 @@ _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 class UI:
     """A browser of sorts: a TestClient that keeps the CSRF token of the last page."""
 
-    def __init__(self, client: TestClient, store: FlagStore, root: str = "") -> None:
+    def __init__(self, client: TestClient, store: FlagStore | FlagClient, root: str = "") -> None:
         self.client = client
         self.store = store
         self.root = root
