@@ -85,35 +85,34 @@ def encode_event(event_id: str, kind: str, data: Any) -> bytes:
     return f"id: {event_id}\nevent: {kind}\ndata: {payload}\n\n".encode("ascii")
 
 
-class _Waiter:
-    """Lets any thread wake one stream's task in its own event loop (trio's or
-    asyncio's): `wake` schedules ``set`` of the stream's current `anyio.Event`."""
+class _LoopWaker:
+    """Wakes every stream of one event loop (trio's or asyncio's) at once, from any
+    thread: streams wait on the current `anyio.Event`; `wake` schedules, in the
+    loop, setting it and putting a fresh one in its place. One wake per change per
+    loop, however many streams the loop runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, schedule: Callable[[Callable[[], None]], object]) -> None:
         self.event = anyio.Event()
+        self.streams = 0
+        self._schedule = schedule
+
+    @staticmethod
+    def key_and_schedule() -> tuple[object, Callable[[Callable[[], None]], object]]:
+        """The running loop's identity, and its thread-safe way to run a function."""
         if sniffio.current_async_library() == "trio":
             token = trio.lowlevel.current_trio_token()
-            self._schedule: Callable[[Callable[[], None]], object] = token.run_sync_soon
-        else:
-            loop = asyncio.get_running_loop()
-            self._schedule = lambda fn: loop.call_soon_threadsafe(fn)
+            return token, token.run_sync_soon
+        loop = asyncio.get_running_loop()
+        return loop, lambda fn: loop.call_soon_threadsafe(fn)
 
-    def _set(self) -> None:
-        self.event.set()
+    def _fire(self) -> None:
+        fired, self.event = self.event, anyio.Event()
+        fired.set()
 
     def wake(self) -> None:
         # RuntimeError, RunFinishedError: the loop is gone, and nobody waits any more.
         with contextlib.suppress(trio.RunFinishedError, RuntimeError):
-            self._schedule(self._set)
-
-    async def wait(self, timeout_s: float) -> bool:
-        """Wait until woken (True) or for ``timeout_s`` seconds (False)."""
-        with anyio.move_on_after(timeout_s):
-            await self.event.wait()
-        woken = self.event.is_set()
-        if woken:
-            self.event = anyio.Event()
-        return woken
+            self._schedule(self._fire)
 
 
 class FlagEvents:
@@ -154,7 +153,7 @@ class FlagEvents:
         self._lock = threading.Lock()
         self._events: deque[tuple[int, bytes]] = deque(maxlen=capacity)
         self._seq = 0
-        self._wakers: set[Callable[[], None]] = set()
+        self._loops: dict[object, _LoopWaker] = {}
         self._streams = 0
         self._closed = False
         self._unsubscribe = flags.subscribe(self._changed)
@@ -189,9 +188,9 @@ class FlagEvents:
 
     def _wake_all(self) -> None:
         with self._lock:
-            wakers = list(self._wakers)
-        for wake in wakers:
-            wake()
+            loops = list(self._loops.values())
+        for loop in loops:
+            loop.wake()
 
     # -- consuming -------------------------------------------------------------------
 
@@ -233,13 +232,15 @@ class FlagEvents:
 
     async def stream(self, last_event_id: str | None = None) -> AsyncGenerator[bytes]:
         """The stream's bytes, chunk by chunk, until `close` (or the client leaves)."""
-        waiter = _Waiter()
+        key, schedule = _LoopWaker.key_and_schedule()
         with self._lock:
-            self._wakers.add(waiter.wake)
+            loop = self._loops.get(key) or self._loops.setdefault(key, _LoopWaker(schedule))
+            loop.streams += 1
         try:
             yield f"retry: {RETRY_MS}\n\n".encode("ascii")
             cursor = self.resume_point(last_event_id)
             while not self._closed:
+                woken = loop.event  # before looking: a change after this sets it
                 pending = self.after(cursor) if cursor is not None else None
                 if pending is None:
                     cursor, chunk = self.snapshot()
@@ -247,11 +248,16 @@ class FlagEvents:
                 elif pending:
                     cursor = pending[-1][0]
                     yield b"".join(chunk for _, chunk in pending)
-                elif not await waiter.wait(self.heartbeat_s):
-                    yield b": heartbeat\n\n"
+                else:
+                    with anyio.move_on_after(self.heartbeat_s):
+                        await woken.wait()
+                    if not woken.is_set():
+                        yield b": heartbeat\n\n"
         finally:
             with self._lock:
-                self._wakers.discard(waiter.wake)
+                loop.streams -= 1
+                if not loop.streams:
+                    del self._loops[key]
 
     def response(self, request: Request) -> Response:
         """The stream as a Starlette response for ``request`` (its ``Last-Event-ID``

@@ -28,7 +28,7 @@ import logging
 import pathlib
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio.to_thread
@@ -44,6 +44,7 @@ from starlette.staticfiles import StaticFiles
 from transport import WriteRefused
 
 from .._client import FlagClient
+from .._events import FlagEvents
 from .._schema import MAX_NAME_CHARS, valid_name
 from .._store import FlagStore
 from . import _charts, _views
@@ -60,12 +61,6 @@ AUDIT_ROWS = 100
 MAX_AUTHOR_CHARS = 100
 T = TypeVar("T")
 Flags = FlagStore | FlagClient
-
-
-class EventSource(Protocol):
-    """What the UI needs of `flags._events.FlagEvents`: the SSE stream's response."""
-
-    def response(self, request: Request) -> Response: ...
 
 
 class _Failed(Exception):
@@ -87,7 +82,7 @@ def create_ui(
     banner_colour: str = "red",
     allow_create: bool = True,
     allow_delete: bool = True,
-    events: EventSource | None = None,
+    events: FlagEvents | None = None,
     cluster: Callable[[], dict[str, Any]] | None = None,
     session_max_age_s: int = 8 * 3600,
 ) -> Starlette:
@@ -178,20 +173,21 @@ class _UI:
     banner_colour: str
     allow_create: bool
     allow_delete: bool
-    feed: EventSource | None
+    feed: FlagEvents | None
     cluster_document: Callable[[], dict[str, Any]] | None
     templates: jinja2.Environment = attrs.field(factory=_templates)
 
     def routes(self) -> list[Route | Mount]:
         """Every route of the app (see the module notes)."""
-        name = "/flags/{name}"
+        # {name:path}: a name written by an older version may hold a "/" (%2F in
+        # our URLs). The flag page comes after the routes that end in a verb.
+        name = "/flags/{name:path}"
         routes: list[Route | Mount] = [
             Route("/", self.flags_page, methods=["GET"]),
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/create", self.create, methods=["POST"]),
-            Route(name, self.flag_page, methods=["GET"]),
             Route(name + "/gates", self.set_gate, methods=["POST"]),
             Route(name + "/remove", self.remove_gate, methods=["POST"]),
             Route(name + "/disable", self.disable_page, methods=["GET"]),
@@ -199,6 +195,7 @@ class _UI:
             Route(name + "/metadata", self.set_metadata, methods=["POST"]),
             Route(name + "/restore", self.restore, methods=["POST"]),
             Route(name + "/delete", self.delete, methods=["POST"]),
+            Route(name, self.flag_page, methods=["GET"]),
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ]
         if self.cluster_document is not None:
@@ -394,7 +391,7 @@ class _UI:
             }
 
         found = await self._call(read)
-        if not found["known"] and not found["audit"]:
+        if not found["known"] and not found["audit"] and error is None:
             return self._render(
                 request, "error.html", 404, title="No such flag", error=f"No flag named {name}."
             )

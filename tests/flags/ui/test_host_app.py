@@ -1,0 +1,62 @@
+"""The UI over a `FlagClient`, mounted in a FastAPI app (the host runs asyncio; the
+UI's store calls go through worker threads to the client's node)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+import flags
+from flags import FlagClient
+from flags.ui import create_ui
+from tests.flags.ui.ui_helpers import TOKEN, UI
+
+pytestmark = pytest.mark.timeout(60)
+SECRET = "c1e7a9b3d5f20486a8c4e6b1d3f5a7c9"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[FlagClient]:
+    client = flags.connect([], secret=SECRET, lock_dir=tmp_path, wait_ready_s=20)
+    try:
+        yield client
+    finally:
+        client.close(drain_s=0)
+
+
+def test_a_fastapi_app_mounts_the_ui_over_a_flag_client(client: FlagClient) -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    def home() -> dict[str, str]:
+        return {"app": "host"}
+
+    app.mount("/admin/flags", create_ui(client, token=TOKEN, cluster=lambda: {"node": "x"}))
+    with TestClient(app) as http:
+        ui = UI(http, client, root="/admin/flags")
+        ui.login(name="ops")
+        assert http.get("/").json() == {"app": "host"}
+        ui.get("/")
+        response = ui.post("/create", {"name": "checkout"}, follow_redirects=False)
+        assert response.headers["location"] == "/admin/flags/flags/checkout"
+        ui.post("/flags/checkout/gates", {"action": "actor-enable", "actor": "user-1"})
+        ui.post(
+            "/flags/checkout/gates",
+            {"action": "percentage_of_actors", "percentage_of_actors": "30"},
+        )
+        flag = client.flag("checkout")
+        assert flag.actors == {"user-1": True}
+        assert flag.percentage_of_actors == pytest.approx(0.3)
+        assert client.enabled("checkout", actor="user-1")
+        assert client.audit("checkout")[0].author == "ui:ops"
+        page = ui.get("/flags/checkout", params={"actor": "user-1"}).text
+        assert "<strong>enabled</strong>, decided by actor" in page
+        target = client.audit("checkout")[-1].timestamp  # right after the creation
+        ui.post("/flags/checkout/restore", {"timestamp": target})
+        assert not client.flag("checkout").has_gates
+        assert "partial" not in ui.get("/").text
+        ui.post("/flags/checkout/delete", {"confirm": "checkout"})
+        assert "checkout" not in {f.name for f in client.all()}
+        assert ui.get("/cluster").status_code == 200

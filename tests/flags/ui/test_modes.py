@@ -1,0 +1,106 @@
+"""Read-only mode, viewer sessions, and switching off creation and deletion."""
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from flags import FlagStore
+from tests.flags.ui.ui_helpers import UI, VIEWER
+
+#: Every write a form can make: (path, form).
+WRITES = [
+    ("/create", {"name": "g"}),
+    ("/flags/f/gates", {"action": "enable"}),
+    ("/flags/f/gates", {"action": "actor-enable", "actor": "ann"}),
+    ("/flags/f/remove", {"kind": "boolean"}),
+    ("/flags/f/disable", {}),
+    ("/flags/f/metadata", {"description": "changed"}),
+    ("/flags/f/delete", {"confirm": "f"}),
+]
+WRITE_BUTTONS = (
+    "Create flag",
+    "Enable for everyone",
+    "Disable for everyone",
+    "Enable for actor",
+    "Deny group",
+    "Set percentage of actors",
+    "Save metadata",
+    "Restore",
+    "Remove",
+    "Delete flag",
+)
+
+
+def post_forms(page: str) -> list[str]:
+    """The actions of the page's POST forms, but log out."""
+    actions = re.findall(r'<form method="post" action="([^"]+)"', page)
+    return [a for a in actions if not a.endswith("/logout")]
+
+
+def assert_read_only(ui: UI, store: FlagStore) -> None:
+    """``ui`` shows no write control on any page and every write is 403."""
+    before = (store.flag("f"), len(store.audit()))
+    for path in ("/", "/flags/f"):
+        page = ui.get(path).text
+        assert post_forms(page) == [], path
+        for button in WRITE_BUTTONS:
+            assert f">{button}</button>" not in page, (path, button)
+    assert "Description" in ui.get("/flags/f").text  # the metadata is still shown
+    assert ui.get("/flags/f/disable").status_code == 403
+    for path, form in WRITES:
+        assert ui.post(path, form).status_code == 403, path
+    assert (store.flag("f"), len(store.audit())) == before
+
+
+@pytest.fixture
+def flagged(store: FlagStore) -> FlagStore:
+    store.enable_for_actor("f", "ann")
+    store.set_metadata("f", description="the flag")
+    return store
+
+
+def test_read_only_mode_renders_no_write_control_and_refuses_writes(
+    make_ui: Callable[..., UI], flagged: FlagStore
+) -> None:
+    ui = make_ui(mode="read-only")
+    ui.login()  # even the admin token
+    assert_read_only(ui, flagged)
+
+
+def test_a_viewer_session_is_read_only(make_ui: Callable[..., UI], flagged: FlagStore) -> None:
+    ui = make_ui()
+    ui.login(VIEWER)
+    assert "read-only" in ui.get("/").text
+    assert_read_only(ui, flagged)
+
+
+def test_an_admin_session_has_every_control(admin: UI, flagged: FlagStore) -> None:
+    page = admin.get("/flags/f").text
+    assert len(post_forms(page)) >= 8
+    for button in WRITE_BUTTONS[1:]:
+        assert f">{button}</button>" in page, button
+    assert ">Create flag</button>" in admin.get("/").text
+
+
+def test_creation_off_hides_the_form_and_refuses_it(
+    make_ui: Callable[..., UI], store: FlagStore
+) -> None:
+    ui = make_ui(allow_create=False)
+    ui.login()
+    assert "New flag name" not in ui.get("/").text
+    assert ui.post("/create", {"name": "g"}).status_code == 403
+    assert store.names() == set()
+    assert ui.post("/flags/f/gates", {"action": "enable"}).status_code == 200  # the rest works
+
+
+def test_deletion_off_hides_the_danger_zone_and_refuses_it(
+    make_ui: Callable[..., UI], flagged: FlagStore
+) -> None:
+    ui = make_ui(allow_delete=False)
+    ui.login()
+    page = ui.get("/flags/f").text
+    assert 'id="delete"' not in page
+    assert "Delete flag" not in page
+    assert ui.post("/flags/f/delete", {"confirm": "f"}).status_code == 403
+    assert flagged.known("f")
