@@ -16,17 +16,16 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Dialog, Page, sync_playwright
 
 from tests.browser.ui import (
-    SECRET,
     TOKEN,
-    UI_ON,
     ChromiumMissing,
     OpenUI,
     launch,
     log_in,
     new_page,
+    ui_cluster,
     ui_url,
 )
-from tests.helpers import Serve, three_served
+from tests.helpers import Serve
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +41,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Serve]]:
-    with three_served(tmp_path_factory.mktemp("nodes"), SECRET, TOKEN, UI_ON) as nodes:
-        yield nodes
+    yield from ui_cluster(tmp_path_factory.mktemp("nodes"))
 
 
 @pytest.fixture

@@ -15,17 +15,16 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.ui import (
-    SECRET,
     TOKEN,
-    UI_ON,
     VIEWPORT,
     OpenUI,
     flag_path,
     put,
+    ui_cluster,
     wait_live,
     write_screenshot,
 )
-from tests.helpers import Serve, eventually, three_served
+from tests.helpers import Serve, eventually
 
 pytestmark = pytest.mark.browser
 BANNER = ("--ui-banner", "STAGING", "--ui-banner-colour", "orange")
@@ -33,8 +32,7 @@ BANNER = ("--ui-banner", "STAGING", "--ui-banner-colour", "orange")
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Serve]]:
-    with three_served(tmp_path_factory.mktemp("nodes"), SECRET, TOKEN, (*UI_ON, *BANNER)) as nodes:
-        yield nodes
+    yield from ui_cluster(tmp_path_factory.mktemp("nodes"), *BANNER)
 
 
 def png_size(data: bytes) -> tuple[int, int]:

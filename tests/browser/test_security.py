@@ -19,6 +19,7 @@ from tests.browser.ui import (
     flag_path,
     new_page,
     put,
+    ui_cluster,
     ui_url,
 )
 from tests.helpers import Serve, free_port
@@ -37,6 +38,7 @@ DESCRIPTION = (
 ).ljust(2000, "d")  # the longest description the store takes
 OWNER = "javascript:alert(4)//\"><script>alert('owner')</script>"
 #: 10,000 characters of hostile text, for what the UI reflects without storing.
+VIEWER = "browser-viewer-token-8c2d41"
 LONG = ("\"'><script>alert('long')</script><img src=x onerror=alert(5)>").ljust(10_000, "x")
 
 #: What the page holds that could run or navigate: scripts (with the src of each),
@@ -106,6 +108,14 @@ def state(node: Serve, name: str) -> tuple[Any, Any]:
     for answer_only in ("enabled", "reason", "node", "synced"):
         flag.pop(answer_only, None)
     return flag, node.get(f"/flags/{name}/audit").json()["audit"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Serve]]:
+    """Three nodes with the UI on, which also take a viewer token."""
+    tmp = tmp_path_factory.mktemp("nodes")
+    (tmp / "viewer-token").write_text(VIEWER)
+    yield from ui_cluster(tmp, "--viewer-token-file", str(tmp / "viewer-token"))
 
 
 @pytest.fixture(scope="module")
@@ -278,21 +288,25 @@ WRITES = (
 
 
 @pytest.mark.timeout(60)
-def test_read_only_mode_shows_no_write_control_and_refuses_writes(
-    cluster: list[Serve], read_only: Serve, open_ui: OpenUI
+@pytest.mark.parametrize("who", ["read-only mode", "viewer token"])
+def test_no_write_control_shows_and_writes_are_refused(
+    who: str, cluster: list[Serve], request: pytest.FixtureRequest, open_ui: OpenUI
 ) -> None:
+    """A node started with ``--ui read-only`` (logged in with the admin token), or a
+    node with the UI on, logged in with the viewer token."""
     # Where the write forms post, read off a node whose UI is on, for a flag of the
-    # same name.
+    # same name, logged in as admin.
     put(cluster[0].url, TOKEN, "checkout", {"enabled": False})
     on = open_ui(cluster[0], flag_path("checkout"))
     enable = form_of(on.get_by_role("button", name="Enable for everyone"))
     path = urlsplit(enable["action"]).path
 
-    page = open_ui(read_only)
+    node: Serve = request.getfixturevalue("read_only") if who == "read-only mode" else cluster[0]
+    page = open_ui(node, token=TOKEN if who == "read-only mode" else VIEWER)
     expect(page.get_by_role("heading", level=1)).to_have_text("Flags")
     expect(page.locator("#flags-table")).to_contain_text("checkout")
     for where in ("", flag_path("checkout")):
-        page.goto(ui_url(read_only.url, where))
+        page.goto(ui_url(node.url, where))
         for label in WRITES:
             expect(page.get_by_role("button", name=label, exact=True)).to_have_count(0)
         expect(page.get_by_role("button", name="Remove")).to_have_count(0)
@@ -301,25 +315,26 @@ def test_read_only_mode_shows_no_write_control_and_refuses_writes(
         posting = page.locator("form[method=post i]")
         expect(posting).to_have_count(1)  # logging out only
         expect(posting.get_by_role("button")).to_have_text("Log out")
+    expect(page.get_by_role("button", name="Evaluate", exact=True)).to_be_visible()  # a read
 
     log_out = form_of(page.get_by_role("button", name="Log out"))
     csrf = log_out["fields"]["csrf"]
-    before = state(read_only, "checkout")
+    before = state(node, "checkout")
     answer = page.request.post(
-        read_only.url + path,
+        node.url + path,
         form={**enable["fields"], "csrf": csrf},
-        headers={"Origin": read_only.url},
+        headers={"Origin": node.url},
         max_redirects=0,
         timeout=5000,
     )
     assert answer.status == 403
     time.sleep(0.3)
-    assert state(read_only, "checkout") == before
-    # The token was good: logging out with it works.
+    assert state(node, "checkout") == before
+    # The session's CSRF token was good: logging out with it works.
     logged_out = page.request.post(
         log_out["action"],
         form=log_out["fields"],
-        headers={"Origin": read_only.url},
+        headers={"Origin": node.url},
         max_redirects=0,
         timeout=5000,
     )

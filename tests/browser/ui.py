@@ -8,13 +8,15 @@ installs it when missing), never a build Playwright downloads.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, ViewportSize, expect
+
+from tests.helpers import Serve, three_served
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The test clusters' cluster secret and admin token, and the option that turns the UI on.
@@ -60,6 +62,13 @@ def launch(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(
         executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
     )
+
+
+def ui_cluster(tmp: Path, *options: str) -> Iterator[list[Serve]]:
+    """Nodes a, b and c (`tests.helpers.three_served`) with the UI on and ``options``;
+    a generator for a fixture to ``yield from``: the nodes are killed after."""
+    with three_served(tmp, SECRET, TOKEN, (*UI_ON, *options)) as nodes:
+        yield nodes
 
 
 def ui_url(base: str, path: str = "") -> str:
