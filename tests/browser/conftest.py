@@ -4,8 +4,8 @@ and real ``chorus serve`` processes on free 127.0.0.1 ports with their web UI on
 Each test module gets a three-node cluster of its own (``cluster``: nodes a, b, c,
 killed at the module's end); ``open_ui(node)`` gives a page logged in on a node's UI,
 in a browser context of its own (its own session cookie and CSRF token), closed after
-the test. Every page records the JavaScript dialogs it meets (``dialogs``): none is
-expected anywhere, and each is dismissed.
+the test. Every page records the JavaScript dialogs it meets (``dialogs``) and
+dismisses them: a test that met one errors at teardown, for no page of the UI opens one.
 """
 
 from __future__ import annotations
@@ -71,3 +71,4 @@ def open_ui(browser: Browser, dialogs: list[str]) -> Iterator[OpenUI]:
     yield open_page
     for context in contexts:
         context.close()
+    assert dialogs == [], f"pages opened dialogs: {dialogs}"  # no page of the UI opens one
