@@ -456,9 +456,11 @@ class _UI:
         try:
             if isinstance(action, str):
                 raise _Failed(422, action)
-            await self._apply(action)
+            result = await self._apply(action)
         except _Failed as exc:
             return await self.flag_page(request, status=exc.status, error=exc.message)
+        if result is False:  # restore and delete: nothing differed, nothing written
+            return self._redirect(request, _flag_path(name), "Nothing to change: no write.")
         path, notice = done(name) if done is not None else (_flag_path(name), "Saved.")
         return self._redirect(request, path, notice)
 
