@@ -105,6 +105,7 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     from ._logging import configure
     from .serve import ServeConfig, serve
+    from .ui import BANNER_COLOURS
 
     secret = _read_secret(args.secret_file, "CHORUS_SECRET", "cluster secret", parser)
     try:
@@ -147,6 +148,8 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         # A flag with metadata only has no gate to answer with: it is no default.
         flags = read_export(args.defaults, "--defaults", parser)
         defaults = {f.name: f for f in flags if f.has_gates}
+    if args.ui_banner_colour not in BANNER_COLOURS:
+        parser.error(f"--ui-banner-colour: choose from {', '.join(BANNER_COLOURS)}")
     configure(args.log_level, args.log_format)
     config = ServeConfig(
         node_id=args.node_id,
@@ -157,6 +160,11 @@ def _serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         secret=secret,
         token=token,
         viewer_token=viewer_token,
+        ui=args.ui,
+        ui_banner=args.ui_banner,
+        ui_banner_colour=args.ui_banner_colour,
+        ui_create=not args.ui_no_create,
+        ui_delete=not args.ui_no_delete,
         reads_need_token=args.reads_need_token,
         defaults=defaults,
         node_options={
@@ -687,6 +695,30 @@ def build_parser() -> argparse.ArgumentParser:
         default="keyvalue",
         choices=["keyvalue", "json"],
         help="one key=value (logfmt) line or one JSON object per event (default %(default)s)",
+    )
+    serve.add_argument(
+        "--ui",
+        choices=["on", "read-only", "off"],
+        default="on",
+        help="the web UI at /ui/ (default %(default)s): read-only shows no write control "
+        "and refuses writes; log in with the admin or the viewer token",
+    )
+    serve.add_argument(
+        "--ui-banner",
+        metavar="TEXT",
+        help="a banner atop every UI page naming the environment, e.g. PRODUCTION",
+    )
+    serve.add_argument(
+        "--ui-banner-colour",
+        default="red",
+        metavar="COLOUR",
+        help="the banner's colour: red (default), orange, green, blue or grey",
+    )
+    serve.add_argument(
+        "--ui-no-create", action="store_true", help="the UI neither offers nor takes new flags"
+    )
+    serve.add_argument(
+        "--ui-no-delete", action="store_true", help="the UI neither offers nor takes deleting flags"
     )
     serve.set_defaults(run=_serve)
 

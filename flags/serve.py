@@ -13,6 +13,9 @@ import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.routing import Mount, Route
 
 from transport import Node, TcpTransport
 
@@ -23,6 +26,7 @@ from ._readiness import not_ready_reason
 from ._schema import Flag
 from ._store import FlagStore
 from .http import create_app
+from .ui import create_ui
 
 log = logging.getLogger("chorus.serve")
 
@@ -47,6 +51,12 @@ class ServeConfig:
         defaults: the store's defaults (``chorus serve --defaults``): a flag's
             default answers while the cluster holds no gate for it.
         node_options: extra keyword arguments for `transport.Node`.
+        ui: the web UI at ``/ui/``: ``"on"``, ``"read-only"`` (no write control,
+            writes refused) or ``"off"`` (no such route). ``/`` redirects to it.
+        ui_banner, ui_banner_colour: the environment banner atop every page (None:
+            none) and its colour (`flags.ui.BANNER_COLOURS`).
+        ui_create, ui_delete: False: the UI neither offers nor takes creating
+            (deleting) a flag.
     """
 
     node_id: str
@@ -61,6 +71,15 @@ class ServeConfig:
     reads_need_token: bool = False
     defaults: Mapping[str, bool | Flag] = attrs.field(factory=dict)
     node_options: dict[str, Any] = attrs.field(factory=dict)
+    ui: str = "on"
+    ui_banner: str | None = None
+    ui_banner_colour: str = "red"
+    ui_create: bool = True
+    ui_delete: bool = True
+
+
+async def _to_the_ui(request: Request) -> RedirectResponse:
+    return RedirectResponse("ui/", status_code=303)
 
 
 def raise_open_files_limit() -> int:
@@ -180,6 +199,23 @@ async def serve(
                     ready=lambda: accepting and node.ready,
                 ),
             )
+            if config.ui != "off":
+                ui = create_ui(
+                    store,
+                    token=config.token,
+                    viewer_token=config.viewer_token,
+                    mode=config.ui,
+                    banner=config.ui_banner,
+                    banner_colour=config.ui_banner_colour,
+                    allow_create=config.ui_create,
+                    allow_delete=config.ui_delete,
+                    events=events,
+                    cluster=cluster,
+                )
+                app.router.routes[:0] = [
+                    Mount("/ui", app=ui),
+                    Route("/", _to_the_ui, methods=["GET"]),
+                ]
             http_config = admin_http_config(config.http)
             stop_http = trio.Event()
             async with trio.open_nursery() as nursery:

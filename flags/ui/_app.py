@@ -107,7 +107,9 @@ def create_ui(
         cluster: returns the ``/cluster`` document (with ``propagation`` and
             ``member_events`` if known); None: no cluster page. Called like the
             store: directly for a `FlagStore`, in a worker thread otherwise.
-        session_max_age_s: how long a session lasts after logging in, in seconds.
+        session_max_age_s: how long a session lasts after its cookie was last
+            written (at log in, and after each change made through the UI, which
+            leaves a notice in it), in seconds.
 
     Raises:
         ValueError: an empty token, a viewer token equal to it, an unknown mode or
@@ -115,7 +117,9 @@ def create_ui(
     """
     if not token:
         raise ValueError("the admin token must not be empty")
-    if viewer_token is not None and (not viewer_token or hmac.compare_digest(viewer_token, token)):
+    if viewer_token is not None and (
+        not viewer_token or hmac.compare_digest(viewer_token.encode(), token.encode())
+    ):
         raise ValueError("the viewer token must be non-empty and differ from the admin token")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r:.60}")
@@ -126,11 +130,14 @@ def create_ui(
     if session_max_age_s < 1:
         raise ValueError(f"session_max_age_s must be at least 1, got {session_max_age_s!r}")
     tokens = [(token.encode(), "admin")]
+    viewer_mark = None
     if viewer_token is not None:
         tokens.append((viewer_token.encode(), "viewer"))
+        viewer_mark = hmac.new(token.encode(), viewer_token.encode(), "sha256").hexdigest()
     ui = _UI(
         flags,
         tokens,
+        viewer_mark,
         read_only=mode == "read-only",
         banner=banner,
         banner_colour=banner_colour,
@@ -146,6 +153,11 @@ def create_ui(
             Middleware(Sessions, secret_key=session_key(token), max_age_s=session_max_age_s),
         ],
     )
+
+
+def _flag_path(name: str) -> str:
+    """A flag page's path below the UI's root: the name percent-encoded, ``/`` too."""
+    return f"/flags/{quote(name, safe='')}"
 
 
 def _templates() -> jinja2.Environment:
@@ -164,10 +176,15 @@ class _UI:
 
     Attributes:
         tokens: ``(token, role)`` pairs a log in is compared with.
+        viewer_mark: a viewer session keeps it, and holds only while it matches:
+            ``HMAC-SHA256(admin token, viewer token)``, so that a new viewer token
+            voids the sessions of the old one (a new admin token voids them all:
+            it signs them). None: no viewer token.
     """
 
     flags: Flags
     tokens: list[tuple[bytes, str]]
+    viewer_mark: str | None
     read_only: bool
     banner: str | None
     banner_colour: str
@@ -213,17 +230,27 @@ class _UI:
             return fn(self.flags)
         return await anyio.to_thread.run_sync(fn, self.flags)
 
+    def _role(self, request: Request) -> str | None:
+        """The session's role: ``"admin"``, ``"viewer"``, or None (not logged in)."""
+        role = request.session.get("role")
+        if role == "admin":
+            return "admin"
+        mark = request.session.get("viewer")
+        if role == "viewer" and self.viewer_mark is not None and isinstance(mark, str):
+            return "viewer" if hmac.compare_digest(mark, self.viewer_mark) else None
+        return None
+
     def _can_write(self, request: Request) -> bool:
-        return not self.read_only and request.session.get("role") == "admin"
+        return not self.read_only and self._role(request) == "admin"
 
     def _render(
         self, request: Request, template: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        role = request.session.get("role")
+        role = self._role(request)
         page = {
             "root": root,
-            "flag_url": lambda name: f"{root}/flags/{quote(name, safe='')}",
+            "flag_url": lambda name: root + _flag_path(name),
             "csrf": csrf_token(request),
             "role": role,
             "can_write": role is not None and self._can_write(request),
@@ -245,9 +272,6 @@ class _UI:
             request.session["notice"] = notice
         return RedirectResponse(request.scope.get("root_path", "") + path, status_code=303)
 
-    def _flag_path(self, name: str) -> str:
-        return f"/flags/{quote(name, safe='')}"
-
     def _author(self, request: Request) -> str:
         name = request.session.get("name")
         return f"ui:{name}" if isinstance(name, str) and name else "ui"
@@ -257,7 +281,7 @@ class _UI:
     ) -> dict[str, str] | Response:
         """The checked form of a write, or the response refusing it: 401 without a
         session, 403 (CSRF, origin, mode, role, or ``forbidden``)."""
-        if request.session.get("role") is None:
+        if self._role(request) is None:
             return self._refusal(request, 401, "log in first")
         try:
             form = await read_form(request)
@@ -283,7 +307,7 @@ class _UI:
     # -- the session -------------------------------------------------------------------
 
     async def login_page(self, request: Request) -> Response:
-        if request.session.get("role") is not None:
+        if self._role(request) is not None:
             return self._redirect(request, "/")
         return self._render(request, "login.html", title="Log in")
 
@@ -304,6 +328,8 @@ class _UI:
             )
         request.session.clear()  # the pre-login CSRF token goes: the next page makes one
         request.session["role"] = role
+        if role == "viewer":
+            request.session["viewer"] = self.viewer_mark
         request.session["name"] = form.get("name", "").strip()[:MAX_AUTHOR_CHARS]
         log.info("ui: logged in as %s", role)
         return self._redirect(request, "/")
@@ -317,7 +343,7 @@ class _UI:
         return self._redirect(request, "/login")
 
     def _guard_page(self, request: Request) -> Response | None:
-        if request.session.get("role") is None:
+        if self._role(request) is None:
             return self._redirect(request, "/login")
         return None
 
@@ -360,7 +386,7 @@ class _UI:
         except _Failed as exc:
             return await self.flags_page(request, status=exc.status, error=exc.message)
         notice = f"Created {name}." if created else f"{name} already exists."
-        return self._redirect(request, self._flag_path(name), notice)
+        return self._redirect(request, _flag_path(name), notice)
 
     # -- the flag page -----------------------------------------------------------------
 
@@ -430,10 +456,12 @@ class _UI:
         try:
             if isinstance(action, str):
                 raise _Failed(422, action)
-            await self._apply(action)
+            result = await self._apply(action)
         except _Failed as exc:
             return await self.flag_page(request, status=exc.status, error=exc.message)
-        path, notice = done(name) if done is not None else (self._flag_path(name), "Saved.")
+        if result is False:  # restore and delete: nothing differed, nothing written
+            return self._redirect(request, _flag_path(name), "Nothing to change: no write.")
+        path, notice = done(name) if done is not None else (_flag_path(name), "Saved.")
         return self._redirect(request, path, notice)
 
     async def set_gate(self, request: Request) -> Response:
@@ -501,7 +529,7 @@ class _UI:
         )
 
     async def events(self, request: Request) -> Response:
-        if request.session.get("role") is None:
+        if self._role(request) is None:
             return PlainTextResponse("log in first", status_code=401)
         assert self.feed is not None
         return self.feed.response(request)

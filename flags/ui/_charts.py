@@ -18,6 +18,7 @@ HEIGHT = 180
 _LEFT = 56  # room for the y axis labels
 _BOTTOM = 24  # room for the x axis labels
 _TOP = 10
+_MAX_BAR = 24  # the widest bar, when there are few
 #: A fill per membership event kind (fixed colours, never from the data).
 EVENT_COLOURS = {
     "up": "#2e7d32",
@@ -104,15 +105,16 @@ def propagation_chart(points: Iterable[Mapping[str, Any]]) -> Chart:
     top = _nice_ceiling(max(max(p["ms"] for p in kept), 1.0))
     plot_w, plot_h = WIDTH - _LEFT, HEIGHT - _TOP - _BOTTOM
     step = plot_w / len(kept)
+    width = min(max(step * 0.8, 1.0), _MAX_BAR)
     bars = []
     for index, point in enumerate(kept):
         height = plot_h * point["ms"] / top
         title = f"{point.get('flag', '?')}: {point['ms']:g} ms at {point.get('at', '?')}"
         bars.append(
             Bar(
-                x=round(_LEFT + index * step + step * 0.1, 2),
+                x=round(_LEFT + index * step + (step - width) / 2, 2),
                 y=round(_TOP + plot_h - height, 2),
-                width=round(max(step * 0.8, 1.0), 2),
+                width=round(width, 2),
                 height=round(max(height, 0.5), 2),
                 title=title,
             )

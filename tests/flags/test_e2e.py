@@ -189,6 +189,25 @@ def test_sigterm_exits_cleanly_and_logs_are_key_value_without_secrets(cluster: l
     assert all(line.match(entry) for entry in log.splitlines() if entry.strip()), log
 
 
+def test_the_ui_is_at_ui_and_the_root_leads_there(cluster: list[Serve], tmp_path: Path) -> None:
+    a = cluster[0]
+    root = a.get("/", follow_redirects=False)
+    assert root.status_code == 303
+    assert root.headers["location"] == "ui/"
+    page = a.get("/", follow_redirects=True)  # to /ui/, then to its login page
+    assert page.status_code == 200
+    assert "<h1>Log in</h1>" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    off = Serve("d", [a.gossip], tmp_path, options=("--ui", "off"))
+    try:
+        assert off.wait()
+        assert off.status("/ui/") == 404
+        assert off.status("/") == 404
+    finally:
+        off.process.kill()
+        off.process.wait(10)
+
+
 def test_events_on_one_node_carry_a_write_on_another_and_end_at_sigterm(
     cluster: list[Serve],
 ) -> None:
@@ -285,6 +304,16 @@ def test_cli_usage_errors() -> None:
     )
     assert same.returncode == 2
     assert "viewer token must differ" in same.stderr
+    colour = chorus(
+        "serve",
+        "--node-id",
+        "x",
+        "--ui-banner-colour",
+        "pink",
+        env={"CHORUS_SECRET": SECRET, "CHORUS_TOKEN": "t0ken"},
+    )
+    assert colour.returncode == 2
+    assert "--ui-banner-colour: choose from red, orange" in colour.stderr
 
 
 def test_the_demo_runs_and_passes_its_checks() -> None:

@@ -197,6 +197,8 @@ def test_restore_from_the_history_writes_the_earlier_state_back(
         "restore",
         earlier.timestamp,
     )
+    again = admin.post("/flags/f/restore", {"timestamp": earlier.timestamp})
+    assert "Nothing to change" in again.text
     response = admin.post("/flags/f/restore", {"timestamp": "0000-nope"})
     assert response.status_code == 422
     assert "no audit entry" in response.text

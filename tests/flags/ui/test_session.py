@@ -172,3 +172,19 @@ def test_the_banner_starts_every_page(make_ui: Callable[..., UI]) -> None:
     )
     ui.login(VIEWER)
     assert 'class="banner banner-orange"' in ui.get("/").text
+
+
+def test_a_new_viewer_token_voids_the_old_viewer_sessions(store: FlagStore) -> None:
+    old = UI(TestClient(create_ui(store, token=TOKEN, viewer_token=VIEWER)), store)
+    old.login(VIEWER)
+    assert old.get("/", follow_redirects=False).status_code == 200
+    cookie = old.client.cookies["chorus_ui"]
+    renewed = TestClient(create_ui(store, token=TOKEN, viewer_token="new-viewer-token-0123"))
+    renewed.cookies["chorus_ui"] = cookie
+    assert renewed.get("/", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_tokens_outside_ascii_log_in(store: FlagStore) -> None:
+    ui = UI(TestClient(create_ui(store, token="tökén-ädmin", viewer_token="vïewer-tökén")), store)
+    assert ui.login("vïewer-tökén").status_code == 200
+    assert "read-only" in ui.get("/").text
