@@ -28,8 +28,11 @@ from tests.browser.ui import (
 from tests.helpers import Serve
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium, for one test module. Not for the session: while Playwright's sync API
+    is open, asyncio sees a running event loop in the main thread, and every later
+    test that calls asyncio.run (tests/flags/test_events.py does) would fail."""
     with sync_playwright() as playwright:
         try:
             chromium = launch(playwright)
