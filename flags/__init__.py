@@ -6,12 +6,14 @@ percentage of time; actor and group gates can deny) as entries of a
 `connect` starts a node in a background thread and returns a `FlagClient`, the
 synchronous, thread-safe way for Flask, Django and FastAPI apps to read and write
 flags. `LocalMap` stands in for a replicated map in unit tests. `flags.openfeature` has an
-OpenFeature provider (it needs the ``openfeature-sdk`` package).
+OpenFeature provider (it needs the ``openfeature-sdk`` package). `FlagEvents` is the
+change feed behind ``GET /events``, and `flags.ui` the web UI.
 """
 
 from ._client import FlagClient as FlagClient
 from ._client import NotReadyError as NotReadyError
 from ._client import connect as connect
+from ._events import FlagEvents as FlagEvents
 from ._local import LocalMap as LocalMap
 from ._rules import actor_score as actor_score
 from ._schema import Flag as Flag
@@ -24,6 +26,7 @@ __all__ = [
     "AuditEntry",
     "Flag",
     "FlagClient",
+    "FlagEvents",
     "FlagFormatError",
     "FlagStore",
     "LocalMap",

@@ -107,6 +107,7 @@ EXPECTED = {
         "AuditEntry",
         "Flag",
         "FlagClient",
+        "FlagEvents",
         "FlagFormatError",
         "FlagStore",
         "LocalMap",

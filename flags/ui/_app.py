@@ -102,7 +102,7 @@ def create_ui(
         banner_colour: the banner's colour, one of `BANNER_COLOURS`.
         allow_create, allow_delete: False hides the create form (the delete form)
             and refuses the action with 403.
-        events: the change feed (`flags._events.FlagEvents`) served at ``events``
+        events: the change feed (`flags.FlagEvents`) served at ``events``
             to logged-in sessions; None: no live updates.
         cluster: returns the ``/cluster`` document (with ``propagation`` and
             ``member_events`` if known); None: no cluster page. Called like the

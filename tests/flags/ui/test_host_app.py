@@ -1,6 +1,7 @@
 """The UI over a `FlagClient`, mounted in a FastAPI app (the host runs asyncio; the
 UI's store calls go through worker threads to the client's node)."""
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,3 +61,27 @@ def test_a_fastapi_app_mounts_the_ui_over_a_flag_client(client: FlagClient) -> N
         ui.post("/flags/checkout/delete", {"confirm": "checkout"})
         assert "checkout" not in {f.name for f in client.all()}
         assert ui.get("/cluster").status_code == 200
+
+
+def test_the_change_feed_over_a_flag_client_wakes_an_asyncio_stream(client: FlagClient) -> None:
+    # README's mounting recipe: FlagEvents over the client; writes apply in the
+    # client's node thread, the stream runs in the host's asyncio loop.
+    events = flags.FlagEvents(client, node_id=client.node_id)
+
+    async def follow() -> bytes:
+        stream = events.stream()
+        await stream.__anext__()  # retry
+        await stream.__anext__()  # the snapshot
+        writing = asyncio.create_task(asyncio.to_thread(client.enable, "fed"))
+        chunk = await asyncio.wait_for(stream.__anext__(), 5.0)
+        await writing
+        await stream.aclose()
+        return chunk
+
+    try:
+        chunk = asyncio.run(follow())
+    finally:
+        events.close()
+    assert b"event: flag" in chunk
+    assert b'"name":"fed"' in chunk
+    assert b'"boolean":true' in chunk
