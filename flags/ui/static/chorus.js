@@ -1,11 +1,12 @@
 // chorus web UI: live updates over the UI's events stream (Server-Sent Events).
-// On each `flag` or `snapshot` event (coalesced over 50 ms) it fetches the page
-// again and swaps every [data-live][id] element for its new version, keeping what
-// the user is typing. The page works without this script.
+// On each `flag` or `snapshot` event (coalesced over 5 ms, and while a fetch is
+// under way) it fetches the page again and swaps every [data-live][id] element for
+// its new version, keeping what the user is typing. The page works without this
+// script.
 (function () {
   "use strict";
 
-  var COALESCE_MS = 50;
+  var COALESCE_MS = 5;  // events of one chunk arrive together: one fetch for them
   var status = document.getElementById("connection");
   var url = document.body.getAttribute("data-events");
 
