@@ -95,6 +95,9 @@ def main() -> None:
     parser.add_argument("--writes", type=int, default=300)
     parser.add_argument("--streams", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--json", type=Path, default=ROOT / "benchmarks" / "results" / "events.json"
+    )
     args = parser.parse_args()
     counts: list[int | None] = [None, *sorted({0, 1, 10, args.streams})]
     runs = [[trio.run(measure, n, args.writes) for n in counts] for _ in range(args.repeats)]
@@ -132,7 +135,7 @@ def main() -> None:
         f"{args.writes} writes, median of {args.repeats} runs; one trio run, no network)",
         rows,
         results,
-        ROOT / "benchmarks" / "results" / "events.json",
+        args.json,
     )
 
 

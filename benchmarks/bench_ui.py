@@ -74,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--flags", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "ui.json")
     args = parser.parse_args()
 
     store = filled_store(args.flags)
@@ -131,7 +132,7 @@ def main() -> None:
         "in process, no network)",
         rows_out,
         {"flags": args.flags, "repeats": args.repeats, **figures},
-        ROOT / "benchmarks" / "results" / "ui.json",
+        args.json,
     )
 
 

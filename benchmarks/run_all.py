@@ -32,6 +32,8 @@ RUNS = [
     ("stability", ["bench_stability.py"]),
     ("calls", ["bench_calls.py"]),
     ("owner_window", ["bench_owner_window.py"]),
+    ("events", ["bench_events.py"]),
+    ("ui", ["bench_ui.py"]),
 ]
 
 
@@ -166,6 +168,7 @@ def main() -> int:
         "",
         *stability_lines(data["stability"]),  # type: ignore[arg-type]
         *calls_lines(data["calls"], data["owner_window"]),  # type: ignore[arg-type]
+        *ui_lines(data["ui"], data["events"]),  # type: ignore[arg-type]
         "## Targets",
         "",
         "| target | measured | |",
@@ -271,6 +274,34 @@ def calls_lines(c: dict[str, Any], window: dict[str, Any]) -> list[str]:
             f"| {window[case]['agreed_s']['max'] * 1000:,.0f} ms |"
             for case in window
         ),
+        "",
+    ]
+
+
+def _feed_row(r: dict[str, Any], base: float) -> str:
+    what = f"feed, {r['streams']} streams" if r["feed"] else "no feed"
+    delivered = f"{r['delivered_us']:,.0f} µs" if r["feed"] else ""
+    return f"| {what} | {r['write_us']:,.0f} µs | {r['write_us'] / base:.2f}x | {delivered} |"
+
+
+def ui_lines(ui: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:
+    """The web UI's render time (bench_ui.py) and the change feed's costs
+    (bench_events.py); the browser's write-to-painted latency needs Chromium:
+    ``python benchmarks/bench_ui_latency.py``."""
+    base = events[0]["write_us"]
+    return [
+        f"## Web UI and change feed (in process, {ui['flags']:,} flags; no network)",
+        "",
+        f"Flags page with {ui['flags']:,} flags: **{ui['page_ms']:.1f} ms** server-side "
+        f"({ui['rows_ms']:.1f} ms reading the store, {ui['template_ms']:.1f} ms Jinja2), "
+        f"{ui['page_bytes'] / 1024:.0f} KiB of HTML.",
+        "",
+        "| write (FlagStore over LocalMap) | median | vs no feed | every stream has it after |",
+        "|---|---:|---:|---:|",
+        *(_feed_row(r, base) for r in events),
+        "",
+        f"Memory per open stream: {events[-1]['bytes_per_stream'] / 1024:.1f} KiB "
+        "(traced Python allocations).",
         "",
     ]
 
