@@ -228,12 +228,6 @@ def test_a_viewer_token_equal_to_the_admin_token_is_refused() -> None:
 # -- found by an adversarial review ------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="resume_point takes superscript digits for digits (str.isdigit) and int() "
-    "raises on them: the stream dies after its 200. Found with Last-Event-ID: <epoch>-\\xb2.",
-)
 @pytest.mark.parametrize("digits", ["\u00b2", "\u00b9\u00b3", "1\u00b2"])
 def test_a_last_event_id_of_non_ascii_digits_gets_a_snapshot_not_an_error(digits: str) -> None:
     # str.isdigit() is True for superscripts ("²", which a raw 0xB2 byte in the header

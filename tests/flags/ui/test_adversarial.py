@@ -40,15 +40,6 @@ def heading(page: str) -> str:
 # -- bad data in the map never makes a page 500 ---------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "views.when catches only TimestampError: a valid HLC stamp past the year 9999 "
-        "makes datetime raise ValueError, and the flags and flag pages answer 500. Found "
-        "by writing such an audit key into the map."
-    ),
-)
 def test_an_audit_entry_stamped_past_the_year_9999_does_not_break_the_pages() -> None:
     # An audit key is any str (`_entry_problem`); a valid HLC timestamp can carry a wall
     # time up to MAX_WALL_MS (the year 10889), which `datetime` cannot show.
@@ -66,15 +57,6 @@ def test_an_audit_entry_stamped_past_the_year_9999_does_not_break_the_pages() ->
 # -- --ui-no-create ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "allow_create=False (--ui-no-create) only guards POST create: a gate, disable, "
-        "metadata or remove post on a new name creates it. Found by posting the gates "
-        "form for an unknown name."
-    ),
-)
 @pytest.mark.parametrize(
     ("path", "form"),
     [
@@ -274,15 +256,6 @@ def test_an_events_stream_ends_once_its_session_has_expired(
 # -- the author a session writes --------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "the login name is kept as typed (only stripped and cut to 100 chars): newlines "
-        "and other control characters go into every audit author, and forge rows in "
-        "`chorus flags audit`. Found by logging in with a multi-line name."
-    ),
-)
 @pytest.mark.parametrize("name", ["mallory\n2026-01-01 00:00:00.000  f  ui:alice  enable", "a\rb"])
 def test_a_login_name_cannot_forge_lines_of_the_audit_log(name: str) -> None:
     # The name typed at log in becomes the author (``ui:<name>``) of every change; a
@@ -303,15 +276,6 @@ def test_a_login_name_cannot_forge_lines_of_the_audit_log(name: str) -> None:
 # -- restore ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "FlagStore.restore reads state.get('actors') or {}: a falsy non-object recorded "
-        "state (0, '', False) is taken as no gates and clears them instead of being "
-        "refused (422). Found by writing such a record into the map and restoring it."
-    ),
-)
 @pytest.mark.parametrize("state", [{"actors": 0}, {"groups": ""}, {"actors": False}])
 def test_a_recorded_state_of_the_wrong_shape_is_not_restored(state: dict[str, Any]) -> None:
     # `restore` read `state.get("actors") or {}`: a falsy non-object (0, "", False)
