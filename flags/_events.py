@@ -200,7 +200,13 @@ class FlagEvents:
         if last_event_id is None:
             return None
         epoch, _, seq_text = last_event_id.strip().partition("-")
-        if epoch != self.epoch or not seq_text.isdigit() or len(seq_text) > 18:
+        # isascii: str.isdigit() takes superscripts ("²", a 0xB2 byte as latin-1),
+        # which int() refuses.
+        if (
+            epoch != self.epoch
+            or not (seq_text.isascii() and seq_text.isdigit())
+            or len(seq_text) > 18
+        ):
             return None
         seq = int(seq_text)
         with self._lock:

@@ -778,8 +778,9 @@ class FlagStore:
             Flag(
                 name=name,
                 boolean=state.get("boolean"),
-                actors=state.get("actors") or {},
-                groups=state.get("groups") or {},
+                # None (or absent) is no gate; any other non-object is refused below.
+                actors=_or_empty(state.get("actors")),
+                groups=_or_empty(state.get("groups")),
                 percentage_of_actors=state.get("percentage_of_actors"),
                 percentage_of_time=state.get("percentage_of_time"),
                 description=current.description,
@@ -977,6 +978,12 @@ def _state_after(state: dict[str, Any], change: _Change) -> dict[str, Any]:
         elif kind in GATE_KINDS:
             after[kind] = value
     return after
+
+
+def _or_empty(gates: Any) -> Any:
+    """A recorded state's actor or group gates: ``{}`` for None, else as recorded (so
+    that `check_flag` refuses a value of another shape, ``0`` or ``""`` too)."""
+    return {} if gates is None else gates
 
 
 def _bounded(state: dict[str, Any]) -> dict[str, Any] | None:

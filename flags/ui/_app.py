@@ -101,7 +101,8 @@ def create_ui(
         banner: text shown atop every page (``"PRODUCTION"``); None: no banner.
         banner_colour: the banner's colour, one of `BANNER_COLOURS`.
         allow_create, allow_delete: False hides the create form (the delete form)
-            and refuses the action with 403.
+            and refuses the action with 403; without create, so is any write on a
+            name the cluster holds no gate or metadata for (it would create it).
         events: the change feed (`flags.FlagEvents`) served at ``events``
             to logged-in sessions; None: no live updates.
         cluster: returns the ``/cluster`` document (with ``propagation`` and
@@ -330,7 +331,10 @@ class _UI:
         request.session["role"] = role
         if role == "viewer":
             request.session["viewer"] = self.viewer_mark
-        request.session["name"] = form.get("name", "").strip()[:MAX_AUTHOR_CHARS]
+        # Printable characters only: a newline or a control character in an author
+        # would forge lines wherever the audit log is printed (`chorus flags audit`).
+        name = "".join(c for c in form.get("name", "") if c.isprintable())
+        request.session["name"] = name.strip()[:MAX_AUTHOR_CHARS]
         log.info("ui: logged in as %s", role)
         return self._redirect(request, "/")
 
@@ -452,6 +456,9 @@ class _UI:
         if isinstance(form, Response):
             return form
         name = str(request.path_params["name"])
+        if not self.allow_create and not await self._call(lambda f: _exists(f, name)):
+            # A write on a name with no gate and no metadata would create the flag.
+            return self._refusal(request, 403, "creating flags is off in this UI")
         action = write(name, form, self._author(request))
         try:
             if isinstance(action, str):
@@ -566,10 +573,16 @@ def _fields(document: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
 # -- the writes, as functions of the store -------------------------------------------
 
 
+def _exists(flags: Any, name: str) -> bool:
+    """Whether the cluster (or the store's defaults) holds the flag: a gate, metadata
+    or a default."""
+    return bool(flags.known(name) or flags.metadata(name) or flags.flag(name).has_gates)
+
+
 def _create(flags: Any, name: str, author: str) -> bool:
     """Create ``name`` with an empty description (so that it is listed with no
     gate yet); False when it exists already (nothing written)."""
-    if flags.known(name) or flags.metadata(name) or flags.flag(name).has_gates:
+    if _exists(flags, name):
         return False
     flags.set_metadata(name, description="", author=author)
     return True

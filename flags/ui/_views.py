@@ -65,9 +65,10 @@ def when(timestamp: str) -> str:
     (``"2026-11-30 09:49:36.123 UTC"``); the text itself if it is no timestamp."""
     try:
         wall_ms = Timestamp.parse(timestamp).wall_ms
-    except TimestampError:
+        # A valid HLC wall time reaches the year 10889; datetime stops at 9999.
+        moment = datetime.datetime.fromtimestamp(wall_ms / 1000, datetime.UTC)
+    except (TimestampError, ValueError, OverflowError, OSError):
         return timestamp
-    moment = datetime.datetime.fromtimestamp(wall_ms / 1000, datetime.UTC)
     return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{wall_ms % 1000:03d} UTC"
 
 

@@ -223,3 +223,31 @@ def test_a_viewer_token_equal_to_the_admin_token_is_refused() -> None:
     store = FlagStore(LocalMap("n1"))
     with pytest.raises(ValueError, match="viewer token"):
         create_app(store, token=TOKEN, viewer_token=TOKEN, node_id="n1", synced=bool, cluster=dict)
+
+
+# -- found by an adversarial review ------------------------------------------------------
+
+
+@pytest.mark.parametrize("digits", ["\u00b2", "\u00b9\u00b3", "1\u00b2"])
+def test_a_last_event_id_of_non_ascii_digits_gets_a_snapshot_not_an_error(digits: str) -> None:
+    # str.isdigit() is True for superscripts ("²", which a raw 0xB2 byte in the header
+    # decodes to, as latin-1), but int() refuses them: resume_point raised ValueError
+    # inside the stream, after its 200, and the connection died mid-response. Found by
+    # sending "Last-Event-ID: <epoch>-\xb2" to a running node's /events.
+    store, events = feed()
+    store.enable("a")
+    try:
+        point: object = events.resume_point(f"{events.epoch}-{digits}")
+    except ValueError as exc:
+        point = exc
+    assert point is None
+
+    async def first_event() -> list[dict[str, Any]]:
+        stream = events.stream(f"{events.epoch}-{digits}")
+        await stream.__anext__()  # retry
+        received = await next_events(stream)
+        await stream.aclose()
+        return received
+
+    (snapshot,) = trio.run(first_event)
+    assert snapshot["event"] == "snapshot"

@@ -91,7 +91,11 @@ def test_creation_off_hides_the_form_and_refuses_it(
     assert "New flag name" not in ui.get("/").text
     assert ui.post("/create", {"name": "g"}).status_code == 403
     assert store.names() == set()
-    assert ui.post("/flags/f/gates", {"action": "enable"}).status_code == 200  # the rest works
+    # A write on a new name would create it: refused too (tests/flags/ui/test_adversarial.py).
+    assert ui.post("/flags/f/gates", {"action": "enable"}).status_code == 403
+    assert store.names() == set()
+    store.set_metadata("f", description="")  # made elsewhere: the rest works on it
+    assert ui.post("/flags/f/gates", {"action": "enable"}).status_code == 200
 
 
 def test_deletion_off_hides_the_danger_zone_and_refuses_it(
