@@ -47,6 +47,7 @@ import contextlib
 import json
 import secrets
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any, Protocol
@@ -236,8 +237,12 @@ class FlagEvents:
         data = {"flags": flags, "node": self.node_id}
         return seq, encode_event(f"{self.epoch}-{seq}", "snapshot", data)
 
-    async def stream(self, last_event_id: str | None = None) -> AsyncGenerator[bytes]:
-        """The stream's bytes, chunk by chunk, until `close` (or the client leaves)."""
+    async def stream(
+        self, last_event_id: str | None = None, *, until: float | None = None
+    ) -> AsyncGenerator[bytes]:
+        """The stream's bytes, chunk by chunk, until `close`, the client leaves, or
+        the wall clock (`time.time`) passes ``until`` (seconds since the epoch; say,
+        when the session that opened it expires): nothing is sent after it."""
         key, schedule = _LoopWaker.key_and_schedule()
         with self._lock:
             loop = self._loops.get(key) or self._loops.setdefault(key, _LoopWaker(schedule))
@@ -246,6 +251,9 @@ class FlagEvents:
             yield f"retry: {RETRY_MS}\n\n".encode("ascii")
             cursor = self.resume_point(last_event_id)
             while not self._closed:
+                left = self.heartbeat_s if until is None else until - time.time()
+                if left <= 0:
+                    return
                 woken = loop.event  # before looking: a change after this sets it
                 pending = self.after(cursor) if cursor is not None else None
                 if pending is None:
@@ -255,9 +263,9 @@ class FlagEvents:
                     cursor = pending[-1][0]
                     yield b"".join(chunk for _, chunk in pending)
                 else:
-                    with anyio.move_on_after(self.heartbeat_s):
+                    with anyio.move_on_after(min(self.heartbeat_s, left)):
                         await woken.wait()
-                    if not woken.is_set():
+                    if not woken.is_set() and (until is None or time.time() < until):
                         yield b": heartbeat\n\n"
         finally:
             with self._lock:
@@ -265,11 +273,11 @@ class FlagEvents:
                 if not loop.streams:
                     del self._loops[key]
 
-    def response(self, request: Request) -> Response:
+    def response(self, request: Request, *, until: float | None = None) -> Response:
         """The stream as a Starlette response for ``request`` (its ``Last-Event-ID``
-        header resumes; the caller has authenticated it): 200 ``text/event-stream``,
-        or 503 JSON with ``Retry-After`` when `max_subscribers` streams are open or
-        the feed is closed."""
+        header resumes; the caller has authenticated it), ending at ``until`` (see
+        `stream`): 200 ``text/event-stream``, or 503 JSON with ``Retry-After`` when
+        `max_subscribers` streams are open or the feed is closed."""
         with self._lock:
             full = self._streams >= self.max_subscribers
             if not full and not self._closed:
@@ -277,7 +285,8 @@ class FlagEvents:
         if self._closed or full:
             why = "the server is stopping" if self._closed else "too many open event streams"
             return JSONResponse({"error": why}, status_code=503, headers={"Retry-After": "5"})
-        return _EventStream(self.stream(request.headers.get("last-event-id")), self._release)
+        last_id = request.headers.get("last-event-id")
+        return _EventStream(self.stream(last_id, until=until), self._release)
 
     def _release(self) -> None:
         with self._lock:

@@ -14,10 +14,11 @@ import attrs
 MAX_NAME_CHARS = 200
 #: The characters of flag names, actor ids and group names (besides letters and digits).
 NAME_PUNCTUATION = "._-:@+"
-#: The name grammar: 1 to `MAX_NAME_CHARS` ASCII letters, digits and `NAME_PUNCTUATION`.
-#: No whitespace, control characters, NUL, ``/``, ``?``, ``#`` or ``%``: a name goes
-#: into a URL path segment, a log line and a shell argument as it is.
-NAME_PATTERN = re.compile(rf"[A-Za-z0-9._:@+-]{{1,{MAX_NAME_CHARS}}}")
+#: The name grammar: 1 to `MAX_NAME_CHARS` ASCII letters, digits and `NAME_PUNCTUATION`,
+#: but not ``.`` or ``..``. No whitespace, control characters, NUL, ``/``, ``?``, ``#``
+#: or ``%``: a name goes into a URL path segment, a log line and a shell argument as
+#: it is (and browsers and curl resolve the path segments ``.`` and ``..`` away).
+NAME_PATTERN = re.compile(rf"(?!\.\.?\Z)[A-Za-z0-9._:@+-]{{1,{MAX_NAME_CHARS}}}")
 MAX_TEXT_CHARS = 2000  # description and owner
 GATE_KINDS = ("boolean", "actor", "group", "percentage_of_actors", "percentage_of_time")
 META_FIELDS = ("description", "owner", "expires")

@@ -109,8 +109,9 @@ def admin_http_config(bind: str) -> HypercornConfig:
     """Hypercorn's settings for the HTTP admin on ``bind`` (``host:port``).
 
     Each connection's life is bounded, however slowly its client sends: no more than
-    ``keep_alive_timeout`` without a whole request head, ``read_timeout`` between two
-    reads, and (in `flags.http`) `flags.http.BODY_TIMEOUT_S` for a whole body.
+    ``keep_alive_timeout`` without a whole request head, and (in `flags.http`)
+    `flags.http.BODY_TIMEOUT_S` for a whole body; an event stream stays open while
+    its client reads.
     Hypercorn 0.18 has no cap on concurrent connections; these bounds, and the raised
     descriptor limit, keep a flood from exhausting descriptors or memory.
     """
@@ -124,10 +125,12 @@ def admin_http_config(bind: str) -> HypercornConfig:
     # and partial data does not restart it: this is also the header-read timeout
     # that closes slow-header (slowloris) connections. 5 s is ample for one packet.
     http_config.keep_alive_timeout = 5.0
-    # Once a request is under way, each read must bring data within this (seconds):
-    # a stalled body frees its connection. Longer than the slowest handler
-    # (?ack=replicated, 2 s), since the timer also runs while a response is computed.
-    http_config.read_timeout = 10
+    # No timeout between two reads: Hypercorn's counts from the client's last byte,
+    # while a response is sent too, so it would cut every idle /events stream (whose
+    # client sends nothing after its request). Bodies are bounded without it: a
+    # handler reads one within flags.http.BODY_TIMEOUT_S (408 after), and a body no
+    # handler reads closes its connection once the response is sent.
+    http_config.read_timeout = None
     # Request line plus headers, buffered per connection until complete; beyond
     # this h11 answers 431. Our clients send well under 1 KiB.
     http_config.h11_max_incomplete_size = 8 * 1024

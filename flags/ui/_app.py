@@ -23,6 +23,7 @@ the reason. A refused request changes nothing.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import pathlib
@@ -48,7 +49,15 @@ from .._events import FlagEvents
 from .._schema import MAX_NAME_CHARS, valid_name
 from .._store import FlagStore
 from . import _charts, _views
-from ._security import Refused, SecurityHeaders, Sessions, csrf_token, read_form, session_key
+from ._security import (
+    Refused,
+    SecurityHeaders,
+    Sessions,
+    csrf_token,
+    read_form,
+    session_expiry,
+    session_key,
+)
 
 log = logging.getLogger("chorus.ui")
 _HERE = pathlib.Path(__file__).parent
@@ -146,6 +155,9 @@ def create_ui(
         allow_delete=allow_delete,
         feed=events,
         cluster_document=cluster,
+        session_expiry=functools.partial(
+            session_expiry, key=session_key(token), max_age_s=session_max_age_s
+        ),
     )
     return Starlette(
         routes=ui.routes(),
@@ -156,9 +168,10 @@ def create_ui(
     )
 
 
-def _flag_path(name: str) -> str:
-    """A flag page's path below the UI's root: the name percent-encoded, ``/`` too."""
-    return f"/flags/{quote(name, safe='')}"
+def _flag_path(name: str, verb: str = "flags") -> str:
+    """The path below the UI's root of a flag's page (or of the action ``verb`` on
+    it): the name percent-encoded, ``/`` too, and last."""
+    return f"/{verb}/{quote(name, safe='')}"
 
 
 def _templates() -> jinja2.Environment:
@@ -193,27 +206,28 @@ class _UI:
     allow_delete: bool
     feed: FlagEvents | None
     cluster_document: Callable[[], dict[str, Any]] | None
+    session_expiry: Callable[[Request], float | None]
     templates: jinja2.Environment = attrs.field(factory=_templates)
 
     def routes(self) -> list[Route | Mount]:
         """Every route of the app (see the module notes)."""
-        # {name:path}: a name written by an older version may hold a "/" (%2F in
-        # our URLs). The flag page comes after the routes that end in a verb.
-        name = "/flags/{name:path}"
+        # The verb comes first and the name last, as {name:path}: a name an older
+        # version wrote may hold a "/" (%2F in our URLs, decoded before routing), and
+        # "a/disable" must be the page of that flag, not the disable page of "a".
         routes: list[Route | Mount] = [
             Route("/", self.flags_page, methods=["GET"]),
             Route("/login", self.login_page, methods=["GET"]),
             Route("/login", self.login, methods=["POST"]),
             Route("/logout", self.logout, methods=["POST"]),
             Route("/create", self.create, methods=["POST"]),
-            Route(name + "/gates", self.set_gate, methods=["POST"]),
-            Route(name + "/remove", self.remove_gate, methods=["POST"]),
-            Route(name + "/disable", self.disable_page, methods=["GET"]),
-            Route(name + "/disable", self.disable, methods=["POST"]),
-            Route(name + "/metadata", self.set_metadata, methods=["POST"]),
-            Route(name + "/restore", self.restore, methods=["POST"]),
-            Route(name + "/delete", self.delete, methods=["POST"]),
-            Route(name, self.flag_page, methods=["GET"]),
+            Route("/gates/{name:path}", self.set_gate, methods=["POST"]),
+            Route("/remove/{name:path}", self.remove_gate, methods=["POST"]),
+            Route("/disable/{name:path}", self.disable_page, methods=["GET"]),
+            Route("/disable/{name:path}", self.disable, methods=["POST"]),
+            Route("/metadata/{name:path}", self.set_metadata, methods=["POST"]),
+            Route("/restore/{name:path}", self.restore, methods=["POST"]),
+            Route("/delete/{name:path}", self.delete, methods=["POST"]),
+            Route("/flags/{name:path}", self.flag_page, methods=["GET"]),
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ]
         if self.cluster_document is not None:
@@ -252,6 +266,7 @@ class _UI:
         page = {
             "root": root,
             "flag_url": lambda name: root + _flag_path(name),
+            "action_url": lambda verb, name: root + _flag_path(name, verb),
             "csrf": csrf_token(request),
             "role": role,
             "can_write": role is not None and self._can_write(request),
@@ -539,7 +554,8 @@ class _UI:
         if self._role(request) is None:
             return PlainTextResponse("log in first", status_code=401)
         assert self.feed is not None
-        return self.feed.response(request)
+        # The session is checked here only: the stream ends when the session expires.
+        return self.feed.response(request, until=self.session_expiry(request))
 
 
 _NODE_FIELDS = (

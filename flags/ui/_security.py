@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlsplit
 
+import itsdangerous
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -119,6 +120,21 @@ class SecurityHeaders:
             await send(message)
 
         await self._app(scope, receive, with_headers)
+
+
+def session_expiry(request: Request, *, key: str, max_age_s: int) -> float | None:
+    """When the session cookie of ``request`` expires, in seconds since the epoch
+    (the time it was signed plus ``max_age_s``); None without a valid cookie."""
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return None
+    try:
+        _, signed_at = itsdangerous.TimestampSigner(key).unsign(
+            cookie.encode("ascii", "replace"), max_age=max_age_s, return_timestamp=True
+        )
+    except itsdangerous.BadSignature:
+        return None
+    return signed_at.timestamp() + max_age_s
 
 
 def csrf_token(request: Request) -> str:

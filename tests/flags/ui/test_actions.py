@@ -56,7 +56,7 @@ def test_each_gate_form_sets_its_gate_and_is_audited(
 ) -> None:
     admin.login(name="ann")  # the name the audit log records
     admin.get("/flags/f")
-    response = admin.post("/flags/f/gates", form, follow_redirects=False)
+    response = admin.post("/gates/f", form, follow_redirects=False)
     assert (response.status_code, response.headers["location"]) == (303, "/flags/f")
     assert check(store.flag("f"))
     assert store.audit("f")[0].author == "ui:ann"
@@ -77,7 +77,7 @@ def test_bad_input_is_422_on_the_page_and_changes_nothing(
     admin: UI, store: FlagStore, form: dict[str, str]
 ) -> None:
     admin.get("/flags/f")
-    response = admin.post("/flags/f/gates", form)
+    response = admin.post("/gates/f", form)
     assert response.status_code == 422
     assert 'role="alert"' in response.text
     assert store.audit() == []
@@ -98,13 +98,13 @@ def test_remove_buttons_name_their_gate_and_remove_only_it(admin: UI, store: Fla
         "Remove percentage of actors gate",
         "Remove percentage of time gate",
     ]
-    admin.post("/flags/f/remove", {"kind": "actor", "target": "user-1"})
-    admin.post("/flags/f/remove", {"kind": "percentage_of_time"})
+    admin.post("/remove/f", {"kind": "actor", "target": "user-1"})
+    admin.post("/remove/f", {"kind": "percentage_of_time"})
     flag = store.flag("f")
     assert (flag.actors, flag.percentage_of_time) == ({}, None)
     assert (flag.boolean, flag.groups, flag.percentage_of_actors) == (True, {"banned": False}, 0.3)
-    admin.post("/flags/f/remove", {"kind": "group", "target": "banned"})
-    admin.post("/flags/f/remove", {"kind": "boolean"})
+    admin.post("/remove/f", {"kind": "group", "target": "banned"})
+    admin.post("/remove/f", {"kind": "boolean"})
     assert store.flag("f").groups == {}
     assert store.flag("f").boolean is None
 
@@ -115,14 +115,14 @@ def test_disable_asks_first_and_only_its_disable_button_applies(
     store.enable("f")
     page = admin.get("/flags/f").text
     # "Disable for everyone" is a GET form: it leads to the question, changes nothing.
-    assert re.search(r'<form method="get" action="/flags/f/disable"', page)
-    question = admin.get("/flags/f/disable")
+    assert re.search(r'<form method="get" action="/disable/f"', page)
+    question = admin.get("/disable/f")
     assert "<h1>Disable f?</h1>" in question.text
     assert ">Disable</button>" in question.text
     assert '<form method="get" action="/flags/f"' in question.text  # Cancel: back, no write
     assert ">Cancel</button>" in question.text
     assert store.enabled("f")
-    response = admin.post("/flags/f/disable", follow_redirects=False)
+    response = admin.post("/disable/f", follow_redirects=False)
     assert response.status_code == 303
     assert store.flag("f").boolean is False
     assert store.audit("f")[0].action == "disable"
@@ -132,7 +132,7 @@ def test_metadata_form_writes_only_what_changed(admin: UI, store: FlagStore) -> 
     store.set_metadata("f", description="old", owner="team-a")
     admin.get("/flags/f")
     admin.post(
-        "/flags/f/metadata",
+        "/metadata/f",
         {"description": "new words", "owner": "team-a", "expires": "2027-01-31"},
     )
     assert store.metadata("f") == {
@@ -142,9 +142,9 @@ def test_metadata_form_writes_only_what_changed(admin: UI, store: FlagStore) -> 
     }
     assert store.audit("f")[0].value == {"description": "new words", "expires": "2027-01-31"}
     entries = len(store.audit("f"))
-    admin.post("/flags/f/metadata", {"description": "new words", "owner": "team-a", "expires": ""})
+    admin.post("/metadata/f", {"description": "new words", "owner": "team-a", "expires": ""})
     assert len(store.audit("f")) == entries  # nothing differed: nothing written
-    response = admin.post("/flags/f/metadata", {"description": "x", "expires": "someday"})
+    response = admin.post("/metadata/f", {"description": "x", "expires": "someday"})
     assert response.status_code == 422
     assert store.metadata("f")["description"] == "new words"
 
@@ -152,11 +152,11 @@ def test_metadata_form_writes_only_what_changed(admin: UI, store: FlagStore) -> 
 def test_delete_needs_the_typed_name(admin: UI, store: FlagStore) -> None:
     store.enable("f")
     admin.get("/flags/f")
-    response = admin.post("/flags/f/delete", {"confirm": "F"})
+    response = admin.post("/delete/f", {"confirm": "F"})
     assert response.status_code == 422
     assert "does not match" in response.text
     assert store.known("f")
-    response = admin.post("/flags/f/delete", {"confirm": "f"}, follow_redirects=False)
+    response = admin.post("/delete/f", {"confirm": "f"}, follow_redirects=False)
     assert (response.status_code, response.headers["location"]) == (303, "/")
     assert "f" not in store.names()
     assert store.audit("f")[0].action == "delete"
@@ -189,7 +189,7 @@ def test_restore_from_the_history_writes_the_earlier_state_back(
     page = admin.get("/flags/f").text
     label = f'aria-label="Restore the state after the change of {when(earlier.timestamp)}"'
     assert label in page
-    response = admin.post("/flags/f/restore", {"timestamp": earlier.timestamp})
+    response = admin.post("/restore/f", {"timestamp": earlier.timestamp})
     assert response.status_code == 200
     flag = store.flag("f")
     assert (flag.boolean, flag.actors, flag.percentage_of_actors) == (None, {"user-1": True}, 0.3)
@@ -197,9 +197,9 @@ def test_restore_from_the_history_writes_the_earlier_state_back(
         "restore",
         earlier.timestamp,
     )
-    again = admin.post("/flags/f/restore", {"timestamp": earlier.timestamp})
+    again = admin.post("/restore/f", {"timestamp": earlier.timestamp})
     assert "Nothing to change" in again.text
-    response = admin.post("/flags/f/restore", {"timestamp": "0000-nope"})
+    response = admin.post("/restore/f", {"timestamp": "0000-nope"})
     assert response.status_code == 422
     assert "no audit entry" in response.text
 
@@ -214,9 +214,9 @@ def test_a_node_that_refuses_writes_gives_503_on_the_page_never_500(admin: UI) -
     ui.get("/")
     for path, form in (
         ("/create", {"name": "f"}),
-        ("/flags/f/gates", {"action": "enable"}),
-        ("/flags/f/disable", {}),
-        ("/flags/f/metadata", {"description": "d"}),
+        ("/gates/f", {"action": "enable"}),
+        ("/disable/f", {}),
+        ("/metadata/f", {"description": "d"}),
     ):
         response = ui.post(path, form)
         assert response.status_code == 503, path

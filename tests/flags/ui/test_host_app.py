@@ -42,9 +42,9 @@ def test_a_fastapi_app_mounts_the_ui_over_a_flag_client(client: FlagClient) -> N
         ui.get("/")
         response = ui.post("/create", {"name": "checkout"}, follow_redirects=False)
         assert response.headers["location"] == "/admin/flags/flags/checkout"
-        ui.post("/flags/checkout/gates", {"action": "actor-enable", "actor": "user-1"})
+        ui.post("/gates/checkout", {"action": "actor-enable", "actor": "user-1"})
         ui.post(
-            "/flags/checkout/gates",
+            "/gates/checkout",
             {"action": "percentage_of_actors", "percentage_of_actors": "30"},
         )
         flag = client.flag("checkout")
@@ -55,10 +55,10 @@ def test_a_fastapi_app_mounts_the_ui_over_a_flag_client(client: FlagClient) -> N
         page = ui.get("/flags/checkout", params={"actor": "user-1"}).text
         assert "<strong>enabled</strong>, decided by actor" in page
         target = client.audit("checkout")[-1].timestamp  # right after the creation
-        ui.post("/flags/checkout/restore", {"timestamp": target})
+        ui.post("/restore/checkout", {"timestamp": target})
         assert not client.flag("checkout").has_gates
         assert "partial" not in ui.get("/").text
-        ui.post("/flags/checkout/delete", {"confirm": "checkout"})
+        ui.post("/delete/checkout", {"confirm": "checkout"})
         assert "checkout" not in {f.name for f in client.all()}
         assert ui.get("/cluster").status_code == 200
 

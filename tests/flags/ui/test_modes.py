@@ -11,12 +11,12 @@ from tests.flags.ui.ui_helpers import UI, VIEWER
 #: Every write a form can make: (path, form).
 WRITES = [
     ("/create", {"name": "g"}),
-    ("/flags/f/gates", {"action": "enable"}),
-    ("/flags/f/gates", {"action": "actor-enable", "actor": "ann"}),
-    ("/flags/f/remove", {"kind": "boolean"}),
-    ("/flags/f/disable", {}),
-    ("/flags/f/metadata", {"description": "changed"}),
-    ("/flags/f/delete", {"confirm": "f"}),
+    ("/gates/f", {"action": "enable"}),
+    ("/gates/f", {"action": "actor-enable", "actor": "ann"}),
+    ("/remove/f", {"kind": "boolean"}),
+    ("/disable/f", {}),
+    ("/metadata/f", {"description": "changed"}),
+    ("/delete/f", {"confirm": "f"}),
 ]
 WRITE_BUTTONS = (
     "Create flag",
@@ -47,7 +47,7 @@ def assert_read_only(ui: UI, store: FlagStore) -> None:
         for button in WRITE_BUTTONS:
             assert f">{button}</button>" not in page, (path, button)
     assert "Description" in ui.get("/flags/f").text  # the metadata is still shown
-    assert ui.get("/flags/f/disable").status_code == 403
+    assert ui.get("/disable/f").status_code == 403
     for path, form in WRITES:
         assert ui.post(path, form).status_code == 403, path
     assert (store.flag("f"), len(store.audit())) == before
@@ -92,10 +92,10 @@ def test_creation_off_hides_the_form_and_refuses_it(
     assert ui.post("/create", {"name": "g"}).status_code == 403
     assert store.names() == set()
     # A write on a new name would create it: refused too (tests/flags/ui/test_adversarial.py).
-    assert ui.post("/flags/f/gates", {"action": "enable"}).status_code == 403
+    assert ui.post("/gates/f", {"action": "enable"}).status_code == 403
     assert store.names() == set()
     store.set_metadata("f", description="")  # made elsewhere: the rest works on it
-    assert ui.post("/flags/f/gates", {"action": "enable"}).status_code == 200
+    assert ui.post("/gates/f", {"action": "enable"}).status_code == 200
 
 
 def test_deletion_off_hides_the_danger_zone_and_refuses_it(
@@ -106,5 +106,5 @@ def test_deletion_off_hides_the_danger_zone_and_refuses_it(
     page = ui.get("/flags/f").text
     assert 'id="delete"' not in page
     assert "Delete flag" not in page
-    assert ui.post("/flags/f/delete", {"confirm": "f"}).status_code == 403
+    assert ui.post("/delete/f", {"confirm": "f"}).status_code == 403
     assert flagged.known("f")
