@@ -1,0 +1,180 @@
+"""A member that dies for good must leave: its accusations, or its missing vouch,
+must not keep it (and its stability report) in the member set forever.
+
+Found by the adversarial review of 2026-11-30 (after b0e1dde). Each test states the
+scenario; the simulated ones run minutes of simulated time, which is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from transport import Membership
+from transport.simulation import Simulation
+
+pytestmark = pytest.mark.timeout(120)
+
+HORIZON_S = 20.0
+
+
+def three() -> Membership:
+    m = Membership()
+    m.found("a/1", "0/a/1")
+    m.propose("b/1", "a/1")
+    m.propose("c/1", "a/1")
+    m.propose("c/1", "b/1")
+    assert m.members() == m.vouched == {"a/1", "b/1", "c/1"}
+    return m
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="adversarial review: a's accusation of c (made over a one-way link) stands "
+    "after a died; c is 'accused', so only b's accusation of a counts, 1 of 3: a dead "
+    "member is never expelled",
+)
+def test_a_dead_members_accusation_does_not_keep_it_a_member() -> None:
+    m = three()
+    m.vote_expel("c/1", "a/1")  # a did not hear c for the horizon (c -> a cut), then died
+    m.vote_expel("a/1", "b/1")  # b and c, connected, do not hear a for the horizon
+    m.vote_expel("a/1", "c/1")
+    assert "a/1" not in m.members(), "b and c, 2 of 3, connected, never expel the dead a"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="adversarial review: a died for good, c restarted before a's horizon: c/2 "
+    "(sponsored by b alone) is never vouched for, so a and b are the voters and b's "
+    "accusation is 1 of 2: a is never expelled",
+)
+def test_a_dead_member_goes_when_another_restarts_before_its_horizon() -> None:
+    m = three()
+    assert m.propose("c/2", "b/1")  # c restarted; a is dead and never hears it
+    m.vote_expel("a/1", "b/1")
+    m.vote_expel("a/1", "c/2")
+    assert "a/1" not in m.members(), "b and c/2, 2 of 3, connected, never expel the dead a"
+
+
+Outcome = tuple[dict[str, list[str]], dict[str, int]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="adversarial review: a split {a, b} | {c, d} longer than the horizon, a dies "
+    "before the heal: its accusations of c and d stand, so only b's accusation of a "
+    "counts, 1 of the 3 needed: the dead a is never expelled",
+)
+def test_a_member_dead_since_an_even_split_goes_after_the_heal() -> None:
+    m = three()
+    m.propose("d/1", "a/1")
+    m.propose("d/1", "b/1")
+    assert m.vouched == {"a/1", "b/1", "c/1", "d/1"}
+    for voter, targets in (("a/1", "cd"), ("b/1", "cd"), ("c/1", "ab"), ("d/1", "ab")):
+        for target in targets:
+            m.vote_expel(f"{target}/1", voter)
+    assert m.members() == {"a/1", "b/1", "c/1", "d/1"}  # the halves cancel out
+    # The heal, a dead: b, c and d hear each other again and withdraw.
+    for voter, target in (("b/1", "c/1"), ("b/1", "d/1"), ("c/1", "b/1"), ("d/1", "b/1")):
+        assert m.withdraw(target, voter)
+    m.vote_expel("a/1", "b/1")  # b does not hear a for the horizon
+    assert "a/1" not in m.members(), "b, c and d, 3 of 4, connected, never expel the dead a"
+
+
+async def _write_delete_wait(sim: Simulation, live: list[str], minutes: int) -> Outcome:
+    """Write and delete a key and run ``minutes`` of simulated time: each live node's
+    members and tombstone count then."""
+    sim.node(live[0]).map("m").set("k", 1)
+    await sim.run_for(1)
+    sim.node(live[0]).map("m").delete("k")
+    await sim.run_for(60.0 * minutes)
+    members = {n: sorted(sim.node(n)._membership.members()) for n in live}
+    return members, {n: sim.node(n)._state.tombstone_count for n in live}
+
+
+def _check_collected(outcome: Outcome, live: list[str]) -> None:
+    """Checked outside the trio run, so that a failure is an AssertionError."""
+    members, tombstones = outcome
+    assert all(all(m.split("/")[0] in live for m in ms) for ms in members.values()), (
+        f"the dead member is still a member after minutes: {members}"
+    )
+    assert not any(tombstones.values()), f"tombstones never collected: {tombstones}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="adversarial review: 3 nodes, n2 -> n0 cut one way for longer than the "
+    "horizon (n0 accuses n2), n0 dies for good: n0 stays a member for good and no "
+    "tombstone is ever collected",
+)
+def test_a_dead_accuser_is_expelled_and_tombstones_are_collected(sim_run: Any) -> None:
+    async def main() -> tuple[frozenset[str], Outcome]:
+        async with Simulation(
+            seed=1, sync_interval_s=1.0, tombstone_horizon_s=HORIZON_S, max_offset_ms=500
+        ) as sim:
+            await sim.start("n0", "n1", "n2")
+            await sim.run_for(5)
+            sim.network.set_link("n2", "n0", loss=1.0, both_ways=False)
+            await sim.run_for(HORIZON_S * 1.5)
+            accused = sim.node("n1")._membership.accused_by(sim.node("n0")._me)
+            sim.crash("n0")
+            return accused, await _write_delete_wait(sim, ["n1", "n2"], minutes=10)
+
+    accused, outcome = sim_run(main)
+    assert accused  # the scenario: n0 accused n2 before it died
+    _check_collected(outcome, ["n1", "n2"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="adversarial review: 3 nodes, n0 dies for good and n2 restarts 4 s later: "
+    "n2's new incarnation is never vouched for (n1 alone sponsors it), n0 stays a "
+    "member for good and no tombstone is ever collected",
+)
+def test_a_dead_member_is_expelled_when_another_restarted_meanwhile(sim_run: Any) -> None:
+    async def main() -> Outcome:
+        async with Simulation(
+            seed=1, sync_interval_s=1.0, tombstone_horizon_s=HORIZON_S, max_offset_ms=500
+        ) as sim:
+            await sim.start("n0", "n1", "n2")
+            await sim.run_for(5)
+            sim.crash("n0")
+            await sim.run_for(4)
+            sim.crash("n2")
+            await sim.start("n2", ready=False)
+            return await _write_delete_wait(sim, ["n1", "n2"], minutes=10)
+
+    _check_collected(sim_run(main), ["n1", "n2"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="adversarial review: 3 nodes, n0 dies for good and n2 restarts 4 s later; "
+    "a new node n3 is never admitted (a new name needs 2 of the voters n0 and n1, and "
+    "n0 is dead): it is never ready",
+)
+def test_a_new_node_joins_after_one_died_and_another_restarted(sim_run: Any) -> None:
+    async def main() -> dict[str, str | None]:
+        async with Simulation(
+            seed=1, sync_interval_s=1.0, tombstone_horizon_s=HORIZON_S, max_offset_ms=500
+        ) as sim:
+            await sim.start("n0", "n1", "n2")
+            await sim.run_for(5)
+            sim.crash("n0")
+            await sim.run_for(4)
+            sim.crash("n2")
+            await sim.start("n2", ready=False)
+            await sim.run_for(120)
+            await sim.start("n3", ready=False)
+            await sim.run_for(300)
+            return {n: sim.node(n).not_ready_reason() for n in sim.live}
+
+    reasons = sim_run(main)
+    assert all(r is None for r in reasons.values()), reasons
