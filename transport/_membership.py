@@ -52,7 +52,10 @@ class Membership:
     - a member is `EXPELLED` (after the runtime's horizon of silence) only by standing
       accusations from voting members that are a strict majority of all the members,
       the target and incarnations not vouched for yet counted, and only accusations
-      by members nobody stands accusing count. A minority
+      by members nobody stands accusing count; but the accusations of a member that
+      a majority of the members stands accusing (a member cut off from most, or
+      dead) shield nobody, so a member that accused others and then died for good
+      is still expelled. A minority
       never removes the majority, neither half of an even split removes the other,
       and members that accuse each other (a split into three, say) cancel out:
       their tombstones wait for the heal rather than risk both sides removing each
@@ -303,12 +306,27 @@ class Membership:
                 standing = [
                     (v, t) for (v, t), (m, w) in self.accusations.items() if m > w and v in voting
                 ]
-                accused = {t for _, t in standing}
                 # A strict majority of all members, not of the voting ones: a member
                 # replaced by an incarnation not vouched for yet (a restart heard by
                 # one side just as a split heals) must not shrink the count, or one
                 # half of an even split becomes a majority of what is left.
                 majority = len(members) // 2 + 1
+                # A member that a majority of the members stands accusing (whatever
+                # accuses those) is cut off from most of the cluster, or dead: its
+                # own accusations no longer shield their targets. Else a member that
+                # accused others (over a one-way link, or during a split) and then
+                # died for good would keep their accusations of it from counting, and
+                # stay a member, holding tombstones back, forever. SWIM's refutation
+                # in reverse: the accuser is refuted by a majority not hearing it.
+                # Halves of an even split are no majority, and members of a split
+                # into three or more are each accused by a majority: every accusation
+                # is then disregarded, and they still cancel out.
+                counts: dict[str, int] = {}
+                for _, t in standing:
+                    counts[t] = counts.get(t, 0) + 1
+                suspects = {t for t, n in counts.items() if n >= majority}
+                standing = [(v, t) for v, t in standing if v not in suspects]
+                accused = {t for _, t in standing}
                 for target in sorted({t for _, t in standing} & members):
                     accusers = {v for v, t in standing if t == target and v not in accused}
                     if len(accusers) >= max(quorum, majority) and voting - {target}:

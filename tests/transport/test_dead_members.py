@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from transport import Membership
+from transport._membership import EXPELLED
 from transport.simulation import Simulation
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,14 +30,9 @@ def three() -> Membership:
     return m
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="adversarial review: a's accusation of c (made over a one-way link) stands "
-    "after a died; c is 'accused', so only b's accusation of a counts, 1 of 3: a dead "
-    "member is never expelled",
-)
 def test_a_dead_members_accusation_does_not_keep_it_a_member() -> None:
+    """a accused c over a one-way link, then died for good: b and c, 2 of 3, accuse
+    it, so a's accusation of c no longer counts, and a goes."""
     m = three()
     m.vote_expel("c/1", "a/1")  # a did not hear c for the horizon (c -> a cut), then died
     m.vote_expel("a/1", "b/1")  # b and c, connected, do not hear a for the horizon
@@ -62,14 +58,10 @@ def test_a_dead_member_goes_when_another_restarts_before_its_horizon() -> None:
 Outcome = tuple[dict[str, list[str]], dict[str, int]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="adversarial review: a split {a, b} | {c, d} longer than the horizon, a dies "
-    "before the heal: its accusations of c and d stand, so only b's accusation of a "
-    "counts, 1 of the 3 needed: the dead a is never expelled",
-)
 def test_a_member_dead_since_an_even_split_goes_after_the_heal() -> None:
+    """A split {a, b} | {c, d} longer than the horizon, a dies before the heal: its
+    accusations of c and d stand for good. b, c and d accuse it, 3 of 4: its own
+    accusations no longer shield c and d, and it goes."""
     m = three()
     m.propose("d/1", "a/1")
     m.propose("d/1", "b/1")
@@ -105,14 +97,10 @@ def _check_collected(outcome: Outcome, live: list[str]) -> None:
     assert not any(tombstones.values()), f"tombstones never collected: {tombstones}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="adversarial review: 3 nodes, n2 -> n0 cut one way for longer than the "
-    "horizon (n0 accuses n2), n0 dies for good: n0 stays a member for good and no "
-    "tombstone is ever collected",
-)
 def test_a_dead_accuser_is_expelled_and_tombstones_are_collected(sim_run: Any) -> None:
+    """3 nodes, n2 -> n0 cut one way for longer than the horizon (n0 accuses n2),
+    then n0 dies for good: n1 and n2 expel it, and collect tombstones again."""
+
     async def main() -> tuple[frozenset[str], Outcome]:
         async with Simulation(
             seed=1, sync_interval_s=1.0, tombstone_horizon_s=HORIZON_S, max_offset_ms=500
@@ -178,3 +166,47 @@ def test_a_new_node_joins_after_one_died_and_another_restarted(sim_run: Any) -> 
 
     reasons = sim_run(main)
     assert all(r is None for r in reasons.values()), reasons
+
+
+def five() -> Membership:
+    m = three()
+    for name in ("d/1", "e/1"):
+        for voter in sorted(m.members()):
+            m.propose(name, voter)
+    assert m.members() == m.vouched == {"a/1", "b/1", "c/1", "d/1", "e/1"}
+    return m
+
+
+def _split(m: Membership, *sides: str) -> None:
+    """Every member of each side accuses every member of the other sides."""
+    for side in sides:
+        for voter in side:
+            for other in sides:
+                for target in other if other != side else "":
+                    m.vote_expel(f"{target}/1", f"{voter}/1")
+
+
+def test_a_split_into_three_still_cancels_out_in_every_order_merged() -> None:
+    """Members accused by a majority lose their shield, but in a split into three
+    every member is accused by a majority: nobody is expelled, whichever sides'
+    accusations a replica has merged so far."""
+    sides = ("ab", "cd", "e")
+    for merged in (sides, sides[:2], sides[1:], (sides[0], sides[2])):
+        m = five()
+        for side in merged:
+            _split(m, side, *[s for s in sides if s != side])
+        assert len(m.members()) == 5, merged
+
+
+def test_an_even_split_with_a_member_heard_by_both_halves_expels_nobody() -> None:
+    """{a, b} | {c, d}, e hearing both: a, b, c, d are each accused by 2 of 5."""
+    m = five()
+    _split(m, "ab", "cd")
+    assert len(m.members()) == 5
+
+
+def test_the_minority_of_a_split_goes_and_its_accusations_do_not_save_it() -> None:
+    m = five()
+    _split(m, "ab", "cde")
+    assert m.members() == {"c/1", "d/1", "e/1"}
+    assert all(m.removed[f"{x}/1"] == EXPELLED for x in "ab")
