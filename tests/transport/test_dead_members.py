@@ -210,3 +210,25 @@ def test_the_minority_of_a_split_goes_and_its_accusations_do_not_save_it() -> No
     _split(m, "ab", "cde")
     assert m.members() == {"c/1", "d/1", "e/1"}
     assert all(m.removed[f"{x}/1"] == EXPELLED for x in "ab")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="adversarial review: one lying member (it accuses members it hears, which "
+    "only it can withdraw) keeps a dead member in the member set for good: its "
+    "targets are 'accused', and their accusations of the dead member do not count. "
+    "A liveness attack (tombstones are never collected), not a safety one",
+)
+def test_one_lying_member_cannot_keep_a_dead_member_for_good() -> None:
+    m = three()
+    m.propose("d/1", "a/1")
+    m.propose("d/1", "b/1")
+    assert m.vouched == {"a/1", "b/1", "c/1", "d/1"}
+    # a lies: it accuses b and c, which it hears. Then d dies, and a, b and c do
+    # not hear it for the horizon.
+    m.vote_expel("b/1", "a/1")
+    m.vote_expel("c/1", "a/1")
+    for voter in ("a/1", "b/1", "c/1"):
+        m.vote_expel("d/1", voter)
+    assert "d/1" not in m.members(), "a, b and c, 3 of 4, never expel the dead d"
