@@ -414,7 +414,7 @@ class Node:
         self._held = HeldEntries(max_hold_ms=max_hold_ms)
         self._floor: Point = ZERO  # tombstones below it were collected
         self._write_floor: Point = ZERO  # our writes stamp above this (see _on_members)
-        self._membership = Membership()
+        self._membership = Membership(silent=self._lost_touch)
         self._stability = Stability(self._me)
         self._heard: dict[str, float] = {}  # member incarnation id -> trio time last heard
         self._lost_check: dict[Key, tuple[int, int, str, bytes]] = {}  # see _drop_state
@@ -1829,6 +1829,15 @@ class Node:
             self._vote_expulsions()
             self.collect_tombstones()
 
+    def _lost_touch(self, member: str) -> bool:
+        """Whether this node has not heard ``member`` for ``failure_timeout_s`` (or
+        never): its accusations then do not count toward an expulsion decided here
+        (see `Membership.silent`)."""
+        if member == self._me:
+            return False
+        heard = self._heard.get(member)
+        return heard is None or trio.current_time() - heard > self._failure_timeout_s
+
     def _vote_expulsions(self) -> None:
         if not self.admitted:
             return
@@ -1913,7 +1922,7 @@ class Node:
         self._floor = ZERO
         self._write_floor = ZERO
         if fresh:
-            self._membership = Membership()
+            self._membership = Membership(silent=self._lost_touch)
             self._transport.cluster = None
         self._stability = Stability(self._me, self._membership.members())
         self._after_merge(set(old._live))  # views and subscribers see the keys go
