@@ -1835,8 +1835,14 @@ class Node:
         (see `Membership.silent`)."""
         if member == self._me:
             return False
-        heard = self._heard.get(member)
-        return heard is None or trio.current_time() - heard > self._failure_timeout_s
+        # Its own heartbeats, not `_heard` (which a member learned from gossip gets
+        # on admission, so that its horizon starts): an accuser this node merely
+        # learned of, say on joining the minority side of a split, is not heard.
+        name, _, incarnation = member.rpartition("/")
+        record = self._peers.get(name)
+        if record is None or record.incarnation != incarnation or record.wall_at <= 0:
+            return True
+        return trio.current_time() - record.wall_at > self._failure_timeout_s
 
     def _vote_expulsions(self) -> None:
         if not self.admitted:
