@@ -265,3 +265,20 @@ def test_a_minority_does_not_expel_the_majority_with_a_withdrawn_accusation(
     assert drops["b"] >= 1  # the minority was expelled, as it should be
     assert drops["c"] == 0, drops
     assert drops["a"] == 0, f"the majority side lost a member: {drops}"
+
+
+def test_a_replica_does_not_count_accusers_it_no_longer_hears() -> None:
+    """The safety case above on one replica: b holds c's accusation of a, but no
+    longer hears c (it may have withdrawn since): b's own accusation is 1 of 3."""
+    m = three()
+    m.vote_expel("a/1", "c/1")
+    m.silent = lambda member: member in ("a/1", "c/1")
+    m.vote_expel("a/1", "b/1")
+    assert "a/1" in m.members()
+    # Not state: a replica that hears c (as b does once the split heals, if c did not
+    # withdraw) decides on the same merged state, and the silence is never sent.
+    other = Membership.from_wire(m.to_wire())
+    assert other == m
+    assert other.silent is None
+    other.decide()
+    assert "a/1" not in other.members()
