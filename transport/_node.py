@@ -1863,6 +1863,11 @@ class Node:
             elif member in accused and membership.withdraw(member, self._me):
                 changed = True
                 log.info("node %s: hears %s again: accusation withdrawn", self._me, member)
+        # Accusers count only while this node hears them (`_lost_touch`): ones that
+        # were silent when their accusations arrived may be heard again with nothing
+        # new to merge, so decide again while any accusation stands.
+        if not changed and membership.accusations and membership.decide():
+            changed = True
         if changed:
             self._membership_changed()
 
