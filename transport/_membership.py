@@ -7,7 +7,7 @@ a member silent for longer than the horizon) and gossips it; replicas merge by u
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -52,7 +52,11 @@ class Membership:
     - a member is `EXPELLED` (after the runtime's horizon of silence) only by standing
       accusations from voting members that are a strict majority of all the members,
       the target and incarnations not vouched for yet counted, and only accusations
-      by members nobody stands accusing count. A minority
+      by members nobody stands accusing count; but the accusations of a member that
+      a majority of the members stands accusing (a member cut off from most, or
+      dead) shield nobody, so a member that accused others and then died for good
+      is still expelled. A replica counts only the accusers it still hears (see
+      ``silent``): one cut off from it may have withdrawn unseen. A minority
       never removes the majority, neither half of an even split removes the other,
       and members that accuse each other (a split into three, say) cancel out:
       their tombstones wait for the heal rather than risk both sides removing each
@@ -78,6 +82,12 @@ class Membership:
     _members: frozenset[str] | None = attrs.field(
         default=None, eq=False, repr=False, alias="_members"
     )
+    #: Set by the runtime that owns this replica: whether it has lost touch with a
+    #: member (not heard for its failure timeout). Not state: never merged, compared
+    #: or sent. An accusation is a claim about now; one whose accuser this replica
+    #: no longer hears may have been withdrawn since, unseen, so it does not count
+    #: toward an expulsion decided here (see `decide`).
+    silent: Callable[[str], bool] | None = attrs.field(default=None, eq=False, repr=False)
 
     def _dirty(self) -> None:
         self._digest = self._members = None
@@ -303,14 +313,38 @@ class Membership:
                 standing = [
                     (v, t) for (v, t), (m, w) in self.accusations.items() if m > w and v in voting
                 ]
-                accused = {t for _, t in standing}
                 # A strict majority of all members, not of the voting ones: a member
                 # replaced by an incarnation not vouched for yet (a restart heard by
                 # one side just as a split heals) must not shrink the count, or one
                 # half of an even split becomes a majority of what is left.
                 majority = len(members) // 2 + 1
+                # A member that a majority of the members stands accusing (whatever
+                # accuses those) is cut off from most of the cluster, or dead: its
+                # own accusations no longer shield their targets. Else a member that
+                # accused others (over a one-way link, or during a split) and then
+                # died for good would keep their accusations of it from counting, and
+                # stay a member, holding tombstones back, forever. SWIM's refutation
+                # in reverse: the accuser is refuted by a majority not hearing it.
+                # Halves of an even split are no majority, and members of a split
+                # into three or more are each accused by a majority: every accusation
+                # is then disregarded, and they still cancel out.
+                silent = self.silent or _never
+                counts: dict[str, int] = {}
+                for v, t in standing:
+                    if not silent(v):
+                        counts[t] = counts.get(t, 0) + 1
+                suspects = {t for t, n in counts.items() if n >= majority}
+                standing = [(v, t) for v, t in standing if v not in suspects]
+                accused = {t for _, t in standing}
                 for target in sorted({t for _, t in standing} & members):
-                    accusers = {v for v, t in standing if t == target and v not in accused}
+                    # Accusers this replica still hears: a member cut off from it
+                    # (a split just began) may have heard the target again and
+                    # withdrawn, and that withdrawal cannot reach us. Counting its
+                    # old accusation would let a minority of one, plus accusations
+                    # its side never saw withdrawn, expel a member of the majority.
+                    accusers = {
+                        v for v, t in standing if t == target and v not in accused and not silent(v)
+                    }
                     if len(accusers) >= max(quorum, majority) and voting - {target}:
                         self.removed[target] = EXPELLED
                         step = True
@@ -421,6 +455,10 @@ class Membership:
         ):
             raise ValueError("membership: entries without a cluster")
         return result
+
+
+def _never(_: str) -> bool:
+    return False
 
 
 def _strings(obj: object) -> bool:

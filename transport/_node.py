@@ -414,7 +414,7 @@ class Node:
         self._held = HeldEntries(max_hold_ms=max_hold_ms)
         self._floor: Point = ZERO  # tombstones below it were collected
         self._write_floor: Point = ZERO  # our writes stamp above this (see _on_members)
-        self._membership = Membership()
+        self._membership = Membership(silent=self._lost_touch)
         self._stability = Stability(self._me)
         self._heard: dict[str, float] = {}  # member incarnation id -> trio time last heard
         self._lost_check: dict[Key, tuple[int, int, str, bytes]] = {}  # see _drop_state
@@ -1829,6 +1829,21 @@ class Node:
             self._vote_expulsions()
             self.collect_tombstones()
 
+    def _lost_touch(self, member: str) -> bool:
+        """Whether this node has not heard ``member`` for ``failure_timeout_s`` (or
+        never): its accusations then do not count toward an expulsion decided here
+        (see `Membership.silent`)."""
+        if member == self._me:
+            return False
+        # Its own heartbeats, not `_heard` (which a member learned from gossip gets
+        # on admission, so that its horizon starts): an accuser this node merely
+        # learned of, say on joining the minority side of a split, is not heard.
+        name, _, incarnation = member.rpartition("/")
+        record = self._peers.get(name)
+        if record is None or record.incarnation != incarnation or record.wall_at <= 0:
+            return True
+        return trio.current_time() - record.wall_at > self._failure_timeout_s
+
     def _vote_expulsions(self) -> None:
         if not self.admitted:
             return
@@ -1848,6 +1863,11 @@ class Node:
             elif member in accused and membership.withdraw(member, self._me):
                 changed = True
                 log.info("node %s: hears %s again: accusation withdrawn", self._me, member)
+        # Accusers count only while this node hears them (`_lost_touch`): ones that
+        # were silent when their accusations arrived may be heard again with nothing
+        # new to merge, so decide again while any accusation stands.
+        if not changed and membership.accusations and membership.decide():
+            changed = True
         if changed:
             self._membership_changed()
 
@@ -1913,7 +1933,7 @@ class Node:
         self._floor = ZERO
         self._write_floor = ZERO
         if fresh:
-            self._membership = Membership()
+            self._membership = Membership(silent=self._lost_touch)
             self._transport.cluster = None
         self._stability = Stability(self._me, self._membership.members())
         self._after_merge(set(old._live))  # views and subscribers see the keys go
