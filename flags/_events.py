@@ -86,6 +86,10 @@ def encode_event(event_id: str, kind: str, data: Any) -> bytes:
     return f"id: {event_id}\nevent: {kind}\ndata: {payload}\n\n".encode("ascii")
 
 
+def _NOT_YET() -> None:
+    """Stands in for the unsubscribe function while the subscription is made."""
+
+
 class _LoopWaker:
     """Wakes every stream of one event loop (trio's or asyncio's) at once, from any
     thread: streams wait on the current `anyio.Event`; `wake` schedules, in the
@@ -121,8 +125,10 @@ class FlagEvents:
 
     Args:
         flags: a `FlagStore` or `FlagClient`; its changes, local or replicated, become
-            events. The feed subscribes at once.
-        node_id: this node's id, carried in each event's data.
+            events. The feed subscribes when the first stream opens (`follow`).
+        node_id: this node's id, carried in each event's data; None: the ``node_id``
+            of ``flags`` (a `FlagClient`'s, read when the first stream opens, once
+            the client has started and claimed its id).
         capacity: how many events the ring holds for resuming (a reconnect after
             more changes than this gets a snapshot).
         max_subscribers: how many streams may be open at once; one more gets 503.
@@ -138,7 +144,7 @@ class FlagEvents:
         self,
         flags: _Flags,
         *,
-        node_id: str,
+        node_id: str | None = None,
         capacity: int = 1024,
         max_subscribers: int = 256,
         heartbeat_s: float = 15.0,
@@ -146,7 +152,8 @@ class FlagEvents:
         if capacity < 1 or max_subscribers < 1 or heartbeat_s <= 0:
             raise ValueError("capacity and max_subscribers must be >= 1, heartbeat_s > 0")
         self._flags = flags
-        self.node_id = node_id
+        self.node_id = node_id or ""
+        self._node_id_given = node_id is not None
         self.epoch = secrets.token_hex(4)
         self.capacity = capacity
         self.max_subscribers = max_subscribers
@@ -157,7 +164,7 @@ class FlagEvents:
         self._loops: dict[object, _LoopWaker] = {}
         self._streams = 0
         self._closed = False
-        self._unsubscribe = flags.subscribe(self._changed)
+        self._unsubscribe: Callable[[], None] | None = None
 
     @property
     def streams(self) -> int:
@@ -169,11 +176,28 @@ class FlagEvents:
         """The id of the newest event (``<epoch>-0`` before any)."""
         return f"{self.epoch}-{self._seq}"
 
+    def follow(self) -> None:
+        """Start following the flags' changes, if not yet: the first stream does it.
+        Made before a server forks its workers, a feed over a `FlagClient` must not
+        start the client's node in the parent; `close` ends it."""
+        with self._lock:
+            if self._unsubscribe is not None or self._closed:
+                return
+            self._unsubscribe = _NOT_YET  # another thread's call returns at once
+        unsubscribe = self._flags.subscribe(self._changed)  # starts a FlagClient
+        with self._lock:
+            self._unsubscribe = unsubscribe
+            if not self._node_id_given:
+                self.node_id = str(getattr(self._flags, "node_id", ""))
+
     def close(self) -> None:
         """Stop following the flags and end every open stream (call before a server
         drains its connections: a stream never ends by itself)."""
-        self._closed = True
-        self._unsubscribe()
+        with self._lock:
+            self._closed = True
+            unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
         self._wake_all()
 
     # -- producing -------------------------------------------------------------------
@@ -243,6 +267,7 @@ class FlagEvents:
         """The stream's bytes, chunk by chunk, until `close`, the client leaves, or
         the wall clock (`time.time`) passes ``until`` (seconds since the epoch; say,
         when the session that opened it expires): nothing is sent after it."""
+        self.follow()
         key, schedule = _LoopWaker.key_and_schedule()
         with self._lock:
             loop = self._loops.get(key) or self._loops.setdefault(key, _LoopWaker(schedule))

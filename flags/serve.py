@@ -175,6 +175,7 @@ async def serve(
                 log.info("node %s: defaults for %d flags", config.node_id, len(config.defaults))
 
             events = FlagEvents(store, node_id=config.node_id)
+            events.follow()  # from the start: a stream may resume from any change
             flags_map = node.map(config.flags_map)
             history = ClusterHistory(config.node_id, flags_map.timestamp)
             flags_map.subscribe(history.map_changed)

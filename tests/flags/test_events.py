@@ -54,7 +54,23 @@ def in_trio(test: Callable[..., Awaitable[None]]) -> Callable[..., None]:
 
 def feed(**options: Any) -> tuple[FlagStore, FlagEvents]:
     store = FlagStore(LocalMap("n1"))
-    return store, FlagEvents(store, node_id="n1", **options)
+    events = FlagEvents(store, node_id="n1", **options)
+    events.follow()
+    return store, events
+
+
+def test_a_feed_follows_from_its_first_stream_or_follow_on() -> None:
+    store = FlagStore(LocalMap("n1"))
+    events = FlagEvents(store, node_id="n1")
+    store.enable("before")
+    assert events.last_id == f"{events.epoch}-0"  # not following yet
+    events.follow()
+    events.follow()  # once only
+    store.enable("after")
+    assert events.last_id == f"{events.epoch}-1"
+    events.close()
+    store.enable("closed")
+    assert events.last_id == f"{events.epoch}-1"
 
 
 @in_trio

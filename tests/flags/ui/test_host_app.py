@@ -66,7 +66,7 @@ def test_a_fastapi_app_mounts_the_ui_over_a_flag_client(client: FlagClient) -> N
 def test_the_change_feed_over_a_flag_client_wakes_an_asyncio_stream(client: FlagClient) -> None:
     # README's mounting recipe: FlagEvents over the client; writes apply in the
     # client's node thread, the stream runs in the host's asyncio loop.
-    events = flags.FlagEvents(client, node_id=client.node_id)
+    events = flags.FlagEvents(client)
 
     async def follow() -> bytes:
         stream = events.stream()
@@ -85,3 +85,4 @@ def test_the_change_feed_over_a_flag_client_wakes_an_asyncio_stream(client: Flag
     assert b"event: flag" in chunk
     assert b'"name":"fed"' in chunk
     assert b'"boolean":true' in chunk
+    assert f'"node":"{client.node_id}"'.encode() in chunk
