@@ -1,0 +1,490 @@
+"""Evaluating a flag: typed variants, rules, segments and prerequisites over the gates.
+
+Pure: no map, no I/O, no clock, no lock. `compile_flag` turns a flag's map entries
+into an immutable `CompiledFlag` once per change; `evaluate` reads it per check and
+parses nothing.
+
+**Map entries of one flag** ``name``, each its own entry, so that concurrent edits of
+different parts on partitioned nodes all survive the heal (the gates' are in
+`flags._store`):
+
+- ``(name, "type")``: one of `flags._variants.TYPES`; absent: ``"boolean"``.
+- ``(name, "variant", v)``: the value of variant ``v`` (a name by the name grammar),
+  of the flag's type (``"object"``: a JSON object). A boolean flag that defines no
+  variant has ``"true"`` (True) and ``"false"`` (False).
+- ``(name, "off_variant")``: ``v``, served when the gates say off.
+- ``(name, "fallthrough")``: ``{"variant": v}`` or ``{"split": {v: weight}}``, served
+  when the gates say on and no rule matches.
+- ``(name, "rule", rule_id)``: ``{"position": str, "conditions": [...], "segments":
+  [seg, ...], "serve": {"variant": v} | {"split": {...}}}`` (`flags._targeting.
+  check_rule`). Rules go in ``(position, rule_id)`` order, the same on every node.
+  Two nodes editing different rules both keep their edit; two nodes editing the
+  same rule: the later HLC write of the whole rule wins (LWW), the other is lost.
+- ``(name, "prereq", other)``: ``{"variants": [v, ...]}``: flag ``other``, evaluated
+  with the same context, must give one of these variants.
+- ``("", "segment", seg)``: ``{"conditions": [...]}``, a named segment any flag's
+  rules can require (flag names are never empty).
+- ``(name, "schedule", sched_id)``: a change that takes effect at a time
+  (`flags._schedule`); applied before compiling.
+
+**Precedence** (`evaluate`); the first row that decides, decides:
+
+==  ===========================================  ==============================  ===============
+#   when                                         value (variant)                 reason, detail
+==  ===========================================  ==============================  ===============
+1   a prerequisite, in name order, is unknown,   ``default``                     ERROR,
+    in a cycle, or errs                                                          "prerequisite
+                                                                                 <name>: ..."
+1   a prerequisite gives another variant         the off variant, else           DISABLED,
+                                                 ``default``                     "prerequisite
+                                                                                 <name>"
+2   the gates say off (`flags._rules`: actor,    the off variant; a boolean      DISABLED,
+    then groups with deny winning, boolean,      flag without variants: False    the gate
+    percentage of actors, percentage of time)    ("false"); else ``default``
+3   the first rule, in (position, id) order,     its variant                     TARGETING_MATCH,
+    whose conditions and segments all hold                                       the rule id
+                                                 its split's variant             SPLIT, rule id
+4   the fallthrough                              its variant                     DEFAULT, the gate
+                                                 its split's variant             SPLIT, the gate
+4   no fallthrough, boolean flag                 True ("true" if implicit)       TARGETING_MATCH
+                                                                                 if the actor or
+                                                                                 a group gate
+                                                                                 decided, else
+                                                                                 DEFAULT; the gate
+4   no fallthrough, typed flag                   ``default``                     DEFAULT, the gate
+==  ===========================================  ==============================  ===============
+
+Serving a variant that does not exist (deleted concurrently) or whose value is not
+of the flag's type gives ``default`` with reason ERROR, and so does a malformed rule
+when evaluation reaches it. A boolean flag with no rules, variants or prerequisites
+evaluates exactly as `flags._rules.Rules` does. A flag is on only when its gates
+say so: switch a typed flag on with the boolean gate (LaunchDarkly's targeting
+toggle), or for some actors and groups only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+import attrs
+
+from ._rules import ACTOR, BOOLEAN, GROUP, NO_GATE, PERCENTAGE_OF_ACTORS, PERCENTAGE_OF_TIME, Rules
+from ._schema import FlagFormatError, _short, valid_name
+from ._targeting import NEVER, Predicate, check_rule, check_segment, check_serve, compile_conditions
+from ._variants import BOOLEAN_VARIANTS, FALLTHROUGH, TYPES, choose, coerce_value, split_prefix
+
+TARGETING_MATCH: Final = "TARGETING_MATCH"
+SPLIT: Final = "SPLIT"
+DEFAULT: Final = "DEFAULT"
+DISABLED: Final = "DISABLED"
+ERROR: Final = "ERROR"
+#: The longest chain of prerequisites evaluated; a longer one is an ERROR.
+MAX_PREREQUISITE_DEPTH = 32
+_ON_GATES = (ACTOR, GROUP, BOOLEAN, PERCENTAGE_OF_ACTORS, PERCENTAGE_OF_TIME)
+_OFF_GATES = (*_ON_GATES, NO_GATE)
+
+
+def _groups(value: Iterable[str]) -> frozenset[str]:
+    return value if isinstance(value, frozenset) else frozenset(value)
+
+
+@attrs.frozen
+class Context:
+    """What a flag is evaluated for.
+
+    Attributes:
+        actor: the targeting key (a user id, say), or None.
+        groups: the caller's groups (any iterable of str; kept as a frozenset).
+        attributes: ``{name: value}`` the conditions read (str, numbers, bools;
+            others never match).
+    """
+
+    actor: str | None = None
+    groups: frozenset[str] = attrs.field(default=frozenset(), converter=_groups)
+    attributes: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Evaluation:
+    """The answer of `evaluate`.
+
+    Attributes:
+        value: the value served (shared: treat an object value as immutable).
+        variant: the variant's name, or None when ``default`` was served.
+        reason: ``"TARGETING_MATCH"``, ``"SPLIT"``, ``"DEFAULT"``, ``"DISABLED"`` or
+            ``"ERROR"``, as OpenFeature names them.
+        detail: the deciding gate, the rule id, ``"prerequisite <name>"``, or what
+            went wrong.
+    """
+
+    value: Any
+    variant: str | None
+    reason: str
+    detail: str | None = None
+
+
+#: What a serve or off state resolves to: a fixed answer, the error to report with
+#: the caller's default, or None for the caller's default with the row's reason.
+_Result = Evaluation | str | None
+
+
+@attrs.frozen
+class _Serve:
+    """A compiled ``{"variant": v}`` (``arms`` empty, ``results[0]`` the answer) or
+    ``{"split": ...}`` (``results[i]`` the answer of ``arms[i]``)."""
+
+    results: tuple[Evaluation | str, ...]
+    prefix: bytes = b""
+    arms: tuple[tuple[bytes, float], ...] = ()
+
+
+@attrs.frozen
+class _Rule:
+    id: str
+    position: str
+    predicates: tuple[Predicate, ...]
+    serve: _Serve
+
+
+@attrs.frozen
+class CompiledFlag:
+    """One flag, compiled for `evaluate` (internal, immutable).
+
+    Attributes:
+        name: the flag's name.
+        type: its value type, one of `flags._variants.TYPES`.
+        variants: ``{variant: value}`` of the variants of the right type.
+        constant: the answer when it does not depend on the context (no prerequisite,
+            no rule, gates that only a boolean gate sets), else None.
+    """
+
+    name: str
+    type: str
+    variants: Mapping[str, Any]
+    gates: Rules | tuple[bool, str]
+    prereqs: tuple[tuple[str, frozenset[str] | None], ...]
+    off: Mapping[str, _Result]
+    prereq_off: Mapping[str, _Result]
+    rules: tuple[_Rule, ...]
+    fallthrough: Mapping[str, _Result | _Serve]
+    constant: Evaluation | None
+
+
+def _variant_result(
+    flag: str,
+    kind: str,
+    values: Mapping[str, Any],
+    problems: Mapping[str, str],
+    variant: str,
+    reason: str,
+    detail: str,
+) -> Evaluation | str:
+    if variant in values:
+        return Evaluation(values[variant], variant, reason, detail)
+    if variant in problems:
+        return f"variant {variant}: {problems[variant]}"
+    return f"variant {variant}: no such variant of {kind} flag {flag}"
+
+
+def _compile_serve(
+    flag: str,
+    kind: str,
+    values: Mapping[str, Any],
+    problems: Mapping[str, str],
+    serve: Mapping[str, Any],
+    salt: str,
+    fixed_reason: str,
+    detail: str,
+) -> _Serve:
+    if "variant" in serve:
+        return _Serve(
+            (_variant_result(flag, kind, values, problems, serve["variant"], fixed_reason, detail),)
+        )
+    arms = sorted((v, w) for v, w in serve["split"].items() if w > 0)
+    return _Serve(
+        tuple(_variant_result(flag, kind, values, problems, v, SPLIT, detail) for v, _ in arms),
+        split_prefix(flag, salt),
+        tuple((v.encode("utf-8"), float(w)) for v, w in arms),
+    )
+
+
+def compile_segments(raw: Mapping[str, Any]) -> dict[str, tuple[Predicate, ...]]:
+    """Compile the segments, ``{name: {"conditions": [...]}}`` from the
+    ``("", "segment", name)`` entries. Malformed ones are left out: a rule that
+    requires one never matches, as for an unknown segment. Never raises."""
+    compiled = {}
+    for name, segment in raw.items():
+        try:
+            compiled[name] = compile_conditions(check_segment(segment)["conditions"])
+        except (FlagFormatError, TypeError):
+            continue
+    return compiled
+
+
+def compile_flag(
+    name: str,
+    entries: Mapping[tuple[Any, ...], Any],
+    segments: Mapping[str, tuple[Predicate, ...]] | None = None,
+) -> CompiledFlag:
+    """Compile a flag from its live map entries.
+
+    Args:
+        name: the flag's name.
+        entries: ``{key: value}`` of the flag's entries, keys ``(name, kind, ...)``
+            as in the module notes and `flags._store` (schedules already applied by
+            `flags._schedule.effective_entries`). Entries of other flags, of unknown
+            kinds, or malformed are ignored or compiled to an ERROR answer where
+            they are reached; never raises for bad entry values.
+        segments: `compile_segments` of the cluster's segments.
+
+    Returns:
+        The `CompiledFlag`.
+    """
+    segments = segments or {}
+    kind = entries.get((name, "type"), "boolean")
+    if kind not in TYPES:
+        kind = "boolean"  # an unknown type: every variant is then an ERROR to serve
+        bad_type = f"unknown type {_short(entries.get((name, 'type')))}"
+    else:
+        bad_type = ""
+    values: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    actors: dict[str, bool] = {}
+    groups: dict[str, bool] = {}
+    gates: dict[str, Any] = {}
+    rules: list[_Rule] = []
+    prereqs: list[tuple[str, frozenset[str] | None]] = []
+    raw_rules: list[tuple[str, Any]] = []
+    for key, value in entries.items():
+        if type(key) is not tuple or len(key) < 2 or key[0] != name:
+            continue
+        part = key[1]
+        if len(key) == 3 and part == "variant" and valid_name(key[2]):
+            ok, served = coerce_value(kind, value)
+            if ok and not bad_type:
+                values[key[2]] = served
+            else:
+                problems[key[2]] = bad_type or f"{_short(value)} is not a {kind}"
+        elif len(key) == 3 and (part == "actor" or part == "group") and type(value) is bool:
+            (actors if part == "actor" else groups)[key[2]] = value
+        elif len(key) == 2 and part == "boolean" and type(value) is bool:
+            gates["boolean"] = value
+        elif len(key) == 2 and part in ("percentage_of_actors", "percentage_of_time"):
+            if type(value) in (int, float) and 0 <= value <= 1:
+                gates[part] = float(value)
+        elif len(key) == 3 and part == "rule" and type(key[2]) is str:
+            raw_rules.append((key[2], value))
+        elif len(key) == 3 and part == "prereq" and type(key[2]) is str:
+            allowed = value.get("variants") if isinstance(value, Mapping) else None
+            ok = isinstance(allowed, list) and all(type(v) is str for v in allowed)
+            prereqs.append((key[2], frozenset(allowed) if ok else None))  # type: ignore[arg-type]
+    if kind == "boolean" and not values and not problems and not bad_type:
+        values = dict(BOOLEAN_VARIANTS)
+    implicit = values == BOOLEAN_VARIANTS and kind == "boolean"
+    gate_rules = Rules(name=name, actors=actors, groups=groups, **gates)
+    compiled_gates: Rules | tuple[bool, str] = (
+        gate_rules if gate_rules.simplify() is gate_rules else gate_rules.explain(None, ())
+    )
+
+    off_variant = entries.get((name, "off_variant"))
+    if off_variant is None and implicit:
+        off_variant = "false"
+
+    def off_result(detail: str) -> _Result:
+        if off_variant is None:
+            return None
+        if type(off_variant) is not str:
+            return f"off_variant {_short(off_variant)} is not a variant name"
+        return _variant_result(name, kind, values, problems, off_variant, DISABLED, detail)
+
+    off = {gate: off_result(gate) for gate in _OFF_GATES}
+    prereqs.sort(key=lambda p: p[0])
+    prereq_off = {other: off_result(f"prerequisite {other}") for other, _ in prereqs}
+
+    for rule_id, raw in raw_rules:
+        try:
+            rule = check_rule(raw)
+        except FlagFormatError as exc:
+            position = raw.get("position") if isinstance(raw, Mapping) else None
+            rules.append(
+                _Rule(
+                    rule_id,
+                    position if type(position) is str else "",
+                    (),
+                    _Serve((f"rule {rule_id}: malformed: {exc}",)),
+                )
+            )
+            continue
+        predicates = compile_conditions(rule["conditions"])
+        for segment in rule["segments"]:
+            predicates += segments.get(segment, (NEVER,))
+        serve = _compile_serve(
+            name, kind, values, problems, rule["serve"], rule_id, TARGETING_MATCH, rule_id
+        )
+        rules.append(_Rule(rule_id, rule["position"], predicates, serve))
+    rules.sort(key=lambda r: (r.position, r.id))
+
+    fallthrough: dict[str, _Result | _Serve] = {}
+    raw_fallthrough = entries.get((name, "fallthrough"))
+    for gate in _ON_GATES:
+        if raw_fallthrough is not None:
+            try:
+                checked = check_serve(raw_fallthrough)
+            except FlagFormatError as exc:
+                fallthrough[gate] = f"fallthrough: malformed: {exc}"
+                continue
+            fallthrough[gate] = _compile_serve(
+                name, kind, values, problems, checked, FALLTHROUGH, DEFAULT, gate
+            )
+        elif kind == "boolean":
+            reason = TARGETING_MATCH if gate in (ACTOR, GROUP) else DEFAULT
+            fallthrough[gate] = Evaluation(True, "true" if implicit else None, reason, gate)
+        else:
+            fallthrough[gate] = None
+
+    constant = None
+    if not prereqs and not rules and type(compiled_gates) is tuple:
+        on, why = compiled_gates
+        result = fallthrough[why] if on else off[why]
+        if isinstance(result, Evaluation):
+            constant = result
+    return CompiledFlag(
+        name=name,
+        type=kind,
+        variants=values,
+        gates=compiled_gates,
+        prereqs=tuple(prereqs),
+        off=off,
+        prereq_off=prereq_off,
+        rules=tuple(rules),
+        fallthrough=fallthrough,
+        constant=constant,
+    )
+
+
+_NO_FLAGS: Mapping[str, CompiledFlag] = {}
+
+
+def evaluate(
+    flag: CompiledFlag,
+    context: Context,
+    default: Any,
+    flags: Mapping[str, CompiledFlag] = _NO_FLAGS,
+) -> Evaluation:
+    """Evaluate ``flag`` for ``context``, by the precedence table of the module notes.
+
+    Args:
+        flag: the compiled flag.
+        context: the actor, groups and attributes.
+        default: the caller's default value, served on errors and where the table
+            says so.
+        flags: ``{name: CompiledFlag}``, the snapshot prerequisites are looked up in.
+
+    Returns:
+        The `Evaluation`. Never raises (a failure is reason ERROR, detail the
+        exception) and takes no lock.
+    """
+    constant = flag.constant
+    if constant is not None:
+        return constant
+    try:
+        return _evaluate(flag, context, default, flags, (flag.name,))
+    except Exception as exc:  # a bug, or an attributes Mapping that raised
+        return Evaluation(default, None, ERROR, f"{type(exc).__name__}: {_short(exc)}")
+
+
+def _resolve(
+    result: _Result | _Serve, default: Any, reason: str, detail: str, actor: str | None
+) -> Evaluation:
+    if isinstance(result, _Serve):
+        arms = result.arms
+        result = result.results[choose(actor, result.prefix, arms) if arms else 0]
+    if isinstance(result, Evaluation):
+        return result
+    if result is None:
+        return Evaluation(default, None, reason, detail)
+    return Evaluation(default, None, ERROR, result)
+
+
+def _evaluate(
+    flag: CompiledFlag,
+    context: Context,
+    default: Any,
+    flags: Mapping[str, CompiledFlag],
+    chain: tuple[str, ...],
+) -> Evaluation:
+    actor = context.actor
+    for other, allowed in flag.prereqs:
+        if allowed is None:
+            return Evaluation(default, None, ERROR, f"prerequisite {other}: malformed entry")
+        if other in chain:
+            cycle = " -> ".join((*chain[chain.index(other) :], other))
+            return Evaluation(default, None, ERROR, f"prerequisite {other}: cycle {cycle}")
+        if len(chain) >= MAX_PREREQUISITE_DEPTH:
+            return Evaluation(default, None, ERROR, f"prerequisite {other}: chain too deep")
+        target = flags.get(other)
+        if target is None:
+            return Evaluation(default, None, ERROR, f"prerequisite {other}: unknown flag")
+        got = target.constant or _evaluate(target, context, None, flags, (*chain, other))
+        if got.reason == ERROR:
+            return Evaluation(default, None, ERROR, f"prerequisite {other}: {got.detail}")
+        if got.variant not in allowed:
+            return _resolve(
+                flag.prereq_off[other], default, DISABLED, f"prerequisite {other}", actor
+            )
+    gates = flag.gates
+    if isinstance(gates, tuple):
+        on, why = gates
+    else:
+        on, why = gates.explain(actor, context.groups)
+    if not on:
+        return _resolve(flag.off[why], default, DISABLED, why, actor)
+    if flag.rules:
+        groups, attributes = context.groups, context.attributes
+        for rule in flag.rules:
+            for holds in rule.predicates:
+                if not holds(actor, groups, attributes):
+                    break
+            else:
+                return _resolve(rule.serve, default, TARGETING_MATCH, rule.id, actor)
+    return _resolve(flag.fallthrough[why], default, DEFAULT, why, actor)
+
+
+def prerequisite_cycle(
+    prereqs: Mapping[str, Iterable[str]], adding: tuple[str, str]
+) -> list[str] | None:
+    """The cycle that the prerequisite edge ``adding`` would close, for a writer's error.
+
+    Args:
+        prereqs: ``{flag: the flags it requires}``, as the cluster holds them.
+        adding: ``(flag, other)``: ``flag`` is to require ``other``.
+
+    Returns:
+        The shortest cycle through the new edge, as ``[flag, other, ..., flag]``
+        (``[flag, flag]`` when a flag would require itself), or None when the edge
+        closes none. Breadth first over names in sorted order: the same answer on
+        every node.
+    """
+    start, target = adding
+    if start == target:
+        return [start, start]
+    parent: dict[str, str | None] = {target: None}
+    frontier = [target]
+    while frontier:
+        following = []
+        for name in frontier:
+            for nxt in sorted(prereqs.get(name, ())):
+                if nxt in parent:
+                    continue
+                parent[nxt] = name
+                if nxt == start:
+                    path = [start]
+                    step: str | None = name
+                    while step is not None:
+                        path.append(step)
+                        step = parent[step]
+                    return [start, *reversed(path[1:]), start]
+                following.append(nxt)
+        frontier = following
+    return None
