@@ -186,9 +186,12 @@ class FlagEvents:
             self._unsubscribe = _NOT_YET  # another thread's call returns at once
         unsubscribe = self._flags.subscribe(self._changed)  # starts a FlagClient
         with self._lock:
-            self._unsubscribe = unsubscribe
+            closed = self._closed  # closed meanwhile: nothing may follow any more
+            self._unsubscribe = None if closed else unsubscribe
             if not self._node_id_given:
                 self.node_id = str(getattr(self._flags, "node_id", ""))
+        if closed:
+            unsubscribe()
 
     def close(self) -> None:
         """Stop following the flags and end every open stream (call before a server

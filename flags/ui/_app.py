@@ -8,8 +8,10 @@ stream. Routes, relative to where the app is mounted (``root``):
 - ``GET login``, ``POST login``, ``POST logout``: the session.
 - ``GET /`` (flags page; ``?q=`` filters by name), ``POST create``.
 - ``GET flags/{name}`` (flag page; ``?actor=&groups=`` evaluates), ``POST
-  flags/{name}/gates``, ``.../remove``, ``.../metadata``, ``.../restore``,
-  ``.../delete``; ``GET`` and ``POST flags/{name}/disable`` (the confirmation).
+  gates/{name}``, ``remove/{name}``, ``metadata/{name}``, ``restore/{name}``,
+  ``delete/{name}``; ``GET`` and ``POST disable/{name}`` (the confirmation). The
+  verb comes first and the name, percent-encoded, last: a name an older version
+  wrote may hold a ``/``.
 - ``GET cluster`` (when ``cluster`` is given), ``GET events`` (when ``events`` is).
 - ``GET static/...``: the stylesheet and the script.
 
