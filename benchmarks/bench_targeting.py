@@ -3,7 +3,8 @@
 - a boolean flag with an actor gate and a percentage of actors: today's
   ``Rules.enabled`` beside ``evaluate`` of the same flag compiled by ``compile_flag``;
 - a string flag with 3 rules of 3 conditions each (the context matches the third)
-  serving a split of 2 variants (issue 17's target: <= 2 us);
+  serving a split of 2 variants (issue 17's target: <= 2 us), and that split alone
+  (``flags._variants.choose``: one SHA-256, then per variant the mixing);
 - a flag behind a chain of 2 prerequisites.
 
 Medians of repeats in ns per evaluation; JSON in benchmarks/results/targeting.json.
@@ -22,6 +23,7 @@ from benchmarks._report import report
 from benchmarks.bench_flags import per_call_ns
 from flags._evaluation import Context, compile_flag, compile_segments, evaluate
 from flags._rules import Rules
+from flags._variants import choose, split_arm, split_salt
 
 RESULTS = Path(__file__).parent / "results" / "targeting.json"
 
@@ -99,10 +101,12 @@ def main() -> None:
     }
     assert evaluate(targeted, context, "d").detail == "r3"
     assert evaluate(chain["c1"], plain, False, chain).value is True
+    salt, arms = split_salt("f", "r3"), (split_arm("control", 5000), split_arm("treatment", 5000))
     cases: list[tuple[str, Callable[[], object]]] = [
         ("boolean flag, Rules.enabled (today)", lambda: gates.enabled("user-1234", ())),
         ("boolean flag, evaluate", lambda: evaluate(boolean, plain, False)),
         ("3 rules x 3 conditions + split, evaluate", lambda: evaluate(targeted, context, "d")),
+        ("the split of 2 variants alone, choose", lambda: choose("user-1234", salt, arms)),
         ("prerequisite chain of 2, evaluate", lambda: evaluate(chain["c1"], plain, False, chain)),
     ]
     rows, results = [], {}

@@ -64,15 +64,25 @@ toggle), or for some actors and groups only.
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import attrs
 
-from ._rules import ACTOR, BOOLEAN, GROUP, NO_GATE, PERCENTAGE_OF_ACTORS, PERCENTAGE_OF_TIME, Rules
+from ._rules import ACTOR, BOOLEAN, GROUP, NO_GATE, PERCENTAGE_OF_ACTORS, PERCENTAGE_OF_TIME
 from ._schema import FlagFormatError, _short, valid_name
 from ._targeting import NEVER, Predicate, check_rule, check_segment, check_serve, compile_conditions
-from ._variants import BOOLEAN_VARIANTS, FALLTHROUGH, TYPES, choose, coerce_value, split_prefix
+from ._variants import (
+    BOOLEAN_VARIANTS,
+    FALLTHROUGH,
+    TYPES,
+    choose,
+    coerce_value,
+    split_arm,
+    split_salt,
+)
 
 TARGETING_MATCH: Final = "TARGETING_MATCH"
 SPLIT: Final = "SPLIT"
@@ -83,6 +93,8 @@ ERROR: Final = "ERROR"
 MAX_PREREQUISITE_DEPTH = 32
 _ON_GATES = (ACTOR, GROUP, BOOLEAN, PERCENTAGE_OF_ACTORS, PERCENTAGE_OF_TIME)
 _OFF_GATES = (*_ON_GATES, NO_GATE)
+_sha256 = hashlib.sha256
+_random = random.random  # percentage of time, as flags._rules: no seeded generator needed
 
 
 def _groups(value: Iterable[str]) -> frozenset[str]:
@@ -130,13 +142,17 @@ _Result = Evaluation | str | None
 
 
 @attrs.frozen
-class _Serve:
-    """A compiled ``{"variant": v}`` (``arms`` empty, ``results[0]`` the answer) or
-    ``{"split": ...}`` (``results[i]`` the answer of ``arms[i]``)."""
+class _Split:
+    """A compiled ``{"split": ...}``: ``results[i]`` is the answer when ``arms[i]``
+    wins (`flags._variants.choose`, over ``salt`` and ``arms``)."""
 
+    salt: bytes
+    arms: tuple[tuple[int, float], ...]
     results: tuple[Evaluation | str, ...]
-    prefix: bytes = b""
-    arms: tuple[tuple[bytes, float], ...] = ()
+
+
+#: What a rule or the fallthrough serves, compiled: a fixed answer or error, or a split.
+_Served = Evaluation | str | _Split
 
 
 @attrs.frozen
@@ -144,7 +160,96 @@ class _Rule:
     id: str
     position: str
     predicates: tuple[Predicate, ...]
-    serve: _Serve
+    serve: _Served
+
+
+@attrs.frozen
+class _Outcome:
+    """One way a flag's gates can decide, built once at compile time.
+
+    Attributes:
+        on: whether the gates say on.
+        why: the deciding gate (`flags._rules`' names).
+        reason: the reason when ``result`` is None: DEFAULT when on, DISABLED when off.
+        result: when off, the off variant's answer; when on, the fallthrough's.
+    """
+
+    on: bool
+    why: str
+    reason: str
+    result: _Result | _Split
+
+
+@attrs.frozen
+class _Gates:
+    """A flag's gates, compiled for `evaluate`: `decide` takes the steps of
+    `flags._rules.Rules.enabled` (the same SHA-256 score, compared as an integer) and
+    answers with a prebuilt `_Outcome`, so that nothing is allocated.
+
+    Attributes:
+        actors, groups: ``{actor or group: enabled}``.
+        boolean: the boolean gate, or None.
+        salt: the flag name's UTF-8, hashed after the actor.
+        threshold: the percentage of actors times 65,536 (a bound on the 16-bit
+            score, exact), or None.
+        percentage_of_time: in [0, 1], or None.
+        by_actor, by_group, by_percentage_of_actors, by_percentage_of_time: the
+            ``(off, on)`` outcomes of that gate, indexed by its verdict (a bool).
+        boolean_on: the outcome when the boolean gate is set to on.
+        otherwise: the outcome when no gate decides (off, by the boolean gate when
+            it is set to off, else by no gate).
+    """
+
+    actors: Mapping[str, bool]
+    groups: Mapping[str, bool]
+    boolean: bool | None
+    salt: bytes
+    threshold: float | None
+    percentage_of_time: float | None
+    by_actor: tuple[_Outcome, _Outcome]
+    by_group: tuple[_Outcome, _Outcome]
+    by_percentage_of_actors: tuple[_Outcome, _Outcome]
+    by_percentage_of_time: tuple[_Outcome, _Outcome]
+    boolean_on: _Outcome
+    otherwise: _Outcome
+
+    @property
+    def constant(self) -> bool:
+        """True when only the boolean gate is set: the outcome is fixed."""
+        return (
+            not self.actors
+            and not self.groups
+            and self.threshold is None
+            and self.percentage_of_time is None
+        )
+
+    def decide(self, actor: str | None, groups: frozenset[str]) -> _Outcome:
+        """The outcome for ``actor`` in ``groups``, by the precedence of
+        `flags._rules` (actor, groups with deny winning, boolean, percentages)."""
+        if actor is not None and self.actors:
+            verdict = self.actors.get(actor)
+            if verdict is not None:
+                return self.by_actor[verdict]
+        gates = self.groups
+        if gates:
+            enabled = False
+            for group in groups:
+                verdict = gates.get(group)
+                if verdict is not None:
+                    if not verdict:
+                        return self.by_group[False]  # a deny in any group denies
+                    enabled = True
+            if enabled:
+                return self.by_group[True]
+        if self.boolean:
+            return self.boolean_on
+        threshold = self.threshold
+        if actor is not None and threshold is not None:
+            digest = _sha256(actor.encode() + self.salt).digest()  # encode(): UTF-8
+            return self.by_percentage_of_actors[(digest[0] << 8 | digest[1]) < threshold]
+        if self.percentage_of_time is not None:
+            return self.by_percentage_of_time[_random() < self.percentage_of_time]
+        return self.otherwise
 
 
 @attrs.frozen
@@ -162,12 +267,10 @@ class CompiledFlag:
     name: str
     type: str
     variants: Mapping[str, Any]
-    gates: Rules | tuple[bool, str]
+    gates: _Gates
     prereqs: tuple[tuple[str, frozenset[str] | None], ...]
-    off: Mapping[str, _Result]
     prereq_off: Mapping[str, _Result]
     rules: tuple[_Rule, ...]
-    fallthrough: Mapping[str, _Result | _Serve]
     constant: Evaluation | None
 
 
@@ -196,16 +299,14 @@ def _compile_serve(
     salt: str,
     fixed_reason: str,
     detail: str,
-) -> _Serve:
+) -> _Served:
     if "variant" in serve:
-        return _Serve(
-            (_variant_result(flag, kind, values, problems, serve["variant"], fixed_reason, detail),)
-        )
+        return _variant_result(flag, kind, values, problems, serve["variant"], fixed_reason, detail)
     arms = sorted((v, w) for v, w in serve["split"].items() if w > 0)
-    return _Serve(
+    return _Split(
+        split_salt(flag, salt),
+        tuple(split_arm(v, w) for v, w in arms),
         tuple(_variant_result(flag, kind, values, problems, v, SPLIT, detail) for v, _ in arms),
-        split_prefix(flag, salt),
-        tuple((v.encode("utf-8"), float(w)) for v, w in arms),
     )
 
 
@@ -282,10 +383,6 @@ def compile_flag(
     if kind == "boolean" and not values and not problems and not bad_type:
         values = dict(BOOLEAN_VARIANTS)
     implicit = values == BOOLEAN_VARIANTS and kind == "boolean"
-    gate_rules = Rules(name=name, actors=actors, groups=groups, **gates)
-    compiled_gates: Rules | tuple[bool, str] = (
-        gate_rules if gate_rules.simplify() is gate_rules else gate_rules.explain(None, ())
-    )
 
     off_variant = entries.get((name, "off_variant"))
     if off_variant is None and implicit:
@@ -312,7 +409,7 @@ def compile_flag(
                     rule_id,
                     position if type(position) is str else "",
                     (),
-                    _Serve((f"rule {rule_id}: malformed: {exc}",)),
+                    f"rule {rule_id}: malformed: {exc}",
                 )
             )
             continue
@@ -325,7 +422,7 @@ def compile_flag(
         rules.append(_Rule(rule_id, rule["position"], predicates, serve))
     rules.sort(key=lambda r: (r.position, r.id))
 
-    fallthrough: dict[str, _Result | _Serve] = {}
+    fallthrough: dict[str, _Result | _Split] = {}
     raw_fallthrough = entries.get((name, "fallthrough"))
     for gate in _ON_GATES:
         if raw_fallthrough is not None:
@@ -343,10 +440,26 @@ def compile_flag(
         else:
             fallthrough[gate] = None
 
+    ons = {gate: _Outcome(True, gate, DEFAULT, fallthrough[gate]) for gate in _ON_GATES}
+    offs = {gate: _Outcome(False, gate, DISABLED, off[gate]) for gate in _OFF_GATES}
+    ratio = gates.get("percentage_of_actors")
+    compiled_gates = _Gates(
+        actors=actors,
+        groups=groups,
+        boolean=gates.get("boolean"),
+        salt=name.encode("utf-8"),
+        threshold=None if ratio is None else ratio * 65536,
+        percentage_of_time=gates.get("percentage_of_time"),
+        by_actor=(offs[ACTOR], ons[ACTOR]),
+        by_group=(offs[GROUP], ons[GROUP]),
+        by_percentage_of_actors=(offs[PERCENTAGE_OF_ACTORS], ons[PERCENTAGE_OF_ACTORS]),
+        by_percentage_of_time=(offs[PERCENTAGE_OF_TIME], ons[PERCENTAGE_OF_TIME]),
+        boolean_on=ons[BOOLEAN],
+        otherwise=offs[BOOLEAN if "boolean" in gates else NO_GATE],
+    )
     constant = None
-    if not prereqs and not rules and type(compiled_gates) is tuple:
-        on, why = compiled_gates
-        result = fallthrough[why] if on else off[why]
+    if not prereqs and not rules and compiled_gates.constant:
+        result = compiled_gates.decide(None, frozenset()).result
         if isinstance(result, Evaluation):
             constant = result
     return CompiledFlag(
@@ -355,10 +468,8 @@ def compile_flag(
         variants=values,
         gates=compiled_gates,
         prereqs=tuple(prereqs),
-        off=off,
         prereq_off=prereq_off,
         rules=tuple(rules),
-        fallthrough=fallthrough,
         constant=constant,
     )
 
@@ -385,26 +496,10 @@ def evaluate(
         The `Evaluation`. Never raises (a failure is reason ERROR, detail the
         exception) and takes no lock.
     """
-    constant = flag.constant
-    if constant is not None:
-        return constant
     try:
-        return _evaluate(flag, context, default, flags, (flag.name,))
+        return _evaluate(flag, context, default, flags, ())
     except Exception as exc:  # a bug, or an attributes Mapping that raised
         return Evaluation(default, None, ERROR, f"{type(exc).__name__}: {_short(exc)}")
-
-
-def _resolve(
-    result: _Result | _Serve, default: Any, reason: str, detail: str, actor: str | None
-) -> Evaluation:
-    if isinstance(result, _Serve):
-        arms = result.arms
-        result = result.results[choose(actor, result.prefix, arms) if arms else 0]
-    if isinstance(result, Evaluation):
-        return result
-    if result is None:
-        return Evaluation(default, None, reason, detail)
-    return Evaluation(default, None, ERROR, result)
 
 
 def _evaluate(
@@ -414,7 +509,39 @@ def _evaluate(
     flags: Mapping[str, CompiledFlag],
     chain: tuple[str, ...],
 ) -> Evaluation:
+    # `evaluate`, for a flag reached through the prerequisites of those in ``chain``.
+    constant = flag.constant
+    if constant is not None:
+        return constant
+    if flag.prereqs:
+        unmet = _prerequisites(flag, context, default, flags, (*chain, flag.name))
+        if unmet is not None:
+            return unmet
     actor = context.actor
+    outcome = flag.gates.decide(actor, context.groups)
+    if outcome.on and flag.rules:
+        groups, attributes = context.groups, context.attributes
+        for rule in flag.rules:
+            for holds in rule.predicates:
+                if not holds(actor, groups, attributes):
+                    break
+            else:
+                return _resolve(rule.serve, default, TARGETING_MATCH, rule.id, actor)
+    result = outcome.result
+    if type(result) is Evaluation:  # the usual case, prebuilt
+        return result
+    return _resolve(result, default, outcome.reason, outcome.why, actor)
+
+
+def _prerequisites(
+    flag: CompiledFlag,
+    context: Context,
+    default: Any,
+    flags: Mapping[str, CompiledFlag],
+    chain: tuple[str, ...],
+) -> Evaluation | None:
+    # Row 1 of the table: the answer when a prerequisite is unmet or errs, else None.
+    # ``chain`` ends with ``flag``'s name.
     for other, allowed in flag.prereqs:
         if allowed is None:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: malformed entry")
@@ -426,29 +553,27 @@ def _evaluate(
         target = flags.get(other)
         if target is None:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: unknown flag")
-        got = target.constant or _evaluate(target, context, None, flags, (*chain, other))
+        got = _evaluate(target, context, None, flags, chain)
         if got.reason == ERROR:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: {got.detail}")
         if got.variant not in allowed:
             return _resolve(
-                flag.prereq_off[other], default, DISABLED, f"prerequisite {other}", actor
+                flag.prereq_off[other], default, DISABLED, f"prerequisite {other}", context.actor
             )
-    gates = flag.gates
-    if isinstance(gates, tuple):
-        on, why = gates
-    else:
-        on, why = gates.explain(actor, context.groups)
-    if not on:
-        return _resolve(flag.off[why], default, DISABLED, why, actor)
-    if flag.rules:
-        groups, attributes = context.groups, context.attributes
-        for rule in flag.rules:
-            for holds in rule.predicates:
-                if not holds(actor, groups, attributes):
-                    break
-            else:
-                return _resolve(rule.serve, default, TARGETING_MATCH, rule.id, actor)
-    return _resolve(flag.fallthrough[why], default, DEFAULT, why, actor)
+    return None
+
+
+def _resolve(
+    result: _Result | _Split, default: Any, reason: str, detail: str, actor: str | None
+) -> Evaluation:
+    # The answer of a compiled serve or off state (see `_Result`).
+    if isinstance(result, _Split):
+        result = result.results[choose(actor, result.salt, result.arms)]
+    if isinstance(result, Evaluation):
+        return result
+    if result is None:
+        return Evaluation(default, None, reason, detail)
+    return Evaluation(default, None, ERROR, result)
 
 
 def prerequisite_cycle(

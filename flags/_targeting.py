@@ -172,68 +172,67 @@ def _never(actor: str | None, groups: frozenset[str], attributes: Mapping[str, A
     return False
 
 
-def _reader(attribute: str) -> Callable[[str | None, Mapping[str, Any]], Any]:
+def _set_condition(attribute: str, values: Sequence[Any], wanted: bool) -> Predicate:
+    """An ``in`` (``wanted`` True) or ``not_in`` condition, the commonest: read and
+    tested in one call. The str, number and bool values are kept apart (Python has
+    True == 1, the conditions do not); the actor, a targeting key, is a str."""
+    strs = frozenset(v for v in values if type(v) is str)
+    nums = frozenset(v for v in values if _is_number(v))
+    bools = frozenset(v for v in values if type(v) is bool)
+    if attribute == "groups":
+        if wanted:
+            return lambda actor, groups, attributes: not strs.isdisjoint(groups)
+        return lambda actor, groups, attributes: strs.isdisjoint(groups)
     if attribute == "actor":
-        return lambda actor, attributes: actor
-    get = Mapping.get
-    return lambda actor, attributes: get(attributes, attribute)
+        return lambda actor, groups, attributes: type(actor) is str and (actor in strs) is wanted
+
+    def member(actor: str | None, groups: frozenset[str], attributes: Mapping[str, Any]) -> bool:
+        v = attributes.get(attribute)
+        t = type(v)
+        if t is str:
+            return (v in strs) is wanted
+        if t is int or t is float:
+            return (v in nums) is wanted
+        return t is bool and (v in bools) is wanted  # None, or another type: False
+
+    return member
+
+
+_NUMBER_TYPES = (int, float)  # for ``type(v) in _NUMBER_TYPES``: bool is neither
 
 
 def _test_of(op: str, values: Sequence[Any]) -> Callable[[Any], bool]:
-    """A test of one (non-None) attribute value, for ``op`` over ``values``."""
-    if op in SET_OPS:
-        strs = frozenset(v for v in values if type(v) is str)
-        nums = frozenset(v for v in values if _is_number(v))
-        bools = frozenset(v for v in values if type(v) is bool)
+    """A test of one (non-None) attribute value, for ``op`` (not in / not_in: see
+    `_set_condition`) over ``values``.
 
-        def is_in(v: Any) -> bool:
-            t = type(v)
-            if t is str:
-                return v in strs
-            if t is int or t is float:
-                return v in nums
-            return t is bool and v in bools
-
-        if op == "in":
-            return is_in
-
-        def not_in(v: Any) -> bool:
-            t = type(v)
-            return (t is str or t is int or t is float or t is bool) and not is_in(v)
-
-        return not_in
+    Each test is one Python function that calls no other (but the cached
+    `semver_key` and `instant`): a condition costs two calls, its own and its test's.
+    """
     if op in NUMBER_OPS:
         numbers = [v for v in values if _is_number(v)]
         if not numbers:
             return lambda v: False
         low, high = min(numbers), max(numbers)
-        compare: Callable[[Any], bool] = {
-            "lt": lambda v: v < high,
-            "lte": lambda v: v <= high,
-            "gt": lambda v: v > low,
-            "gte": lambda v: v >= low,
+        number = _NUMBER_TYPES
+        return {
+            "lt": lambda v: type(v) in number and v < high,
+            "lte": lambda v: type(v) in number and v <= high,
+            "gt": lambda v: type(v) in number and v > low,
+            "gte": lambda v: type(v) in number and v >= low,
         }[op]
-        return lambda v: (type(v) is int or type(v) is float) and compare(v)
     if op in SEMVER_OPS:
         keys = [k for k in (semver_key(v) for v in values if type(v) is str) if k is not None]
         if not keys:
             return lambda v: False
         lowest, highest, exact = min(keys), max(keys), frozenset(keys)
-        holds: Callable[[SemverKey], bool] = {
-            "semver_lt": lambda k: k < highest,
-            "semver_lte": lambda k: k <= highest,
-            "semver_eq": lambda k: k in exact,
-            "semver_gte": lambda k: k >= lowest,
-            "semver_gt": lambda k: k > lowest,
+        key = semver_key  # None for a malformed version, which never matches
+        return {
+            "semver_lt": lambda v: type(v) is str and (k := key(v)) is not None and k < highest,
+            "semver_lte": lambda v: type(v) is str and (k := key(v)) is not None and k <= highest,
+            "semver_eq": lambda v: type(v) is str and key(v) in exact,
+            "semver_gte": lambda v: type(v) is str and (k := key(v)) is not None and k >= lowest,
+            "semver_gt": lambda v: type(v) is str and (k := key(v)) is not None and k > lowest,
         }[op]
-
-        def semver(v: Any) -> bool:
-            if type(v) is not str:
-                return False
-            key = semver_key(v)
-            return key is not None and holds(key)
-
-        return semver
     if op in STRING_OPS:
         texts = tuple(v for v in values if type(v) is str)
         if op == "starts_with":
@@ -247,19 +246,9 @@ def _test_of(op: str, values: Sequence[Any]) -> Callable[[Any], bool]:
             return lambda v: False
         if op == "before":
             latest = max(moments)
-
-            def before(v: Any) -> bool:
-                moment = instant(v)
-                return moment is not None and moment < latest
-
-            return before
+            return lambda v: (moment := instant(v)) is not None and moment < latest
         earliest = min(moments)
-
-        def after(v: Any) -> bool:
-            moment = instant(v)
-            return moment is not None and moment > earliest
-
-        return after
+        return lambda v: (moment := instant(v)) is not None and moment > earliest
     return lambda v: False
 
 
@@ -272,23 +261,16 @@ def compile_condition(condition: Mapping[str, Any]) -> Predicate:
         instant strings of the context. A condition of an unknown op never holds.
     """
     attribute, op, values = condition["attribute"], condition["op"], condition["values"]
+    if op in SET_OPS:
+        return _set_condition(attribute, values, op == "in")
     test = _test_of(op, values)
     if attribute == "groups":
-        if op == "not_in":
-            members = frozenset(v for v in values if type(v) is str)
-            return lambda actor, groups, attributes: members.isdisjoint(groups)
-        if op == "in":
-            members = frozenset(v for v in values if type(v) is str)
-            return lambda actor, groups, attributes: not members.isdisjoint(groups)
         return lambda actor, groups, attributes: any(test(g) for g in groups)
     if attribute == "actor":
         return lambda actor, groups, attributes: actor is not None and test(actor)
-    get = dict.get
 
     def holds(actor: str | None, groups: frozenset[str], attributes: Mapping[str, Any]) -> bool:
-        value = (
-            get(attributes, attribute) if type(attributes) is dict else attributes.get(attribute)
-        )
+        value = attributes.get(attribute)
         return value is not None and test(value)
 
     return holds

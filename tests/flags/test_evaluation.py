@@ -1,6 +1,8 @@
 """The evaluation precedence (flags._evaluation) against a reference model."""
 
+import contextlib
 import itertools
+from collections.abc import Iterator
 from typing import Any
 from unittest import mock
 
@@ -17,7 +19,7 @@ from flags._evaluation import (
     prerequisite_cycle,
 )
 from flags._rules import Rules, actor_score
-from flags._variants import hrw_score, split_prefix
+from flags._variants import hrw_score, split_salt
 from hlc import Timestamp
 
 ACTORS = st.sampled_from(["ann", "bob", "cy"])
@@ -146,8 +148,8 @@ def ref_serve(
         arms = sorted(v for v, w in serve["split"].items() if w > 0)
         actor = ctx.actor
         assert actor is not None
-        prefix = split_prefix("f", salt)
-        variant = min(arms, key=lambda v: (-hrw_score(actor, prefix, v, serve["split"][v]), v))
+        salt_bytes = split_salt("f", salt)
+        variant = min(arms, key=lambda v: (-hrw_score(actor, salt_bytes, v, serve["split"][v]), v))
         reason = "SPLIT"
     value = entries.get(("f", "variant", variant))
     if type(value) is not str:
@@ -206,6 +208,16 @@ def same(got: Evaluation, want: Evaluation) -> bool:
     return got == want
 
 
+@contextlib.contextmanager
+def fixed_random() -> Iterator[None]:
+    """The percentage-of-time gate's draws, in flags._rules and flags._evaluation: 0.5."""
+    with (
+        mock.patch("flags._rules._random", return_value=0.5),
+        mock.patch("flags._evaluation._random", return_value=0.5),
+    ):
+        yield
+
+
 @given(
     entries=typed_flags(),
     p=gate_entries("p"),
@@ -218,7 +230,7 @@ def test_evaluation_follows_the_precedence_table(
     segments = compile_segments(SEGMENTS)
     flags = {n: compile_flag(n, e, segments) for n, e in (("p", p), ("q", q))}
     flag = compile_flag("f", entries, segments)
-    with mock.patch("flags._rules._random", return_value=0.5):
+    with fixed_random():
         got = evaluate(flag, ctx, "dflt", flags)
     assert same(got, reference(entries, {"p": p, "q": q}, ctx, "dflt"))
 
@@ -235,7 +247,7 @@ def test_a_boolean_flag_evaluates_as_the_gates_do_today(
         percentage_of_actors=entries.get(("f", "percentage_of_actors")),
         percentage_of_time=entries.get(("f", "percentage_of_time")),
     )
-    with mock.patch("flags._rules._random", return_value=0.5):
+    with fixed_random():
         got = evaluate(compile_flag("f", entries), ctx, None)
         enabled, why = rules.explain(ctx.actor, ctx.groups)
         assert rules.enabled(ctx.actor, ctx.groups) is enabled
