@@ -162,6 +162,8 @@ class ClusterHistory:
         return now, at.isoformat(timespec="milliseconds")
 
     def map_changed(self, keys: frozenset[Any]) -> None:
+        """Record one propagation time for a change of ``keys`` (map keys) made on
+        another node: now minus the newest key's HLC wall time, in ms."""
         latest: tuple[Timestamp, Any] | None = None
         for key in keys:
             ts = self._timestamp(key)
@@ -175,6 +177,8 @@ class ClusterHistory:
         self.propagation.append({"at": at, "flag": flag, "ms": round(now * 1000 - ts.wall_ms, 1)})
 
     def member_event(self, event: MemberEvent) -> None:
+        """Record an up, down or restarted ``event`` (``"services"`` events are not
+        kept)."""
         if event.kind == "services":
             return
         _, at = self._now()
@@ -183,4 +187,6 @@ class ClusterHistory:
         )
 
     def view(self) -> dict[str, list[dict[str, Any]]]:
+        """``{"propagation": [...], "member_events": [...]}``, newest last (see the
+        class notes for each entry's keys)."""
         return {"propagation": list(self.propagation), "member_events": list(self.member_events)}

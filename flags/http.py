@@ -107,6 +107,21 @@ def _error(status: int, message: str, **more: Any) -> JSONResponse:
 REPLICATED_TIMEOUT_S = 2.0
 
 
+def check_tokens(token: str, viewer_token: str | None) -> None:
+    """Check the admin token and the optional viewer token (`create_app` and
+    `flags.ui.create_ui` take both).
+
+    Raises:
+        ValueError: ``token`` is empty, or ``viewer_token`` is empty or equal to it.
+    """
+    if not token:
+        raise ValueError("the admin token must not be empty")
+    if viewer_token is not None and (
+        not viewer_token or hmac.compare_digest(viewer_token.encode(), token.encode())
+    ):
+        raise ValueError("the viewer token must be non-empty and differ from the admin token")
+
+
 def create_app(
     store: FlagStore,
     *,
@@ -151,10 +166,7 @@ def create_app(
     Raises:
         ValueError: ``token`` is empty, or ``viewer_token`` is empty or the same.
     """
-    if not token:
-        raise ValueError("the admin token must not be empty")
-    if viewer_token is not None and (not viewer_token or viewer_token == token):
-        raise ValueError("the viewer token must be non-empty and differ from the admin token")
+    check_tokens(token, viewer_token)
     expected = token.encode()
     readers = [expected, *([viewer_token.encode()] if viewer_token else [])]
 

@@ -50,6 +50,7 @@ from .._client import FlagClient
 from .._events import FlagEvents
 from .._schema import MAX_NAME_CHARS, valid_name
 from .._store import FlagStore
+from ..http import check_tokens
 from . import _charts, _views
 from ._security import (
     Refused,
@@ -127,12 +128,7 @@ def create_ui(
         ValueError: an empty token, a viewer token equal to it, an unknown mode or
             banner colour, or a session age under one second.
     """
-    if not token:
-        raise ValueError("the admin token must not be empty")
-    if viewer_token is not None and (
-        not viewer_token or hmac.compare_digest(viewer_token.encode(), token.encode())
-    ):
-        raise ValueError("the viewer token must be non-empty and differ from the admin token")
+    check_tokens(token, viewer_token)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r:.60}")
     if banner_colour not in BANNER_COLOURS:

@@ -118,6 +118,16 @@ def test_a_dead_accuser_is_expelled_and_tombstones_are_collected(sim_run: Any) -
     _check_collected(outcome, ["n1", "n2"])
 
 
+async def _n0_dies_and_n2_restarts(sim: Simulation) -> None:
+    """Three nodes; n0 dies for good, and n2 restarts 4 s later (within n0's horizon)."""
+    await sim.start("n0", "n1", "n2")
+    await sim.run_for(5)
+    sim.crash("n0")
+    await sim.run_for(4)
+    sim.crash("n2")
+    await sim.start("n2", ready=False)
+
+
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
@@ -130,12 +140,7 @@ def test_a_dead_member_is_expelled_when_another_restarted_meanwhile(sim_run: Any
         async with Simulation(
             seed=1, sync_interval_s=1.0, tombstone_horizon_s=HORIZON_S, max_offset_ms=500
         ) as sim:
-            await sim.start("n0", "n1", "n2")
-            await sim.run_for(5)
-            sim.crash("n0")
-            await sim.run_for(4)
-            sim.crash("n2")
-            await sim.start("n2", ready=False)
+            await _n0_dies_and_n2_restarts(sim)
             return await _write_delete_wait(sim, ["n1", "n2"], minutes=10)
 
     _check_collected(sim_run(main), ["n1", "n2"])
@@ -153,12 +158,7 @@ def test_a_new_node_joins_after_one_died_and_another_restarted(sim_run: Any) -> 
         async with Simulation(
             seed=1, sync_interval_s=1.0, tombstone_horizon_s=HORIZON_S, max_offset_ms=500
         ) as sim:
-            await sim.start("n0", "n1", "n2")
-            await sim.run_for(5)
-            sim.crash("n0")
-            await sim.run_for(4)
-            sim.crash("n2")
-            await sim.start("n2", ready=False)
+            await _n0_dies_and_n2_restarts(sim)
             await sim.run_for(120)
             await sim.start("n3", ready=False)
             await sim.run_for(300)
