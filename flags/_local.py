@@ -31,6 +31,7 @@ class LocalMap:
         self, node_id: str = "local", *, wall_ms: Callable[[], int] = system_wall_ms
     ) -> None:
         self.node_id = node_id
+        self._wall_ms = wall_ms
         self._clock = HLC(node_id, wall_ms=wall_ms)
         self._state = LWWMap()
         self._subscribers: list[Subscriber] = []
@@ -52,6 +53,11 @@ class LocalMap:
 
     def timestamp(self, key: Key) -> Timestamp | None:
         return self._state.timestamp(key)
+
+    def wall_ms(self) -> int:
+        """The time in ms, as `transport.ReplicatedMap.wall_ms` tells it: the greater
+        of the wall clock and the newest timestamp this map's clock has seen."""
+        return max(self._wall_ms(), self._clock.last.wall_ms)
 
     def set(self, key: Key, value: Any) -> None:
         self._notify(self._state.merge(LWWMap().set(key, value, self._clock.now())))

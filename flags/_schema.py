@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import attrs
@@ -37,6 +37,26 @@ class Flag:
         default: the default this store was given for the flag, if any (a bool, or
             a `Flag` whose gates decide); it applies only while the cluster holds no
             gate for it.
+        type: the value type, one of ``"boolean"``, ``"string"``, ``"integer"``,
+            ``"float"`` and ``"object"`` (OpenFeature's five).
+        variants: ``{variant: value}``, each value of ``type`` (an ``"object"``
+            value is a JSON object). A boolean flag with none has the implicit
+            variants ``"true"`` and ``"false"``.
+        off_variant: the variant served when the gates say off, or None.
+        fallthrough: what is served when the gates say on and no rule matches:
+            ``{"variant": v}`` or ``{"split": {v: weight}}``, or None.
+        rules: ``{rule_id: rule}``, each ``{"position": str, "conditions": [...],
+            "segments": [...], "serve": {...}}``; evaluated in ``(position,
+            rule_id)`` order (`flags.rules_in_order`).
+        prerequisites: ``{other_flag: [variant, ...]}``: ``other_flag``, evaluated
+            for the same context, must serve one of these variants.
+        schedules: ``{schedule_id: {"at_ms": int, "set": [[kind, *key, value],
+            ...], "delete": [[kind, *key], ...]}}``: changes to this flag that take
+            effect at ``at_ms`` (HLC wall ms).
+
+    The fields after ``default`` describe typed flags; a flag that sets none of them
+    is the boolean flag of the gates alone. How they evaluate is in
+    `FlagStore.evaluate`.
     """
 
     name: str
@@ -49,6 +69,13 @@ class Flag:
     owner: str | None = None
     expires: str | None = None
     default: bool | Flag | None = None
+    type: str = "boolean"
+    variants: Mapping[str, Any] = attrs.field(factory=dict)
+    off_variant: str | None = None
+    fallthrough: Mapping[str, Any] | None = None
+    rules: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    prerequisites: Mapping[str, Sequence[str]] = attrs.field(factory=dict)
+    schedules: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
 
     @property
     def has_gates(self) -> bool:
@@ -59,6 +86,20 @@ class Flag:
             or bool(self.groups)
             or self.percentage_of_actors is not None
             or self.percentage_of_time is not None
+        )
+
+    @property
+    def typed(self) -> bool:
+        """True when any field of typed flags is set: a type other than boolean,
+        variants, an off variant, a fallthrough, rules, prerequisites or schedules."""
+        return (
+            self.type != "boolean"
+            or bool(self.variants)
+            or self.off_variant is not None
+            or self.fallthrough is not None
+            or bool(self.rules)
+            or bool(self.prerequisites)
+            or bool(self.schedules)
         )
 
 
@@ -188,4 +229,82 @@ def check_flag(flag: Flag) -> Flag:
             raise FlagFormatError(
                 "/expires", f"a date as YYYY-MM-DD, not {_short(flag.expires)}"
             ) from None
+    fields.update(_check_typed(flag))
     return attrs.evolve(flag, default=None, **fields)
+
+
+def _check_typed(flag: Flag) -> dict[str, Any]:
+    """Check the fields of typed flags (see `Flag`); return them in canonical form."""
+    # Imported here: these modules import this one.
+    from ._entries import _check_schedule
+    from ._targeting import check_rule, check_serve
+    from ._variants import TYPES, coerce_value
+
+    kind = flag.type
+    if kind not in TYPES:
+        raise FlagFormatError("/type", f"one of {', '.join(TYPES)}, not {_short(kind)}")
+    if not isinstance(flag.variants, Mapping):
+        raise FlagFormatError("/variants", "an object of {variant: value}")
+    variants = {}
+    for variant, value in flag.variants.items():
+        at = "/variants" + pointer_part(variant)
+        if not valid_name(variant):
+            raise FlagFormatError(at, f"not a variant name: {_short(variant)}")
+        ok, served = coerce_value(kind, value)
+        if not ok:
+            raise FlagFormatError(at, f"a {kind} flag's variant is a {kind}, not {_short(value)}")
+        variants[variant] = served
+    if flag.off_variant is not None and not valid_name(flag.off_variant):
+        raise FlagFormatError("/off_variant", f"not a variant name: {_short(flag.off_variant)}")
+    fallthrough = None
+    if flag.fallthrough is not None:
+        fallthrough = check_serve(flag.fallthrough, "/fallthrough")
+    if not isinstance(flag.rules, Mapping):
+        raise FlagFormatError("/rules", "an object of {rule_id: rule}")
+    rules = {}
+    for rule_id, rule in flag.rules.items():
+        at = "/rules" + pointer_part(rule_id)
+        if not valid_name(rule_id):
+            raise FlagFormatError(at, f"not a rule id: {_short(rule_id)}")
+        try:
+            rules[rule_id] = check_rule(rule)
+        except FlagFormatError as exc:
+            raise FlagFormatError(at + exc.pointer, exc.message) from None
+    if not isinstance(flag.prerequisites, Mapping):
+        raise FlagFormatError("/prerequisites", "an object of {flag: [variant, ...]}")
+    prerequisites = {}
+    for other, wanted in flag.prerequisites.items():
+        at = "/prerequisites" + pointer_part(other)
+        if not valid_name(other):
+            raise FlagFormatError(at, f"not a flag name: {_short(other)}")
+        if other == flag.name:
+            raise FlagFormatError(at, f"flag {other} cannot require itself")
+        if not isinstance(wanted, list | tuple) or not wanted:
+            raise FlagFormatError(at, "a non-empty list of variant names")
+        for index, variant in enumerate(wanted):
+            if not valid_name(variant):
+                raise FlagFormatError(f"{at}/{index}", f"not a variant name: {_short(variant)}")
+        prerequisites[other] = sorted(set(wanted))
+    if not isinstance(flag.schedules, Mapping):
+        raise FlagFormatError("/schedules", "an object of {schedule_id: schedule}")
+    schedules = {}
+    for sched_id, schedule in flag.schedules.items():
+        at = "/schedules" + pointer_part(sched_id)
+        if not valid_name(sched_id):
+            raise FlagFormatError(at, f"not a schedule id: {_short(sched_id)}")
+        try:
+            _check_schedule(flag.name, schedule)
+        except FlagFormatError as exc:
+            raise FlagFormatError(at + exc.pointer, exc.message) from None
+        schedules[sched_id] = {
+            "at_ms": schedule["at_ms"],
+            "set": [list(w) for w in schedule.get("set", [])],
+            "delete": [list(w) for w in schedule.get("delete", [])],
+        }
+    return {
+        "variants": variants,
+        "fallthrough": fallthrough,
+        "rules": rules,
+        "prerequisites": prerequisites,
+        "schedules": schedules,
+    }

@@ -6,16 +6,37 @@ import datetime
 import heapq
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import attrs
 import cbor2
+import trio
 
-from hlc import Timestamp
+from hlc import MAX_WALL_MS, Timestamp, system_wall_ms
 
+from ._entries import (
+    CLUSTER,
+    FLAG_KINDS,
+    RULE_KINDS,
+    entry_problem,
+    flag_entries,
+    flag_of_entries,
+    rules_in_order,
+)
+from ._evaluation import (
+    ERROR,
+    CompiledFlag,
+    Context,
+    Evaluation,
+    compile_flag,
+    compile_segments,
+    evaluate,
+    prerequisite_cycle,
+)
 from ._export import ImportPlan, check_unique, plan_import
 from ._rules import DEFAULT, NO_GATE, Rules
+from ._schedule import DELETED, effective_entries, scheduled_writes
 from ._schema import (
     GATE_KINDS,
     MAX_NAME_CHARS,
@@ -25,11 +46,15 @@ from ._schema import (
     FlagFormatError,
     _check_name,
     _check_ratio,
+    _check_typed,
     _short,
     check_flag,
     is_text,
+    pointer_part,
     valid_name,
 )
+from ._targeting import check_segment
+from ._variants import position_between
 
 log = logging.getLogger("chorus.flags")
 
@@ -122,60 +147,14 @@ _ABSENT: Any = object()  # map.get's default: tells a deleted key from a None va
 _SINGLE_GATES = ("boolean", "percentage_of_actors", "percentage_of_time")
 
 
-def _is_name(value: object) -> bool:
-    return type(value) is str and 0 < len(value) <= MAX_NAME_CHARS
-
-
-def _is_ratio(value: object) -> bool:
-    # int or float, not bool (True is not 100%); compared before any float(): an
-    # int of 400 digits must not overflow, and NaN fails both comparisons.
-    return type(value) in (int, float) and 0 <= value <= 1  # type: ignore[operator]
-
-
-def _entry_problem(key: object, value: object) -> str | None:
-    """Why ``(key, value)`` is not a flag entry this store knows, or None when it is.
-
-    The shapes it knows are those its writers make: ``(flag, "boolean")`` and
-    ``(flag, "actor"|"group", id)`` to a bool, ``(flag, "percentage_of_actors"|
-    "percentage_of_time")`` to a number in [0, 1], ``(flag, "meta", field)`` to a str
-    and ``(flag, "audit", stamp)`` to a dict. Names and ids are non-empty str of at
-    most `MAX_NAME_CHARS` chars. Pure and total: it never raises.
-    """
-    if type(key) is not tuple or len(key) < 2:
-        return "not a (flag, kind, ...) tuple"
-    name, kind = key[0], key[1]
-    if not _is_name(name):
-        return f"the flag name is not a non-empty str of at most {MAX_NAME_CHARS} chars"
-    if kind == "boolean" or kind == "percentage_of_actors" or kind == "percentage_of_time":
-        if len(key) != 2:
-            return f"{kind} keys have 2 parts, not {len(key)}"
-        if kind == "boolean":
-            return (
-                None if type(value) is bool else f"boolean gate value {_short(value)} is not a bool"
-            )
-        return (
-            None if _is_ratio(value) else f"{kind} value {_short(value)} is not a number in [0, 1]"
-        )
-    if kind == "actor" or kind == "group":
-        if len(key) != 3 or not _is_name(key[2]):
-            return f"{kind} keys are (flag, {kind!r}, id), id a non-empty str"
-        return None if type(value) is bool else f"{kind} gate value {_short(value)} is not a bool"
-    if kind == "meta":
-        if len(key) != 3 or key[2] not in META_FIELDS:
-            return f"meta keys are (flag, 'meta', field), field one of {META_FIELDS}"
-        if type(value) is not str or len(value) > MAX_TEXT_CHARS:
-            return f"metadata value {_short(value)} is not a str of at most {MAX_TEXT_CHARS} chars"
-        if key[2] == "expires":
-            try:
-                datetime.date.fromisoformat(value)
-            except ValueError:
-                return f"expires {_short(value)} is not an ISO date"
-        return None
-    if kind == "audit":
-        if len(key) != 3 or type(key[2]) is not str:
-            return "audit keys are (flag, 'audit', timestamp), timestamp a str"
-        return None if type(value) is dict else f"audit record {_short(value)} is not a dict"
-    return f"unknown kind {_short(kind)}"
+#: Why an entry is not one the store knows (`flags._entries.entry_problem`); a module
+#: global so that tests can swap it.
+_entry_problem = entry_problem
+#: The kinds of entry that make a flag more than the boolean flag of its gates.
+_TYPED_KINDS = frozenset(("type", "variant", "off_variant", "fallthrough", "rule", "prereq"))
+#: The longest wait, in seconds, between two looks at the schedules: a clock that
+#: steps forward is noticed within it.
+_SCHEDULE_POLL_S = 60.0
 
 
 def _key_repr(key: object) -> str:
@@ -244,14 +223,20 @@ class FlagStore:
 
     __slots__ = (
         "_audit_retention",
+        "_closed",
+        "_compiled",
         "_defaults",
+        "_due",
         "_evaluations",
         "_keys",
         "_map",
+        "_segments",
         "_snapshot",
         "_subscribers",
         "_unknown_evaluations",
         "_unsubscribe",
+        "_wake",
+        "_wall_ms",
         "ignored_entries",
     )
 
@@ -262,6 +247,7 @@ class FlagStore:
         *,
         audit_retention: int = 100,
         count_evaluations: bool = False,
+        wall_ms: Callable[[], int] | None = None,
     ) -> None:
         if not callable(getattr(flags, "timestamp", None)):
             raise TypeError(
@@ -271,24 +257,30 @@ class FlagStore:
             )
         self._map = flags
         self._defaults: dict[str, bool | Flag] = {}
-        snapshot: dict[str, bool | Rules] = {}
         for name, value in (defaults or {}).items():
             _check_name(name, "flag name")
             if isinstance(value, Flag):
                 if value.name != name:
                     raise ValueError(f"the default of {name!r} is a Flag named {value.name!r}")
                 value = check_flag(value)
-                snapshot[name] = _rules_of(value)
-            elif type(value) is bool:
-                snapshot[name] = value
-            else:
+            elif type(value) is not bool:
                 raise ValueError(
                     f"the default of {name!r} must be a bool or a Flag, got {value!r:.60}"
                 )
             self._defaults[name] = value
         self._audit_retention = audit_retention
         self._keys: dict[str, set[tuple[Any, ...]]] = {}  # flag -> its keys in the map
-        self._snapshot = snapshot  # flag -> its rules: True, False or a Rules
+        # flag -> what `enabled` reads: True, False, a Rules, or a _Typed (typed flags)
+        self._snapshot: dict[str, bool | Rules | _Typed] = {}
+        self._compiled: dict[str, CompiledFlag] = {}  # flag -> what `evaluate` reads
+        self._segments: dict[str, Any] = {}  # segment -> its compiled conditions
+        # flag -> the ids of its schedules that were due when it was last compiled
+        self._due: dict[str, frozenset[str]] = {}
+        self._wall_ms = cast(
+            Callable[[], int], wall_ms or getattr(flags, "wall_ms", system_wall_ms)
+        )
+        self._wake: trio.Event | None = None  # set to look at the schedules again
+        self._closed = False
         self._subscribers: list[FlagSubscriber] = []
         self.ignored_entries = 0
         # flag -> an itertools.count, made when the flag first appears (on the write
@@ -298,8 +290,13 @@ class FlagStore:
         if count_evaluations:
             self._evaluations = {name: itertools.count() for name in self._defaults}
             self.__class__ = _CountingFlagStore  # the same store; its checks count
+        for name in self._defaults:
+            self._recompile(name, self._snapshot, self._compiled)
         self._on_change(frozenset(key for key, _ in list(flags.items())))
         self._unsubscribe = flags.subscribe(self._on_change)
+        start_soon = getattr(flags, "start_soon", None)
+        if start_soon is not None:  # a ReplicatedMap: its node runs the schedules' timer
+            start_soon(self._follow_schedules)
 
     # -- the read path -------------------------------------------------------------
 
@@ -367,6 +364,67 @@ class FlagStore:
         """True when the flag has gates in the cluster or a default here."""
         return name in self._snapshot
 
+    def evaluate(
+        self,
+        name: str,
+        default: Any,
+        *,
+        actor: str | None = None,
+        groups: Iterable[str] = (),
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Evaluation:
+        """Evaluate a flag of any type for a context: the value served, its variant
+        and why.
+
+        The precedence, first row that decides: prerequisites (unmet: the off
+        variant, DISABLED); the gates (off: the off variant, DISABLED); the rules in
+        order (TARGETING_MATCH, or SPLIT for a split); the fallthrough (DEFAULT or
+        SPLIT). The full table is in the README ("Typed flags"). A split serves
+        each actor the same variant on every node, and raising a variant's weight
+        only moves actors into it (weighted rendezvous hashing over SHA-256).
+
+        Args:
+            name: the flag.
+            default: served when the flag is unknown, on an error, and where no
+                variant applies (a typed flag switched off with no off variant).
+            actor: the targeting key (a user id, say), or None.
+            groups: the actor's groups.
+            attributes: ``{name: value}`` that rule conditions read (str, numbers,
+                bools; RFC 3339 strings for dates).
+
+        Returns:
+            An `Evaluation`: ``value``, ``variant`` (None when ``default`` was
+            served), ``reason`` (``"TARGETING_MATCH"``, ``"SPLIT"``, ``"DEFAULT"``,
+            ``"DISABLED"`` or ``"ERROR"``) and ``detail`` (the deciding gate, the
+            rule id, ``"prerequisite <flag>"``, or what went wrong; ``"unknown
+            flag"`` for a flag this store does not know). Never raises, takes no
+            lock, and reads an immutable snapshot: safe from any thread.
+        """
+        flag = self._compiled.get(name)
+        if flag is None:
+            return Evaluation(default, None, ERROR, "unknown flag")
+        try:
+            context = Context(actor, groups, attributes if attributes is not None else {})
+        except Exception as exc:  # groups that are not iterable, say
+            return Evaluation(default, None, ERROR, f"bad context: {_short(exc)}")
+        return evaluate(flag, context, default, self._compiled)
+
+    def flag_type(self, name: str) -> str | None:
+        """The flag's value type (``"boolean"``, ``"string"``, ``"integer"``,
+        ``"float"`` or ``"object"``), or None for a flag this store does not know.
+        Safe from any thread."""
+        flag = self._compiled.get(name)
+        return None if flag is None else flag.type
+
+    def segments(self) -> dict[str, list[dict[str, Any]]]:
+        """The cluster's segments: ``{name: [condition, ...]}``, sorted by name."""
+        found = {}
+        for key in sorted(tuple(self._keys.get(CLUSTER, ())), key=repr):
+            value = self._map.get(key, _ABSENT)
+            if key[1] == "segment" and value is not _ABSENT and _entry_problem(key, value) is None:
+                found[key[2]] = list(value["conditions"])
+        return dict(sorted(found.items()))
+
     # -- writers ---------------------------------------------------------------------
 
     def enable(self, name: str, *, author: str | None = None) -> None:
@@ -389,10 +447,11 @@ class FlagStore:
         """
         _check_name(name, "flag name")
         author_ = _check_author(author)
+        live = self._entries(name) if valid_name(name) else {}
         gone = [
             (name, kind)
             for kind in ("percentage_of_actors", "percentage_of_time")
-            if (name, kind) in self._keys.get(name, ())
+            if (name, kind) in live
         ]
         self._change(name, author_, "disable", None, False, {(name, "boolean"): False}, gone)
 
@@ -463,7 +522,7 @@ class FlagStore:
                 _check_name(target, kind)
             keys = [(name, kind, target)]
         else:
-            keys = [k for k in self._keys.get(name, ()) if k[1] in GATE_KINDS]
+            keys = [k for k in self._entries(name) if k[1] in GATE_KINDS]
             keys = keys or [(name, "boolean")]
         self._change(name, author_, "clear", actor or group, None, {}, keys)
 
@@ -544,6 +603,317 @@ class FlagStore:
         target = gate[1] if len(gate) > 1 else None
         self._change(name, author_, action, target, value, {(name, *gate): value})
 
+    # -- typed flags: variants, rules, prerequisites, segments, schedules ----------
+
+    def set_variants(
+        self,
+        name: str,
+        variants: Mapping[str, Any],
+        *,
+        type: str | None = None,
+        author: str | None = None,
+    ) -> None:
+        """Make the flag's variants exactly ``variants`` (``{variant: value}``), and
+        set its value type when ``type`` is given (``"boolean"``, ``"string"``,
+        ``"integer"``, ``"float"`` or ``"object"``). Variants not given are
+        removed; each variant is its own entry, so one added concurrently on another
+        node survives.
+
+        Raises:
+            flags.FlagFormatError: a bad type, variant name or value (not of the
+                type), with the pointer of the field (``/variants/blue``); nothing
+                is written.
+            ValueError, transport.WriteRefused: as `disable`; nothing is written.
+        """
+        if not isinstance(variants, Mapping):
+            raise FlagFormatError("/variants", "an object of {variant: value}")
+        current = self.flag(name) if valid_name(name) else None
+        sets: dict[tuple[Any, ...], Any] = {(name, "variant", v): x for v, x in variants.items()}
+        if type is not None:
+            sets[(name, "type")] = type
+        gone = [
+            (name, "variant", v) for v in (current.variants if current else {}) if v not in variants
+        ]
+        self._typed(name, author, "set_variants", None, {"variants": len(variants)}, sets, gone)
+
+    def set_variant(
+        self, name: str, variant: str, value: Any, *, author: str | None = None
+    ) -> None:
+        """Add or change one variant of the flag: ``value`` must be of the flag's
+        type. Raises as `set_variants`."""
+        self._typed(
+            name, author, "set_variant", variant, value, {(name, "variant", variant): value}
+        )
+
+    def delete_variant(self, name: str, variant: str, *, author: str | None = None) -> None:
+        """Remove one variant. Rules that serve it then answer with the caller's
+        default and reason ERROR until they are changed. Raises as `disable`."""
+        self._typed(name, author, "delete_variant", variant, None, {}, [(name, "variant", variant)])
+
+    def set_off_variant(self, name: str, variant: str | None, *, author: str | None = None) -> None:
+        """Set the variant served when the gates say off (None removes it: the
+        caller's default is then served). Raises as `set_variants`."""
+        key = (name, "off_variant")
+        sets, deletes = ({key: variant}, []) if variant is not None else ({}, [key])
+        self._typed(name, author, "set_off_variant", variant, variant, sets, deletes)
+
+    def set_fallthrough(
+        self, name: str, serve: Mapping[str, Any] | None, *, author: str | None = None
+    ) -> None:
+        """Set what the flag serves when its gates say on and no rule matches:
+        ``{"variant": v}`` or ``{"split": {v: weight, ...}}`` (weights are ints in
+        [0, 1,000,000]); None removes it. Raises as `set_variants`."""
+        key = (name, "fallthrough")
+        sets, deletes = ({key: serve}, []) if serve is not None else ({}, [key])
+        self._typed(name, author, "set_fallthrough", None, serve, sets, deletes)
+
+    def set_rule(
+        self,
+        name: str,
+        rule_id: str,
+        *,
+        serve: Mapping[str, Any],
+        conditions: Iterable[Mapping[str, Any]] = (),
+        segments: Iterable[str] = (),
+        before: str | None = None,
+        after: str | None = None,
+        author: str | None = None,
+    ) -> None:
+        """Add or replace one rule of the flag.
+
+        A rule matches when all its ``conditions`` and all the conditions of each
+        of its ``segments`` hold, and then serves ``serve`` (as `set_fallthrough`
+        takes it). Each condition is ``{"attribute": str, "op": str, "values":
+        [...]}``; the operators are in the README ("Typed flags").
+
+        Where the rule goes: just before rule ``before``, or just after rule
+        ``after``; given neither, a new rule goes last and an existing one keeps its
+        place. Each rule is its own entry: two nodes editing different rules both
+        keep their edit, and two editing the same rule keep the later write of it.
+
+        Raises:
+            flags.FlagFormatError: a bad field, with its pointer
+                (``/rules/<rule_id>/conditions/0/op``), or ``before``/``after``
+                naming no rule; nothing is written.
+            ValueError, transport.WriteRefused: as `disable`; nothing is written.
+        """
+        current = self.flag(name) if valid_name(name) else None
+        ordered = rules_in_order(current) if current else []
+        positions = [str(rule["position"]) for rid, rule in ordered if rid != rule_id]
+        at = f"/rules{pointer_part(rule_id)}"
+        if before is not None and after is not None:
+            raise FlagFormatError(at + "/position", "give before or after, not both")
+        neighbour = before if before is not None else after
+        if neighbour is not None:
+            ids = [rid for rid, _ in ordered if rid != rule_id]
+            if neighbour not in ids:
+                raise FlagFormatError(at + "/position", f"no rule {_short(neighbour)} to go by")
+            index = ids.index(neighbour) + (1 if after is not None else 0)
+            position = position_between(
+                positions[index - 1] if index > 0 else None,
+                positions[index] if index < len(positions) else None,
+            )
+        elif current is not None and rule_id in current.rules:
+            position = current.rules[rule_id]["position"]
+        else:
+            position = position_between(positions[-1] if positions else None, None)
+        rule = {
+            "position": position,
+            "conditions": list(conditions),
+            "segments": list(segments),
+            "serve": serve,
+        }
+        self._typed(name, author, "set_rule", rule_id, rule, {(name, "rule", rule_id): rule})
+
+    def delete_rule(self, name: str, rule_id: str, *, author: str | None = None) -> None:
+        """Remove one rule. Raises as `disable`."""
+        self._typed(name, author, "delete_rule", rule_id, None, {}, [(name, "rule", rule_id)])
+
+    def set_prerequisite(
+        self, name: str, other: str, variants: Iterable[str], *, author: str | None = None
+    ) -> None:
+        """Make flag ``name`` require that flag ``other``, evaluated for the same
+        context, serves one of ``variants`` (``["true"]`` for a boolean flag that
+        must be on); while it does not, ``name`` serves its off variant.
+
+        Raises:
+            flags.FlagFormatError: ``other`` is not a flag this store knows, names
+                none of its variants, or requiring it would close a cycle (the
+                message shows it: ``a -> b -> a``); the pointer is
+                ``/prerequisites/<other>``. Nothing is written.
+            ValueError, transport.WriteRefused: as `disable`; nothing is written.
+        """
+        wanted = list(variants) if not isinstance(variants, str) else [variants]
+        at = "/prerequisites" + pointer_part(other)
+        if valid_name(name) and valid_name(other) and other != name:
+            target = self._compiled.get(other)
+            if target is None:
+                raise FlagFormatError(at, f"no flag {other} to require")
+            unknown = [v for v in wanted if v not in target.variants]
+            if unknown:
+                raise FlagFormatError(
+                    at,
+                    f"flag {other} has no variant {unknown[0]!r} "
+                    f"(it has {', '.join(sorted(target.variants))})",
+                )
+            cycle = prerequisite_cycle(self._prerequisites(), (name, other))
+            if cycle is not None:
+                raise FlagFormatError(at, f"a prerequisite cycle: {' -> '.join(cycle)}")
+        value = {"variants": wanted}
+        self._typed(
+            name, author, "set_prerequisite", other, wanted, {(name, "prereq", other): value}
+        )
+
+    def delete_prerequisite(self, name: str, other: str, *, author: str | None = None) -> None:
+        """Remove the flag's prerequisite on ``other``. Raises as `disable`."""
+        self._typed(name, author, "delete_prerequisite", other, None, {}, [(name, "prereq", other)])
+
+    def set_segment(
+        self, segment: str, conditions: Iterable[Mapping[str, Any]], *, author: str | None = None
+    ) -> None:
+        """Define a named segment: conditions (as `set_rule` takes them) that any
+        flag's rules can require by name. Recorded in the audit log under the flag
+        name ``""``.
+
+        Raises:
+            flags.FlagFormatError: a bad condition, with its pointer
+                (``/conditions/0/values``); nothing is written.
+            ValueError: a bad segment name or author; nothing is written.
+            transport.WriteRefused: as `disable`; nothing is written.
+        """
+        _check_name(segment, "segment name")
+        author_ = _check_author(author)
+        value = check_segment({"conditions": list(conditions)})
+        self._change(
+            CLUSTER, author_, "set_segment", segment, value, {(CLUSTER, "segment", segment): value}
+        )
+
+    def delete_segment(self, segment: str, *, author: str | None = None) -> bool:
+        """Remove a segment; rules that require it then never match.
+
+        Returns:
+            False when there was no such segment (nothing is written).
+
+        Raises:
+            ValueError, transport.WriteRefused: as `set_segment`.
+        """
+        _check_name(segment, "segment name")
+        author_ = _check_author(author)
+        key = (CLUSTER, "segment", segment)
+        if key not in self._keys.get(CLUSTER, ()):
+            return False
+        self._change(CLUSTER, author_, "delete_segment", segment, None, {}, [key])
+        return True
+
+    def schedule(
+        self,
+        name: str,
+        schedule_id: str,
+        at: int | datetime.datetime,
+        *,
+        set: Iterable[Sequence[Any]] = (),
+        delete: Iterable[Sequence[Any]] = (),
+        author: str | None = None,
+    ) -> None:
+        """Schedule a change of the flag at a time, with no coordinator.
+
+        Each write counts as if made at ``at``: every node applies it when its
+        clock reaches ``at`` (or it hears of a write stamped later), and a node
+        that starts later applies it as it catches up. A change made by hand
+        after ``at`` wins over it; one made before loses. Removing a pending
+        schedule cancels it; removing one that has applied keeps its effect.
+
+        Args:
+            name: the flag.
+            schedule_id: names the schedule (by the name grammar).
+            at: when, as HLC wall ms (ms since the Unix epoch) or an aware datetime.
+            set: writes ``[kind, *key, value]``: ``["boolean", True]``,
+                ``["actor", "u1", False]``, ``["fallthrough", {"variant": "b"}]``,
+                ``["rule", "r1", {...}]``... (the entries in the README's table).
+            delete: removals ``[kind, *key]``: ``["percentage_of_actors"]``.
+            author: recorded in the audit log.
+
+        Raises:
+            flags.FlagFormatError: a bad time or write, with its pointer
+                (``/schedules/<id>/set/0``); nothing is written.
+            ValueError, transport.WriteRefused: as `disable`; nothing is written.
+        """
+        if isinstance(at, datetime.datetime):
+            if at.tzinfo is None:
+                raise ValueError("at must be an aware datetime (with a time zone)")
+            at_ms: object = round(at.timestamp() * 1000)
+        else:
+            at_ms = at
+        value = {
+            "at_ms": at_ms,
+            "set": [list(w) for w in set],
+            "delete": [list(w) for w in delete],
+        }
+        self._typed(
+            name, author, "schedule", schedule_id, value, {(name, "schedule", schedule_id): value}
+        )
+
+    def delete_schedule(self, name: str, schedule_id: str, *, author: str | None = None) -> bool:
+        """Remove a schedule: a pending one is cancelled; one that has applied keeps
+        its effect (what it set is written as ordinary entries, in the same change).
+
+        Returns:
+            False when the flag has no such schedule (nothing is written).
+
+        Raises:
+            ValueError, transport.WriteRefused: as `disable`; nothing is written.
+        """
+        _check_name(name, "flag name")
+        author_ = _check_author(author)
+        key = (name, "schedule", schedule_id)
+        if key not in self._keys.get(name, ()):
+            return False
+        sets: dict[tuple[Any, ...], Any] = {}
+        deletes: list[tuple[Any, ...]] = [key]
+        if schedule_id in self._due.get(name, ()):
+            with_it = self._entries(name)
+            without = self._entries(name, leave_out=schedule_id)
+            for written, _ in scheduled_writes(name, self._map.get(key)):
+                now, before = with_it.get(written, _ABSENT), without.get(written, _ABSENT)
+                if now is _ABSENT and before is not _ABSENT:
+                    deletes.append(written)
+                elif now is not _ABSENT and (before is _ABSENT or not _same(before, now)):
+                    sets[written] = now
+        self._change(name, author_, "delete_schedule", schedule_id, None, sets, deletes)
+        return True
+
+    def _typed(
+        self,
+        name: str,
+        author: str | None,
+        action: str,
+        target: str | None,
+        value: Any,
+        sets: dict[tuple[Any, ...], Any],
+        deletes: list[tuple[Any, ...]] | None = None,
+    ) -> None:
+        """Check a change to a flag's typed parts against the whole flag as it would
+        be, then make it with the values in canonical form."""
+        _check_name(name, "flag name")
+        if target is not None:
+            _check_name(target, action.split("_", 1)[-1].replace("_", " ") + " name")
+        author_ = _check_author(author)
+        deletes = deletes or []
+        entries = {k: v for k, v in self._entries(name).items() if k not in deletes}
+        candidate = flag_of_entries(name, {**entries, **sets})
+        canonical = flag_entries(attrs.evolve(candidate, **_check_typed(candidate)))
+        sets = {key: canonical.get(key, entry) for key, entry in sets.items()}
+        self._change(name, author_, action, target, value, sets, deletes)
+
+    def _prerequisites(self) -> dict[str, set[str]]:
+        """``{flag: the flags it requires}``, as the map holds them now."""
+        found: dict[str, set[str]] = {}
+        for name, keys in list(self._keys.items()):
+            for key in tuple(keys):
+                if key[1] == "prereq":
+                    found.setdefault(name, set()).add(key[2])
+        return found
+
     # -- export and import ----------------------------------------------------------
 
     def export(self) -> list[Flag]:
@@ -573,7 +943,7 @@ class FlagStore:
         then export again."""
         found = []
         for name, keys in sorted(self._keys.items()):
-            if not any(k[1] != "audit" for k in tuple(keys)):
+            if name == CLUSTER or not any(k[1] != "audit" for k in tuple(keys)):
                 continue
             if not valid_name(name):
                 found.append(f"flag {name!r}")
@@ -668,6 +1038,8 @@ class FlagStore:
         nothing if one is refused; both updates follow with no ``await`` in between.
         One update is one delta and one notification, however many keys it holds."""
         node = str(self._map.node_id)
+        for change in changes:
+            self._unschedule_deletes(change)
         states: dict[str, dict[str, Any]] = {}
         for c in changes:  # each flag's gates after its changes, before any is written
             states[c.name] = _state_after(states.get(c.name) or self._state(c.name), c)
@@ -678,7 +1050,8 @@ class FlagStore:
                 "target": c.target,
                 "value": c.value,
                 "node": node,
-                "state": _bounded(states[c.name]),
+                # A segment change (flag "") has no flag state to record.
+                "state": _bounded(states[c.name]) if c.name != CLUSTER else None,
             }
             for c in changes
         ]
@@ -712,6 +1085,32 @@ class FlagStore:
                 else:
                     trims.append(old)
         self._map.update(audit, trims)
+
+    def _unschedule_deletes(self, change: _Change) -> None:
+        """Add to ``change`` the rewrite of each due schedule that sets a key the
+        change deletes, without that key.
+
+        A schedule's write counts as made at its time, so a delete made after it
+        wins while the delete's tombstone lasts; once the cluster collects the
+        tombstone the schedule's write would win again. Taking the key out of the
+        schedule in the same change keeps it deleted for good.
+        """
+        due = self._due.get(change.name)
+        if not due or not change.deletes:
+            return
+        deleted = {key for key in change.deletes if key[1] != "schedule"}
+        for sched_id in sorted(due):
+            key = (change.name, "schedule", sched_id)
+            schedule = self._map.get(key)
+            if key in change.deletes or key in change.sets or not isinstance(schedule, dict):
+                continue
+            kept = [w for w in schedule.get("set", []) if (change.name, *w[:-1]) not in deleted]
+            if len(kept) == len(schedule.get("set", [])):
+                continue
+            if kept or schedule.get("delete"):
+                change.sets[key] = {**schedule, "set": kept}
+            else:
+                change.deletes.append(key)
 
     def audit(self, name: str | None = None, *, limit: int | None = None) -> list[AuditEntry]:
         """Recorded changes, newest first: of one flag, or of all flags; at most
@@ -775,14 +1174,9 @@ class FlagStore:
             )
         current = self.flag(name)
         wanted = check_flag(
-            Flag(
-                name=name,
-                boolean=state.get("boolean"),
-                # None (or absent) is no gate; any other non-object is refused below.
-                actors=_or_empty(state.get("actors")),
-                groups=_or_empty(state.get("groups")),
-                percentage_of_actors=state.get("percentage_of_actors"),
-                percentage_of_time=state.get("percentage_of_time"),
+            _flag_of_state(
+                name,
+                state,
                 description=current.description,
                 owner=current.owner,
                 expires=current.expires,
@@ -800,46 +1194,125 @@ class FlagStore:
         when the flag is as it is, e.g. fully on); None for a flag with no gate.
         A gate removed since leaves no entry, so its removal does not count."""
         stamps = [
-            self._map.timestamp(k) for k in tuple(self._keys.get(name, ())) if k[1] in GATE_KINDS
+            self._map.timestamp(k) for k in tuple(self._keys.get(name, ())) if k[1] in RULE_KINDS
         ]
         return max((ts for ts in stamps if ts is not None), default=None)
 
     def _state(self, name: str) -> dict[str, Any]:
-        """The flag's gates now, in the form an audit record keeps them."""
-        flag = self.flag(name)
-        return {
-            "boolean": flag.boolean,
-            "actors": dict(flag.actors),
-            "groups": dict(flag.groups),
-            "percentage_of_actors": flag.percentage_of_actors,
-            "percentage_of_time": flag.percentage_of_time,
-        }
+        """The flag's gates and typed parts now, in the form an audit record keeps
+        them."""
+        return _state_of(self.flag(name))
 
     # -- describing ------------------------------------------------------------------
 
     def flag(self, name: str) -> Flag:
-        """Describe one flag: every gate, its metadata and its default.
+        """Describe one flag: every gate, its metadata, its typed parts and its
+        default, with the schedules due by now applied (what it evaluates by).
 
         Only entries of a known shape count (see the class notes); never raises.
         """
-        fields: dict[str, Any] = {"actors": {}, "groups": {}}
+        return flag_of_entries(name, self._entries(name), self._defaults.get(name))
+
+    def _real_entries(self, name: str) -> dict[tuple[Any, ...], Any]:
+        """The flag's entries in the map (not its audit log), valid ones only."""
+        found = {}
         for key in tuple(self._keys.get(name, ())):
+            if key[1] == "audit":
+                continue
             value = self._map.get(key, _ABSENT)
             # The index holds known shapes only, but the value may have changed since
             # (its notification still on its way): check it again; the change path
             # counts and logs it.
-            if value is _ABSENT or _entry_problem(key, value) is not None:
+            if value is not _ABSENT and _entry_problem(key, value) is None:
+                found[key] = value
+        return found
+
+    def _entries(self, name: str, *, leave_out: str | None = None) -> dict[tuple[Any, ...], Any]:
+        """The flag's live entries: those of the map, with its schedules that were
+        due when it was last compiled applied (`flags._schedule.effective_entries`),
+        but schedule ``leave_out``."""
+        real = self._real_entries(name)
+        due = self._due.get(name)
+        if not due:
+            return real
+        schedules = [
+            (key, value)
+            for key, value in real.items()
+            if key[1] == "schedule" and key[2] in due and key[2] != leave_out
+        ]
+        written: set[tuple[Any, ...]] = set()
+        for _, schedule in schedules:
+            try:
+                written.update(k for k, _ in scheduled_writes(name, schedule))
+            except FlagFormatError:
                 continue
-            kind = key[1]
-            if kind == "boolean":
-                fields["boolean"] = value
-            elif kind == "actor" or kind == "group":
-                fields[kind + "s"][key[2]] = value
-            elif kind == "percentage_of_actors" or kind == "percentage_of_time":
-                fields[kind] = float(value)
-            elif kind == "meta":
-                fields[key[2]] = value
-        return Flag(name=name, default=self._defaults.get(name), **fields)
+        stamped = {}
+        for key in written:
+            stamp = self._map.timestamp(key)
+            if stamp is not None:  # a tombstone newer than the schedule keeps it deleted
+                stamped[key] = (stamp, real.get(key, DELETED))
+        view = effective_entries(stamped, schedules, MAX_WALL_MS)
+        live = {key: value for key, value in real.items() if key not in written}
+        for key, value in view.items():
+            if _entry_problem(key, value) is None:
+                live[key] = value
+        return live
+
+    def apply_schedules(self, now_ms: int | None = None) -> int | None:
+        """Apply the schedules due by ``now_ms`` (default: the map's clock, see
+        `transport.ReplicatedMap.wall_ms`) to what the flags evaluate by.
+
+        Over a `transport.ReplicatedMap` a task of its node calls this at each
+        schedule's time; over a `LocalMap` (tests) call it yourself.
+
+        Returns:
+            The time of the next schedule not yet due, in ms, or None when none is
+            pending.
+        """
+        now = self._wall_ms() if now_ms is None else now_ms
+        changed: set[str] = set()
+        pending: int | None = None
+        for name, keys in list(self._keys.items()):
+            due, upcoming = self._schedules_due(name, keys, now)
+            if upcoming is not None and (pending is None or upcoming < pending):
+                pending = upcoming
+            if due != self._due.get(name, frozenset()):
+                changed.add(name)
+        if changed:
+            self._rebuild(changed, set(changed), now)
+        return pending
+
+    def _schedules_due(
+        self, name: str, keys: Iterable[tuple[Any, ...]], now_ms: int
+    ) -> tuple[frozenset[str], int | None]:
+        """The ids of the flag's schedules due by ``now_ms``, and the time of its
+        next pending one (None: none)."""
+        due = set()
+        pending = None
+        for key in tuple(keys):
+            if key[1] != "schedule":
+                continue
+            value = self._map.get(key)
+            at = value.get("at_ms") if isinstance(value, dict) else None
+            if type(at) is not int:
+                continue
+            if at <= now_ms:
+                due.add(key[2])
+            elif pending is None or at < pending:
+                pending = at
+        return frozenset(due), pending
+
+    async def _follow_schedules(self) -> None:
+        """Apply each schedule at its time, for as long as the store follows its map
+        (a task of the map's node: see `apply_schedules`)."""
+        while not self._closed:
+            pending = self.apply_schedules()
+            wait_s = _SCHEDULE_POLL_S
+            if pending is not None:
+                wait_s = min(wait_s, max(0.001, (pending - self._wall_ms()) / 1000))
+            self._wake = trio.Event()
+            with trio.move_on_after(wait_s):
+                await self._wake.wait()
 
     def all(self) -> list[Flag]:
         """Every flag the cluster or the defaults know (see `names`), sorted by name."""
@@ -851,7 +1324,7 @@ class FlagStore:
         held = {
             name
             for name, keys in list(self._keys.items())
-            if any(k[1] != "audit" for k in tuple(keys))
+            if name != CLUSTER and any(k[1] != "audit" for k in tuple(keys))
         }
         return held | set(self._defaults)
 
@@ -875,7 +1348,7 @@ class FlagStore:
     def _has_gates(self, name: str) -> bool:
         # tuple() copies the set in one C call, under the GIL: safe from any thread
         # while the node's thread changes the set.
-        return any(k[1] in GATE_KINDS for k in tuple(self._keys.get(name, ())))
+        return any(k[1] in RULE_KINDS for k in tuple(self._keys.get(name, ())))
 
     def _on_change(self, keys: frozenset[Any]) -> None:
         """Index the changed keys, then rebuild the snapshot of every flag they touch.
@@ -885,28 +1358,55 @@ class FlagStore:
         """
         rules_changed: set[str] = set()
         described: set[str] = set()
+        segments_changed = False
         for key in keys:
             try:
                 self._index(key, rules_changed, described)
             except Exception:  # a bug, not bad data: _entry_problem is total
                 self.ignored_entries += 1
                 log.exception("flags: indexing map key %s failed; ignored", _key_repr(key))
+            if type(key) is tuple and len(key) == 3 and key[0] == CLUSTER and key[1] == "segment":
+                segments_changed = True
+        if segments_changed:
+            self._segments = compile_segments(
+                {name: {"conditions": conditions} for name, conditions in self.segments().items()}
+            )
+            rules_changed.update(
+                name
+                for name, held in list(self._keys.items())
+                if any(k[1] == "rule" for k in tuple(held))
+            )
+        if rules_changed or described:
+            self._rebuild(rules_changed, described)
+
+    def _rebuild(
+        self, rules_changed: set[str], described: set[str], now_ms: int | None = None
+    ) -> None:
+        """Recompile the flags in ``rules_changed`` (their due schedules taken at
+        ``now_ms``, by default the map's clock), then tell subscribers of
+        ``described``."""
         if rules_changed:
-            snapshot = dict(self._snapshot)
+            scheduled = False
             for name in rules_changed:
-                try:
-                    compiled = self._compile(name)
-                except Exception:  # a bug: keep the flag's last good rules
-                    log.exception("flag %r: rebuilding its rules failed; kept the old", name)
-                    continue
-                if compiled is None:
-                    snapshot.pop(name, None)
+                held = tuple(self._keys.get(name, ()))
+                if any(k[1] == "schedule" for k in held):
+                    if now_ms is None:
+                        now_ms = self._wall_ms()
+                    self._due[name] = self._schedules_due(name, held, now_ms)[0]
+                    scheduled = True
                 else:
-                    snapshot[name] = compiled
+                    self._due.pop(name, None)
+            snapshot, compiled = dict(self._snapshot), dict(self._compiled)
+            for name in rules_changed:
+                self._recompile(name, snapshot, compiled)
             if self._evaluations is not None:
                 for name in rules_changed:
                     self._evaluations.setdefault(name, itertools.count())
-            self._snapshot = snapshot  # one reference swap: readers see old or new
+            # Two reference swaps: readers see old or new of each.
+            self._compiled = compiled
+            self._snapshot = snapshot
+            if scheduled and self._wake is not None:
+                self._wake.set()  # a new schedule may be due sooner than the timer
         if described:
             changed = frozenset(described)
             for callback in list(self._subscribers):
@@ -935,21 +1435,53 @@ class FlagStore:
             if not index:
                 del self._keys[key[0]]
         name, kind = key[0], key[1]
-        if kind in GATE_KINDS:
+        if name == CLUSTER:
+            return
+        if kind in RULE_KINDS or kind == "schedule":
             rules_changed.add(name)
-        if kind in GATE_KINDS or kind == "meta":
+        if kind in FLAG_KINDS:
             described.add(name)
 
-    def _compile(self, name: str) -> bool | Rules | None:
-        flag = self.flag(name)
-        if not flag.has_gates:
+    def _recompile(
+        self,
+        name: str,
+        snapshot: dict[str, bool | Rules | _Typed],
+        compiled: dict[str, CompiledFlag],
+    ) -> None:
+        """Put the flag's rules, as they are now, in ``snapshot`` and ``compiled``
+        (or take it out of both: no entry that decides and no default)."""
+        try:
+            rules, flag = self._compile(name)
+        except Exception:  # a bug: keep the flag's last good rules
+            log.exception("flag %r: rebuilding its rules failed; kept the old", name)
+            return
+        if flag is None:
+            snapshot.pop(name, None)
+            compiled.pop(name, None)
+        else:
+            snapshot[name] = rules
+            compiled[name] = flag
+
+    def _compile(self, name: str) -> tuple[bool | Rules | _Typed, CompiledFlag | None]:
+        entries = self._entries(name)
+        if not any(key[1] in RULE_KINDS for key in entries):
             default = self._defaults.get(name)
-            return _rules_of(default) if isinstance(default, Flag) else default
-        return _rules_of(flag)
+            if default is None:
+                return False, None
+            if type(default) is bool:
+                gate = {(name, "boolean"): default}
+                return default, compile_flag(name, gate, self._segments)
+            entries = flag_entries(default)
+        compiled = compile_flag(name, entries, self._segments)
+        if any(key[1] in _TYPED_KINDS for key in entries):
+            return _Typed(compiled, self), compiled
+        return _rules_of(flag_of_entries(name, entries)), compiled
 
     def close(self) -> None:
-        """Stop following the map (the store keeps its last snapshot)."""
+        """Stop following the map and applying schedules (the store keeps its last
+        snapshot)."""
         self._unsubscribe()
+        self._closed = True  # the schedules' task ends at its next wake (a minute at most)
 
 
 @attrs.frozen
@@ -964,20 +1496,70 @@ class _Change:
     deletes: list[tuple[Any, ...]]
 
 
+#: The fields of a flag's typed parts in an audit record's state (absent: unset).
+_TYPED_STATE = (
+    "type",
+    "variants",
+    "off_variant",
+    "fallthrough",
+    "rules",
+    "prerequisites",
+    "schedules",
+)
+
+
+def _state_of(flag: Flag) -> dict[str, Any]:
+    """The gates and typed parts of ``flag``, as an audit record keeps them: the
+    five gates always, the typed parts only when the flag has any (see
+    `AuditEntry.state`)."""
+    state: dict[str, Any] = {
+        "boolean": flag.boolean,
+        "actors": dict(flag.actors),
+        "groups": dict(flag.groups),
+        "percentage_of_actors": flag.percentage_of_actors,
+        "percentage_of_time": flag.percentage_of_time,
+    }
+    if flag.typed:
+        for field in _TYPED_STATE:
+            value = getattr(flag, field)
+            state[field] = dict(value) if isinstance(value, Mapping) else value
+    return state
+
+
+def _flag_of_state(name: str, state: Mapping[str, Any], **metadata: Any) -> Flag:
+    """The `Flag` a recorded state describes, unchecked (`check_flag` refuses a
+    malformed one: None is no gate, and any other value of the wrong shape is kept
+    for it to refuse)."""
+    return Flag(
+        name=name,
+        boolean=state.get("boolean"),
+        actors=_or_empty(state.get("actors")),
+        groups=_or_empty(state.get("groups")),
+        percentage_of_actors=state.get("percentage_of_actors"),
+        percentage_of_time=state.get("percentage_of_time"),
+        type=state.get("type", "boolean"),
+        variants=_or_empty(state.get("variants")),
+        off_variant=state.get("off_variant"),
+        fallthrough=state.get("fallthrough"),
+        rules=_or_empty(state.get("rules")),
+        prerequisites=_or_empty(state.get("prerequisites")),
+        schedules=_or_empty(state.get("schedules")),
+        **metadata,
+    )
+
+
 def _state_after(state: dict[str, Any], change: _Change) -> dict[str, Any]:
-    """``state`` (as `FlagStore._state` makes it) once ``change`` is applied."""
-    after = {**state, "actors": dict(state["actors"]), "groups": dict(state["groups"])}
-    for key, value in [*change.sets.items(), *((k, None) for k in change.deletes)]:
-        kind = key[1]
-        if kind == "actor" or kind == "group":
-            gates = after[kind + "s"]
-            if value is None:
-                gates.pop(key[2], None)
-            else:
-                gates[key[2]] = value
-        elif kind in GATE_KINDS:
-            after[kind] = value
-    return after
+    """``state`` (as `_state_of` makes it) once ``change`` is applied."""
+    entries = flag_entries(_flag_of_state(change.name, state))
+    for key in change.deletes:
+        entries.pop(key, None)
+    entries.update(change.sets)
+    return _state_of(flag_of_entries(change.name, entries))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same type (True is not 1, 1 is not 1.0)."""
+    return type(a) is type(b) and a == b
 
 
 def _or_empty(gates: Any) -> Any:
@@ -1004,6 +1586,26 @@ def _rules_of(flag: Flag) -> bool | Rules:
         percentage_of_actors=flag.percentage_of_actors,
         percentage_of_time=flag.percentage_of_time,
     ).simplify()
+
+
+class _Typed:
+    """What `FlagStore.enabled` reads for a flag with typed parts (variants, rules,
+    prerequisites...): `evaluate` with no attributes. A boolean flag is on when it
+    serves True; a flag of another type is never "enabled"."""
+
+    __slots__ = ("_flag", "_store")
+
+    def __init__(self, flag: CompiledFlag, store: FlagStore) -> None:
+        self._flag = flag
+        self._store = store
+
+    def enabled(self, actor: str | None, groups: Iterable[str]) -> bool:
+        got = evaluate(self._flag, Context(actor, groups), False, self._store._compiled)
+        return got.value is True
+
+    def explain(self, actor: str | None, groups: Iterable[str]) -> tuple[bool, str]:
+        got = evaluate(self._flag, Context(actor, groups), False, self._store._compiled)
+        return got.value is True, got.detail or got.reason.lower()
 
 
 class _CountingFlagStore(FlagStore):

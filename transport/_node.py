@@ -8,7 +8,7 @@ import math
 import random
 import secrets
 import statistics
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, cast
 
@@ -488,6 +488,17 @@ class Node:
         return await self._nursery_manager.__aexit__(exc_type, exc, tb)
 
     # -- public surface --------------------------------------------------------------
+
+    def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``async_fn(*args)`` in this node's nursery: cancelled when the node
+        stops; an exception it raises stops the node.
+
+        Raises:
+            RuntimeError: the node is not running.
+        """
+        if self._nursery is None:
+            raise RuntimeError(f"node {self.node_id!r} is not running")
+        self._nursery.start_soon(async_fn, *args)
 
     def map(self, name: str) -> ReplicatedMap:
         """Return the replicated map called ``name``, creating its view on first use.

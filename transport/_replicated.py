@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping
+from collections.abc import Awaitable, Callable, ItemsView, Iterable, Iterator, KeysView, Mapping
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -49,6 +49,22 @@ class ReplicatedMap:
     def timestamp(self, key: Key) -> Timestamp | None:
         """The HLC timestamp of the key's last write or delete; None if never written."""
         return self._node._state.timestamp((self._name, key))
+
+    def wall_ms(self) -> int:
+        """The time, in ms since the Unix epoch, as this map's node tells it: the
+        greater of its clock and the wall time of the newest HLC timestamp it has
+        issued or accepted (so a node whose clock is behind reads at least the time
+        of what it has heard). Call it in the node's trio thread."""
+        return max(self._node._checked_wall_ms(), self._node.clock.last.wall_ms)
+
+    def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run ``async_fn(*args)`` as a task of this map's node, cancelled when the
+        node stops (what `flags.FlagStore` times its schedules with).
+
+        Raises:
+            RuntimeError: the node is not running.
+        """
+        self._node.start_soon(async_fn, *args)
 
     # -- reads ---------------------------------------------------------------------
 
