@@ -23,6 +23,7 @@ RESULTS = HERE / "results"
 
 RUNS = [
     ("flags", ["bench_flags.py"]),
+    ("targeting", ["bench_targeting.py"]),
     ("core", ["bench_core.py"]),
     ("sync_scaling", ["bench_sync_scaling.py"]),
     ("tcp3", ["bench_tcp.py", "--nodes", "3", "--burst", "10000"]),
@@ -82,6 +83,7 @@ def main() -> int:
     of = ns("OpenFeature InMemoryProvider (SDK client)")
     un = ns("UnleashClient.is_enabled (offline)")
     pct = ns("chorus enabled(name, actor), percentage gate")
+    typed: float = data["targeting"][TYPED]["median_ns"]  # type: ignore[call-overload]
     lines = [
         "# chorus benchmarks",
         "",
@@ -169,6 +171,7 @@ def main() -> int:
         *stability_lines(data["stability"]),  # type: ignore[arg-type]
         *calls_lines(data["calls"], data["owner_window"]),  # type: ignore[arg-type]
         *ui_lines(data["ui"], data["events"]),  # type: ignore[arg-type]
+        *targeting_lines(data["targeting"]),  # type: ignore[arg-type]
         "## Targets",
         "",
         "| target | measured | |",
@@ -177,6 +180,7 @@ def main() -> int:
         f"| >= 100x faster than OpenFeature's provider | {of / boolean:,.0f}x | {mark(of / boolean >= 100)} |",
         f"| >= 200x faster than Unleash's client | {un / boolean:,.0f}x | {mark(un / boolean >= 200)} |",
         f"| percentage-of-actors check under 1 µs | {pct:,.0f} ns | {mark(pct < 1000)} |",
+        f"| 3 rules x 3 conditions + split <= 2 µs (an actor seen before) | {typed:,.0f} ns | {mark(typed <= 2000)} |",
         f"| 1-key sync on {k} keys <= 2 KiB | {sync1:,.0f} B | {mark(sync1 <= 2048)} |",
         f"| full-state apply within 1.5x of pycrdt | {apply / y_apply:.2f}x | {mark(apply <= 1.5 * y_apply)} |",
         f"| full-state encode within 1.5x of pycrdt | {encode / y_encode:.1f}x | {mark(encode <= 1.5 * y_encode)} |",
@@ -282,6 +286,28 @@ def _feed_row(r: dict[str, Any], base: float) -> str:
     what = f"feed, {r['streams']} streams" if r["feed"] else "no feed"
     delivered = f"{r['delivered_us']:,.0f} µs" if r["feed"] else ""
     return f"| {what} | {r['write_us']:,.0f} µs | {r['write_us'] / base:.2f}x | {delivered} |"
+
+
+TYPED = "3 rules x 3 conditions + split, evaluate"
+
+
+def targeting_lines(t: dict[str, Any]) -> list[str]:
+    """Typed-flag evaluation (bench_targeting.py): chorus' rows, then the peers that
+    were installed, with their ratio to chorus."""
+    lines = [
+        "## Typed-flag evaluation (ns per evaluation, one process)",
+        "",
+        "| evaluation | median | min-max | vs chorus (actor seen / new actors) |",
+        "|---|---:|---:|---|",
+    ]
+    for name, r in t.items():
+        vs = ""
+        if "vs_chorus" in r:
+            vs = f"{r['vs_chorus']:.1f}x / {r['vs_chorus_new_actors']:.1f}x"
+        lines.append(
+            f"| {name} | {r['median_ns']:,.0f} | {r['min_ns']:,.0f}-{r['max_ns']:,.0f} | {vs} |"
+        )
+    return [*lines, ""]
 
 
 def ui_lines(ui: dict[str, Any], events: list[dict[str, Any]]) -> list[str]:

@@ -46,9 +46,23 @@ with SHA-1 into [0, 1) and Unleash takes MurmurHash3 of the user mod 10,000, and
 cut that line into cumulative ranges, one per variant: changing any weight shifts the
 boundaries of the ranges after it, moving users between neighbouring variants whose
 weights did not change. HRW moves only the users that must move. It costs one
-SHA-256 (about 0.5 us here, with the encoding) plus about 0.5 us per variant of
-positive weight: in CPython the mixing's dozen big-integer operations, a log and a
-division cost about what a SHA-256 of a short string did. Keep splits small.
+SHA-256 (about 0.4 us here, with the encoding and unpacking) plus about 0.4-0.6 us per
+variant of positive weight: in CPython the mixing's dozen big-integer operations, a
+log and a division cost about what a SHA-256 of a short string did (`choose` of 2
+variants: about 1.6 us, 2-core x86 VM, CPython 3.11). Keep splits small.
+
+**Speed, chosen by measurement** (benchmarks/bench_targeting.py). `choose` is the
+contract computed directly; binding the log locally and folding the 2**-52 scale
+into a constant gain a few percent at most, within this machine's noise (a counter
+instead of ``enumerate`` measured the same). Two alternatives were measured and left
+out: packing every variant's 64-bit lane into one big integer, 128 bits apart (the
+mixing done once for all variants; identical results), saved about 0.1 us of 1.6
+for 2 variants and 0.6 us of 2.9 for 5, not worth its subtlety; and skipping the
+log when weights are equal (the score is then monotone in ``u``) would rest on the
+platform's ``log`` being monotone and on ties, not proven. What makes a repeated
+actor cheap is a per-split cache of the winner (`flags._evaluation`'s
+``_Split.chosen``): a hit answers in about 0.1 us, exactly as `choose` would, since
+the winner is a pure function of the actor, the salt and the arms.
 
 Without an actor, a split picks at random by weight, as the percentage-of-time gate
 does.
@@ -81,7 +95,6 @@ _sha256 = hashlib.sha256
 _log = math.log
 _random = random.random  # splits without an actor: no need for a seeded generator
 _unpack = struct.Struct(">Q").unpack_from
-_U_SCALE = 2.0**-52
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 
 
@@ -189,13 +202,14 @@ def choose(actor: str | None, salt: bytes, arms: Sequence[tuple[int, float]]) ->
     d = _unpack(_sha256(actor.encode() + salt).digest())[0]  # encode(): UTF-8, its fast path
     d ^= d >> 30  # the actor's half of mix64's first step (see split_arm)
     best, best_score = 0, -1.0
+    log = _log  # a local: read once, not per variant
     for index, (key, weight) in enumerate(arms):
         # The rest of mix64(d ^ k), inlined with literal constants: this loop is the
         # split's cost, about as much per variant in CPython as a SHA-256 of a short
         # string (12 big-int operations, a log and a division).
         z = (d ^ key) * 0xBF58476D1CE4E5B9 & 0xFFFF_FFFF_FFFF_FFFF
         z = (z ^ (z >> 27)) * 0x94D049BB133111EB & 0xFFFF_FFFF_FFFF_FFFF
-        score = weight / -_log((((z ^ (z >> 31)) >> 12) + 0.5) * _U_SCALE)
+        score = weight / -log((((z ^ (z >> 31)) >> 12) + 0.5) * 2.0**-52)  # folded constant
         if score > best_score:
             best, best_score = index, score
     return best

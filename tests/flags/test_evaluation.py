@@ -2,6 +2,8 @@
 
 import contextlib
 import itertools
+import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 from unittest import mock
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from crdt import LWWMap
 from flags._evaluation import (
+    SPLIT_CACHE_SIZE,
     Context,
     Evaluation,
     compile_flag,
@@ -19,7 +22,7 @@ from flags._evaluation import (
     prerequisite_cycle,
 )
 from flags._rules import Rules, actor_score
-from flags._variants import hrw_score, split_salt
+from flags._variants import choose, hrw_score, split_salt
 from hlc import Timestamp
 
 ACTORS = st.sampled_from(["ann", "bob", "cy"])
@@ -357,3 +360,107 @@ def test_prerequisite_cycle_finds_exactly_the_cycles_an_edge_closes(
         assert cycle[1] == other
         with_edge = {**graph, flag: [*graph.get(flag, []), other]}
         assert all(b in with_edge.get(a, []) for a, b in itertools.pairwise(cycle))
+
+
+# -- the split's cache of winners (flags._evaluation._Split.chosen) -------------
+
+SPLIT_FLAG = {
+    ("s", "type"): "string",
+    ("s", "boolean"): True,
+    ("s", "variant", "a"): "A",
+    ("s", "variant", "b"): "B",
+    ("s", "variant", "c"): "C",
+    ("s", "fallthrough"): {"split": {"a": 1, "b": 2, "c": 3}},
+}
+
+
+def _split_of(flag: Any) -> Any:
+    return flag.gates.boolean_on.result
+
+
+def _expected(split: Any, actor: str) -> Any:
+    return split.results[choose(actor, split.salt, split.arms)]
+
+
+def test_a_cached_winner_is_the_one_choose_computes() -> None:
+    flag = compile_flag("s", SPLIT_FLAG)
+    split = _split_of(flag)
+    actors = [f"user-{i}" for i in range(300)]
+    for _ in range(2):  # the second pass answers from the cache
+        for actor in actors:
+            got = evaluate(flag, Context(actor=actor), "d")
+            assert got is _expected(split, actor)
+            # and the documented hash: the greatest hrw_score, least name on a tie
+            salt = split_salt("s", "fallthrough")
+            weights = {"a": 1, "b": 2, "c": 3}
+            best = min(weights, key=lambda v: (-hrw_score(actor, salt, v, weights[v]), v))
+            assert got.variant == best
+    assert set(split.chosen) == set(actors)
+    assert all(split.results[i] is _expected(split, a) for a, i in split.chosen.items())
+    with mock.patch("flags._evaluation.choose", side_effect=AssertionError("not cached")):
+        assert all(evaluate(flag, Context(actor=a), "d") is _expected(split, a) for a in actors)
+
+
+def test_the_cache_is_bounded() -> None:
+    flag = compile_flag("s", SPLIT_FLAG)
+    split = _split_of(flag)
+    with mock.patch("flags._evaluation.SPLIT_CACHE_SIZE", 16):
+        for i in range(200):
+            actor = f"user-{i % 50}"
+            assert evaluate(flag, Context(actor=actor), "d") is _expected(split, actor)
+            assert len(split.chosen) <= 16
+    for i in range(SPLIT_CACHE_SIZE + 100):
+        evaluate(flag, Context(actor=f"u{i}"), "d")
+    assert 0 < len(split.chosen) <= SPLIT_CACHE_SIZE
+
+
+def test_no_actor_or_a_str_subclass_is_never_cached() -> None:
+    class Key(str):
+        pass
+
+    flag = compile_flag("s", SPLIT_FLAG)
+    split = _split_of(flag)
+    assert evaluate(flag, Context(actor=None), "d").variant in ("a", "b", "c")
+    assert evaluate(flag, Context(actor=Key("ann")), "d") is _expected(split, "ann")
+    assert split.chosen == {}
+
+
+def test_a_recompiled_flag_starts_with_an_empty_cache() -> None:
+    first = compile_flag("s", SPLIT_FLAG)
+    evaluate(first, Context(actor="ann"), "d")
+    changed = {**SPLIT_FLAG, ("s", "fallthrough"): {"split": {"a": 5, "b": 0, "c": 1}}}
+    second = compile_flag("s", changed)
+    assert _split_of(second).chosen == {}
+    assert first == compile_flag("s", SPLIT_FLAG)  # the cache takes no part in equality
+
+
+def test_threads_filling_and_clearing_the_cache_get_the_right_answers() -> None:
+    flag = compile_flag("s", SPLIT_FLAG)
+    split = _split_of(flag)
+    actors = [f"user-{i}" for i in range(400)]
+    expected = {actor: _expected(split, actor) for actor in actors}
+    wrong: list[str] = []
+    threads = 6
+    interval = sys.getswitchinterval()
+
+    def work(seed: int) -> None:
+        order = actors[seed:] + actors[:seed]
+        for actor in order * 3:
+            if evaluate(flag, Context(actor=actor), "d") is not expected[actor]:
+                wrong.append(actor)
+
+    sys.setswitchinterval(1e-6)  # switch threads as often as CPython will
+    try:
+        with mock.patch("flags._evaluation.SPLIT_CACHE_SIZE", 64):  # cleared often
+            pool = [threading.Thread(target=work, args=(i * 37,)) for i in range(threads)]
+            for thread in pool:
+                thread.start()
+            for thread in pool:
+                thread.join()
+            # A store may land between another thread's check and its clear: at most
+            # one entry per thread beyond the bound.
+            assert len(split.chosen) <= 64 + threads
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []
+    assert all(split.results[i] is expected[a] for a, i in split.chosen.items())
