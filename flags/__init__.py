@@ -3,6 +3,8 @@
 `FlagStore` holds the gates (boolean, actors, groups, percentage of actors,
 percentage of time; actor and group gates can deny) as entries of a
 `transport.ReplicatedMap`, and answers `FlagStore.enabled` from an immutable snapshot.
+Typed flags add a value type, variants, rules on attributes, segments, prerequisites
+and schedules; `FlagStore.evaluate` answers them with an `Evaluation`.
 `connect` starts a node in a background thread and returns a `FlagClient`, the
 synchronous, thread-safe way for Flask, Django and FastAPI apps to read and write
 flags. `LocalMap` stands in for a replicated map in unit tests. `flags.openfeature` has an
@@ -13,6 +15,7 @@ change feed behind ``GET /events``, and `flags.ui` the web UI.
 from ._client import FlagClient as FlagClient
 from ._client import NotReadyError as NotReadyError
 from ._client import connect as connect
+from ._evaluation import Evaluation as Evaluation
 from ._events import FlagEvents as FlagEvents
 from ._local import LocalMap as LocalMap
 from ._rules import actor_score as actor_score
@@ -24,6 +27,7 @@ from ._store import RestoreError as RestoreError
 
 __all__ = [
     "AuditEntry",
+    "Evaluation",
     "Flag",
     "FlagClient",
     "FlagEvents",

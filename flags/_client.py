@@ -27,7 +27,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, NoReturn
 
@@ -44,6 +44,7 @@ from transport import (
     claim_node_id,
 )
 
+from ._evaluation import Evaluation
 from ._export import ImportPlan
 from ._readiness import not_ready_reason
 from ._schema import Flag
@@ -575,6 +576,147 @@ class FlagClient:
             expires=expires,
             author=author,
         )
+
+    # -- typed flags (see the FlagStore methods of the same names) -------------------
+
+    def evaluate(
+        self,
+        name: str,
+        default: Any,
+        *,
+        actor: str | None = None,
+        groups: Iterable[str] = (),
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Evaluation:
+        """Evaluate a flag of any type: value, variant, reason and detail (see
+        `FlagStore.evaluate`). From any thread, with no hop to the node's; never
+        raises for bad arguments (reason ERROR). Raises as `enabled` on the first
+        call in a process."""
+        return self._store.evaluate(
+            name, default, actor=actor, groups=groups, attributes=attributes
+        )
+
+    def flag_type(self, name: str) -> str | None:
+        """The flag's value type, or None for an unknown flag (see
+        `FlagStore.flag_type`); from any thread."""
+        return self._store.flag_type(name)
+
+    def segments(self) -> dict[str, list[dict[str, Any]]]:
+        """The cluster's segments, ``{name: [condition, ...]}``."""
+        result: dict[str, list[dict[str, Any]]] = self._in_node(self._store.segments)
+        return result
+
+    def set_variants(
+        self,
+        name: str,
+        variants: Mapping[str, Any],
+        *,
+        type: str | None = None,
+        author: str | None = None,
+    ) -> None:
+        """Make the flag's variants exactly these, and set its type when given (see
+        `FlagStore.set_variants`). Raises `FlagFormatError` for a bad field, and
+        as `enable`."""
+        self._in_node(self._store.set_variants, name, variants, type=type, author=author)
+
+    def set_variant(
+        self, name: str, variant: str, value: Any, *, author: str | None = None
+    ) -> None:
+        """Add or change one variant. Raises as `set_variants`."""
+        self._in_node(self._store.set_variant, name, variant, value, author=author)
+
+    def delete_variant(self, name: str, variant: str, *, author: str | None = None) -> None:
+        """Remove one variant. Raises as `enable`."""
+        self._in_node(self._store.delete_variant, name, variant, author=author)
+
+    def set_off_variant(self, name: str, variant: str | None, *, author: str | None = None) -> None:
+        """Set (or, with None, remove) the variant served when the gates say off."""
+        self._in_node(self._store.set_off_variant, name, variant, author=author)
+
+    def set_fallthrough(
+        self, name: str, serve: Mapping[str, Any] | None, *, author: str | None = None
+    ) -> None:
+        """Set (or, with None, remove) what is served when no rule matches."""
+        self._in_node(self._store.set_fallthrough, name, serve, author=author)
+
+    def set_rule(
+        self,
+        name: str,
+        rule_id: str,
+        *,
+        serve: Mapping[str, Any],
+        conditions: Iterable[Mapping[str, Any]] = (),
+        segments: Iterable[str] = (),
+        before: str | None = None,
+        after: str | None = None,
+        author: str | None = None,
+    ) -> None:
+        """Add or replace one rule (see `FlagStore.set_rule`). Raises as
+        `set_variants`."""
+        self._in_node(
+            self._store.set_rule,
+            name,
+            rule_id,
+            serve=serve,
+            conditions=list(conditions),
+            segments=list(segments),
+            before=before,
+            after=after,
+            author=author,
+        )
+
+    def delete_rule(self, name: str, rule_id: str, *, author: str | None = None) -> None:
+        """Remove one rule. Raises as `enable`."""
+        self._in_node(self._store.delete_rule, name, rule_id, author=author)
+
+    def set_prerequisite(
+        self, name: str, other: str, variants: Iterable[str], *, author: str | None = None
+    ) -> None:
+        """Make the flag require one of ``other``'s variants (see
+        `FlagStore.set_prerequisite`: a cycle is refused). Raises as `set_variants`."""
+        wanted = [variants] if isinstance(variants, str) else list(variants)
+        self._in_node(self._store.set_prerequisite, name, other, wanted, author=author)
+
+    def delete_prerequisite(self, name: str, other: str, *, author: str | None = None) -> None:
+        """Remove the flag's prerequisite on ``other``. Raises as `enable`."""
+        self._in_node(self._store.delete_prerequisite, name, other, author=author)
+
+    def set_segment(
+        self, segment: str, conditions: Iterable[Mapping[str, Any]], *, author: str | None = None
+    ) -> None:
+        """Define a named segment (see `FlagStore.set_segment`)."""
+        self._in_node(self._store.set_segment, segment, list(conditions), author=author)
+
+    def delete_segment(self, segment: str, *, author: str | None = None) -> bool:
+        """Remove a segment; False when there was none."""
+        result: bool = self._in_node(self._store.delete_segment, segment, author=author)
+        return result
+
+    def schedule(
+        self,
+        name: str,
+        schedule_id: str,
+        at: int | datetime.datetime,
+        *,
+        set: Iterable[Sequence[Any]] = (),
+        delete: Iterable[Sequence[Any]] = (),
+        author: str | None = None,
+    ) -> None:
+        """Schedule a change of the flag at a time (see `FlagStore.schedule`)."""
+        self._in_node(
+            self._store.schedule,
+            name,
+            schedule_id,
+            at,
+            set=[list(w) for w in set],
+            delete=[list(w) for w in delete],
+            author=author,
+        )
+
+    def delete_schedule(self, name: str, schedule_id: str, *, author: str | None = None) -> bool:
+        """Remove a schedule (see `FlagStore.delete_schedule`); False when none."""
+        result: bool = self._in_node(self._store.delete_schedule, name, schedule_id, author=author)
+        return result
 
     def _in_node(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         # The store's writers validate, then write, with no await in between: in the

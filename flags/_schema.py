@@ -47,7 +47,7 @@ class Flag:
             ``{"variant": v}`` or ``{"split": {v: weight}}``, or None.
         rules: ``{rule_id: rule}``, each ``{"position": str, "conditions": [...],
             "segments": [...], "serve": {...}}``; evaluated in ``(position,
-            rule_id)`` order (`flags.rules_in_order`).
+            rule_id)`` order, the same on every node.
         prerequisites: ``{other_flag: [variant, ...]}``: ``other_flag``, evaluated
             for the same context, must serve one of these variants.
         schedules: ``{schedule_id: {"at_ms": int, "set": [[kind, *key, value],
