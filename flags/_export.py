@@ -203,43 +203,93 @@ def _on(enabled: bool) -> str:
 
 def plan_import(current: Flag, wanted: Flag) -> ImportPlan:
     """The changes that make ``current`` (the cluster's flag) equal ``wanted``: every
-    gate and metadata field of ``wanted`` set, every other one removed. Only what
-    differs is in the plan, so importing the same flag twice changes nothing the
-    second time.
+    gate, metadata field and typed part of ``wanted`` set, every other one removed.
+    Only what differs is in the plan, so importing the same flag twice changes
+    nothing the second time.
 
     Args:
         current: the flag as the store describes it now.
         wanted: the flag as imported, checked (`check_flag`).
     """
+    # Imported here: flags._entries imports this module's neighbours, not this one,
+    # but keeping the import local keeps the module's own imports to the schema.
+    from ._entries import flag_entries
+
     name = wanted.name
+    old, new = flag_entries(current), flag_entries(wanted)
+    if current.type != "boolean" and wanted.type == "boolean":
+        new[(name, "type")] = "boolean"  # no entry means boolean, but one is held
     sets: dict[tuple[str, ...], Any] = {}
     deletes: list[tuple[str, ...]] = []
     changes: list[str] = []
-
-    def one(key: tuple[str, ...], what: str, old: Any, new: Any, shown: str) -> None:
-        if new is None:
-            if old is not None:
-                deletes.append(key)
-                changes.append(f"{what}: cleared")
-        elif old != new or type(old) is not type(new):
-            sets[key] = new
-            changes.append(f"{what}: {shown}")
-
-    one((name, "boolean"), "boolean", current.boolean, wanted.boolean, _on(bool(wanted.boolean)))
-    for kind, now, then in (
-        ("actor", current.actors, wanted.actors),
-        ("group", current.groups, wanted.groups),
-    ):
-        for target in sorted(now.keys() | then.keys()):
-            new = then.get(target)
-            one((name, kind, target), f"{kind} {target}", now.get(target), new, _on(bool(new)))
-    for field in ("percentage_of_actors", "percentage_of_time"):
-        new = getattr(wanted, field)
-        one((name, field), field, getattr(current, field), new, f"{new}")
-    for field in META_FIELDS:
-        new = getattr(wanted, field)
-        one((name, "meta", field), field, getattr(current, field), new, _short(new))
+    for key in sorted(old.keys() | new.keys(), key=_plan_order):
+        what = _entry_label(key)
+        if key not in new:
+            deletes.append(key)
+            changes.append(f"{what}: cleared")
+        elif key not in old or not _same(old[key], new[key]):
+            sets[key] = new[key]
+            changes.append(f"{what}: {_entry_shown(key, new[key])}")
     return ImportPlan(name=name, sets=sets, deletes=deletes, changes=changes)
+
+
+#: The order of a plan's lines, by kind: gates, metadata, then the typed parts.
+_KIND_ORDER = {
+    kind: index
+    for index, kind in enumerate(
+        (
+            "boolean",
+            "actor",
+            "group",
+            "percentage_of_actors",
+            "percentage_of_time",
+            "meta",
+            "type",
+            "variant",
+            "off_variant",
+            "fallthrough",
+            "rule",
+            "prereq",
+            "schedule",
+        )
+    )
+}
+
+
+def _plan_order(key: tuple[Any, ...]) -> tuple[int, str]:
+    part = key[2] if len(key) > 2 else ""
+    if key[1] == "meta":
+        part = str(META_FIELDS.index(key[2]))
+    return _KIND_ORDER.get(key[1], len(_KIND_ORDER)), part
+
+
+def _entry_label(key: tuple[Any, ...]) -> str:
+    kind = key[1]
+    if kind == "meta":
+        return str(key[2])
+    if kind == "prereq":
+        return f"prerequisite {key[2]}"
+    return f"{kind} {key[2]}" if len(key) > 2 else kind
+
+
+def _entry_shown(key: tuple[Any, ...], value: Any) -> str:
+    kind = key[1]
+    if kind in ("boolean", "actor", "group"):
+        return _on(bool(value))
+    if kind in ("percentage_of_actors", "percentage_of_time"):
+        return f"{value}"
+    return _short(value)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same type, all the way down (True is not 1, 1 is not 1.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def check_unique(flags: Sequence[Flag]) -> None:

@@ -1039,7 +1039,7 @@ class FlagStore:
         One update is one delta and one notification, however many keys it holds."""
         node = str(self._map.node_id)
         for change in changes:
-            self._unschedule_deletes(change)
+            self._unschedule(change)
         states: dict[str, dict[str, Any]] = {}
         for c in changes:  # each flag's gates after its changes, before any is written
             states[c.name] = _state_after(states.get(c.name) or self._state(c.name), c)
@@ -1086,29 +1086,41 @@ class FlagStore:
                     trims.append(old)
         self._map.update(audit, trims)
 
-    def _unschedule_deletes(self, change: _Change) -> None:
-        """Add to ``change`` the rewrite of each due schedule that sets a key the
-        change deletes, without that key.
+    def _unschedule(self, change: _Change) -> None:
+        """Add to ``change`` the rewrite of each due schedule that writes a key the
+        change writes too, without that key (or its removal, when nothing is left).
 
-        A schedule's write counts as made at its time, so a delete made after it
-        wins while the delete's tombstone lasts; once the cluster collects the
-        tombstone the schedule's write would win again. Taking the key out of the
-        schedule in the same change keeps it deleted for good.
+        A schedule's write counts as made at its time, so a write made after it wins,
+        and this leaves what the flag evaluates as it is. It is needed all the same,
+        for two reasons:
+
+        - a delete wins only while its tombstone lasts; once the cluster collects
+          it, the schedule's write would win again;
+        - the map tells subscribers only of changed values, so a value written
+          again unchanged (or a tombstone over a tombstone), which now wins over
+          the schedule, would reach the other nodes unnoticed. The schedule's
+          rewrite is a change every node hears of, and they recompute the flag.
         """
         due = self._due.get(change.name)
-        if not due or not change.deletes:
+        if not due:
             return
-        deleted = {key for key in change.deletes if key[1] != "schedule"}
+        written = {key for key in (*change.sets, *change.deletes) if key[1] != "schedule"}
+        if not written:
+            return
+        name = change.name
         for sched_id in sorted(due):
-            key = (change.name, "schedule", sched_id)
+            key = (name, "schedule", sched_id)
             schedule = self._map.get(key)
             if key in change.deletes or key in change.sets or not isinstance(schedule, dict):
                 continue
-            kept = [w for w in schedule.get("set", []) if (change.name, *w[:-1]) not in deleted]
-            if len(kept) == len(schedule.get("set", [])):
+            sets = [w for w in schedule.get("set", []) if (name, *w[:-1]) not in written]
+            deletes = [w for w in schedule.get("delete", []) if (name, *w) not in written]
+            if len(sets) + len(deletes) == len(schedule.get("set", [])) + len(
+                schedule.get("delete", [])
+            ):
                 continue
-            if kept or schedule.get("delete"):
-                change.sets[key] = {**schedule, "set": kept}
+            if sets or deletes:
+                change.sets[key] = {**schedule, "set": sets, "delete": deletes}
             else:
                 change.deletes.append(key)
 
