@@ -296,7 +296,10 @@ class FlagStore:
         self._unsubscribe = flags.subscribe(self._on_change)
         start_soon = getattr(flags, "start_soon", None)
         if start_soon is not None:  # a ReplicatedMap: its node runs the schedules' timer
-            start_soon(self._follow_schedules)
+            try:
+                start_soon(self._follow_schedules)
+            except RuntimeError:  # its node has stopped: nothing to time
+                log.warning("flags: the map's node is not running; schedules wait for calls")
 
     # -- the read path -------------------------------------------------------------
 
@@ -340,9 +343,10 @@ class FlagStore:
         return rule.explain(actor, groups)  # type: ignore[union-attr]
 
     def evaluations(self) -> tuple[dict[str, int], int] | None:
-        """How many times each flag was checked (`enabled` and `explain`) since this
-        store was made, and how many named a flag it had never known; None
-        unless made with ``count_evaluations=True``. Read it in any thread."""
+        """How many times each flag was checked (`enabled`, `explain` and
+        `evaluate`) since this store was made, and how many named a flag it had
+        never known; None unless made with ``count_evaluations=True``. Read it in
+        any thread."""
         if self._evaluations is None:
             return None
         # An itertools.count shows its next value only in its repr: "count(42)".
@@ -1643,3 +1647,15 @@ class _CountingFlagStore(FlagStore):
     ) -> tuple[bool, str]:
         next(self._evaluations.get(name, self._unknown_evaluations))  # type: ignore[union-attr]
         return super().explain(name, actor, groups)
+
+    def evaluate(
+        self,
+        name: str,
+        default: Any,
+        *,
+        actor: str | None = None,
+        groups: Iterable[str] = (),
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Evaluation:
+        next(self._evaluations.get(name, self._unknown_evaluations))  # type: ignore[union-attr]
+        return super().evaluate(name, default, actor=actor, groups=groups, attributes=attributes)

@@ -517,3 +517,15 @@ def test_import_makes_a_typed_flag_equal_and_writes_nothing_the_second_time() ->
     state = flags.state()
     assert not any(plan.changes for plan in target.import_flags(source.export()))
     assert flags.state() == state
+
+
+def test_a_counting_store_counts_evaluations() -> None:
+    store = FlagStore(LocalMap("a"), count_evaluations=True)
+    colour_flag(store)
+    store.evaluate("colour", "?")
+    store.evaluate("colour", "?", actor="u1")
+    store.evaluate("missing", "?")
+    counts = store.evaluations()
+    assert counts is not None
+    assert counts[0]["colour"] == 2
+    assert counts[1] == 1
