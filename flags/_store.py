@@ -152,8 +152,8 @@ _SINGLE_GATES = ("boolean", "percentage_of_actors", "percentage_of_time")
 _entry_problem = entry_problem
 #: The kinds of entry that make a flag more than the boolean flag of its gates.
 _TYPED_KINDS = frozenset(("type", "variant", "off_variant", "fallthrough", "rule", "prereq"))
-#: The longest wait, in seconds, between two looks at the schedules: a clock that
-#: steps forward is noticed within it.
+#: The longest wait, in seconds, between two looks at the schedules while none is
+#: pending (a write of one wakes the look at once).
 _SCHEDULE_POLL_S = 60.0
 
 
@@ -1320,15 +1320,21 @@ class FlagStore:
 
     async def _follow_schedules(self) -> None:
         """Apply each schedule at its time, for as long as the store follows its map
-        (a task of the map's node: see `apply_schedules`)."""
+        (a task of the map's node: see `apply_schedules`).
+
+        While a schedule is pending it reads the clock once a second: the clock
+        (`transport.ReplicatedMap.wall_ms`) takes in the timestamps the node hears,
+        so a node whose own clock is behind applies a schedule within a second of
+        hearing from a node past its time. A write of a schedule wakes it at once.
+        """
         while not self._closed:
             pending = self.apply_schedules()
-            wait_s = _SCHEDULE_POLL_S
-            if pending is not None:
-                wait_s = min(wait_s, max(0.001, (pending - self._wall_ms()) / 1000))
-            self._wake = trio.Event()
-            with trio.move_on_after(wait_s):
-                await self._wake.wait()
+            while not self._closed:
+                self._wake = wake = trio.Event()
+                with trio.move_on_after(1.0 if pending is not None else _SCHEDULE_POLL_S):
+                    await wake.wait()
+                if wake.is_set() or (pending is not None and self._wall_ms() >= pending):
+                    break
 
     def all(self) -> list[Flag]:
         """Every flag the cluster or the defaults know (see `names`), sorted by name."""
