@@ -8,6 +8,11 @@
   actors in turn, more than the cache holds: every split is computed); and that
   split alone (``flags._variants.choose``: one SHA-256, then per variant the mixing);
 - a flag behind a chain of 2 prerequisites;
+- the 3 x 3 rules' string flag in a `FlagStore`, for one actor: ``FlagStore.evaluate``,
+  our OpenFeature provider (``ChorusProvider.resolve_string_details``) called
+  directly, and the provider through the OpenFeature SDK client
+  (``get_string_value``), each with its ratio to ``evaluate``: what the store, the
+  provider and the SDK add;
 - the same 3 rules and split in two peers, when installed: Unleash's Python client
   (``UnleashClient.get_variant``, bootstrapped offline as in bench_flags.py) and
   OpenFeature's ``InMemoryProvider`` with a ``context_evaluator`` written in plain
@@ -236,6 +241,41 @@ def openfeature_three_by_three() -> Callable[[], object] | None:
     return lambda: client.get_string_value("f", "d", context)
 
 
+def chorus_openfeature_three_by_three() -> tuple[Callable[[], object], ...] | None:
+    """`three_by_three` in a `FlagStore` (its entries written to a `LocalMap`, the
+    flag then identical to the one ``evaluate`` is timed on), read three ways for one
+    actor: ``FlagStore.evaluate``, ``ChorusProvider.resolve_string_details`` called
+    directly, and the provider through the OpenFeature SDK client
+    (``get_string_value``): the store's, the provider's and the SDK's shares of the
+    cost. None when openfeature-sdk is not installed."""
+    try:
+        from openfeature import api
+        from openfeature.evaluation_context import EvaluationContext
+
+        from flags.openfeature import ChorusProvider
+    except ImportError:
+        return None
+    from flags import FlagStore, LocalMap
+
+    entries = LocalMap("bench")
+    for key, value in three_by_three().items():
+        entries.set(key, value)
+    store = FlagStore(entries)
+    provider = ChorusProvider(store)
+    api.set_provider(provider, domain="bench-chorus")
+    client = api.get_client(domain="bench-chorus")
+    context = EvaluationContext("user-1234", {"groups": ["staff"], **ATTRIBUTES})
+    got = client.get_string_details("f", "d", context)
+    if (got.reason, got.flag_metadata.get("detail")) != ("SPLIT", "r3"):
+        return None  # not the flag meant: leave the rows out
+    groups = ("staff",)
+    return (
+        lambda: store.evaluate("f", "d", actor="user-1234", groups=groups, attributes=ATTRIBUTES),
+        lambda: provider.resolve_string_details("f", "d", context),
+        lambda: client.get_string_value("f", "d", context),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=100_000)
@@ -289,6 +329,19 @@ def main() -> None:
             args.calls,
         ),
     ]
+    # Ours through the layers above evaluate: the rows' ratio to evaluate is their cost.
+    layers = chorus_openfeature_three_by_three()
+    ours_layered = [
+        "3 rules x 3 conditions + split, FlagStore.evaluate",
+        "3 rules x 3 conditions + split, ChorusProvider.resolve_string_details",
+        "3 rules x 3 conditions + split, ChorusProvider via OpenFeature client",
+    ]
+    if layers is not None:
+        cases += [
+            (ours_layered[0], layers[0], args.calls),
+            (ours_layered[1], layers[1], args.calls),
+            (ours_layered[2], layers[2], args.peer_calls),
+        ]
     peers = [
         ("Unleash get_variant, 3 strategies x 3 constraints + variants", unleash_three_by_three()),
         (
@@ -297,6 +350,7 @@ def main() -> None:
         ),
     ]
     missing = [label for label, check in peers if check is None]
+    missing += ours_layered if layers is None else []
     cases += [(label, check, args.peer_calls) for label, check in peers if check is not None]
     rows, results = [], {}
     for label, check, calls in cases:
@@ -309,6 +363,9 @@ def main() -> None:
             r["vs_chorus"] = r["median_ns"] / results[ours]["median_ns"]
             r["vs_chorus_new_actors"] = r["median_ns"] / results[ours_new]["median_ns"]
             note += f"; {r['vs_chorus']:.1f}x ours, {r['vs_chorus_new_actors']:.1f}x new actors"
+        if label in ours_layered:  # what the layers above evaluate add
+            r["vs_evaluate"] = r["median_ns"] / results[ours]["median_ns"]
+            note += f"; {r['vs_evaluate']:.1f}x evaluate"
         rows.append((label, f"{r['median_ns']:,.0f} ns", note))
     rows += [
         (label, "not installed", "pip install 'chorus-replicated[bench]'") for label in missing

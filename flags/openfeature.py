@@ -1,27 +1,79 @@
 """An OpenFeature provider over a FlagStore, for apps that use the OpenFeature SDK.
 
     from openfeature import api
+    from openfeature.evaluation_context import EvaluationContext
     from flags.openfeature import ChorusProvider
 
     api.set_provider(ChorusProvider.from_client(client))  # or ChorusProvider(store)
     of = api.get_client()
-    context = EvaluationContext(targeting_key="user-42", attributes={"groups": ["beta"]})
+    context = EvaluationContext(
+        targeting_key="user-42", attributes={"groups": ["beta"], "country": "fr"}
+    )
     of.get_boolean_value("new-checkout", False, context)
+    of.get_string_details("button-color", "grey", context)  # .value, .variant, .reason
 
-Flags are booleans. The evaluation context's ``targeting_key`` is the actor and its
-``groups`` attribute (a list of str) the groups. Reasons follow the OpenFeature spec:
+**Types.** All five OpenFeature types: ``resolve_boolean_details``, ``_string_``,
+``_integer_``, ``_float_`` and ``_object_`` each serve the flags of that type
+(`FlagStore.flag_type`: ``"boolean"``, ``"string"``, ``"integer"``, ``"float"``,
+``"object"``).
 
-- ``TARGETING_MATCH``: an actor or group gate decided;
-- ``STATIC``: the boolean gate decided;
-- ``SPLIT``: a percentage gate decided;
-- ``DEFAULT``: no gate matched, or the store's default applied;
-- ``ERROR``: with ``PROVIDER_NOT_READY`` (the node is not ready: the caller's default
-  is returned), ``FLAG_NOT_FOUND`` (no gates, no default: the caller's default is
-  returned, whatever type was asked for), ``TYPE_MISMATCH`` (a non-boolean evaluation
-  of a known flag) or ``INVALID_CONTEXT`` (``groups`` is not a list of str).
+**The context.** ``targeting_key`` is the actor (an empty key is no actor); the
+attribute ``groups`` (a list or tuple of str) the actor's groups; every other
+attribute goes to the rules' conditions, as `FlagStore.evaluate`'s ``attributes``
+(``groups`` is not among them: conditions read it as the attribute ``"groups"``).
+
+**A resolution**, the first step that applies:
+
+1. The node is not ready: the caller's default, reason ``ERROR``, code
+   ``PROVIDER_NOT_READY`` (see the status notes below).
+2. The flag is unknown (no gates, no typed parts, no default): the caller's
+   default, ``ERROR``, ``FLAG_NOT_FOUND``, whatever type was asked for.
+3. The flag is of another type than asked: the caller's default, ``ERROR``,
+   ``TYPE_MISMATCH``. No number is converted: a float asked of an integer flag is
+   a mismatch, as is an integer asked of a float or boolean flag. OpenFeature's
+   Python SDK decides the same way: its client's check of every value
+   (``_typecheck_flag_value`` in ``openfeature/client.py``, ``isinstance(value,
+   float)``) rejects an int for a float, and its ``InMemoryProvider`` hands the
+   stored value over unconverted, so an integer flag asked for a float is a
+   TYPE_MISMATCH there too (with the flag's value rather than the default; the
+   request to cast ints to floats in the SDK, open-feature/python-sdk#516, was
+   closed without it). A float flag stores 3 as 3.0, so it always serves floats.
+4. ``groups`` is not a list of str: the caller's default, ``ERROR``,
+   ``INVALID_CONTEXT``.
+5. A boolean flag of gates alone (no type entry, variants, rules, fallthrough, off
+   variant or prerequisites) answers as it always has, variant ``"on"`` or ``"off"``:
+   ``TARGETING_MATCH`` when an actor or group gate decided (either way),
+   ``STATIC`` when the boolean gate did, ``SPLIT`` when a percentage gate did,
+   ``DEFAULT`` when no gate matched or the store's default applied. These are not
+   `FlagStore.evaluate`'s answers for such a flag (it says ``DEFAULT`` for the
+   boolean gate, ``DISABLED`` for a gate that says off, variants ``"true"`` and
+   ``"false"``): kept so that what apps saw before typed flags does not change. A
+   flag answers by step 6 from its first typed part on (`FlagStore.set_variants`,
+   ``set_rule``...).
+6. Any other flag answers with `FlagStore.evaluate`'s value and variant (None when
+   the caller's default was served), its reason as is: ``TARGETING_MATCH`` (a
+   rule, or on a boolean flag without fallthrough an actor or group gate),
+   ``SPLIT`` (a rule's or the fallthrough's split), ``DEFAULT`` (the
+   fallthrough, or no fallthrough), ``DISABLED`` (the gates or a prerequisite say
+   off: the off variant, else the caller's default). Its reason ``ERROR`` (a
+   variant deleted under a rule, a malformed entry, a prerequisite in error)
+   becomes the caller's default with code ``GENERAL`` and the detail in
+   ``error_message``.
+
+An object flag's value is a JSON object (a dict). Each resolution returns a copy of
+its own, its dicts and lists copied all the way down, so that a caller changing it
+changes neither the store's snapshot nor another caller's answer. The copy costs
+about 1.4 us for a flat dict of 10 entries and 1.8 us for ``{"size": [1, 2],
+"theme": {"dark": True}, "name": "x"}`` (``copy.deepcopy``: 11 and 8 us; 2-core x86
+VM, CPython 3.11). The caller's default is returned as given, a dict or a list.
 
 Every resolution carries the flag's metadata in ``flag_metadata`` (spec 2.2.9):
-``description``, ``owner`` and ``expires`` (an ISO date), those that are set.
+``description``, ``owner`` and ``expires`` (an ISO date), those that are set. Past
+step 2, every flag but a boolean of gates alone adds ``type`` (its type), and step
+6 adds ``detail`` (the evaluation's: the rule id, the deciding gate,
+``"prerequisite <flag>"``, or what went wrong). Both are str, as OpenFeature's flag
+metadata requires (bool, int, float or str values). A flag of gates alone keeps
+exactly the three fields it had before typed flags.
 
 Provider status (spec 1.7, 2.4 and 5.3). Given a readiness source (``ready=`` and
 ``connected=``, or `ChorusProvider.from_client`), the provider is:
@@ -49,9 +101,13 @@ by ``initialize``; evaluations only read the last result (one attribute). The
 provider's own view is `ChorusProvider.status`; the SDK's is the client's
 ``get_provider_status()``, driven by the events.
 
-Every local or remote change emits ``PROVIDER_CONFIGURATION_CHANGED`` with the
-changed flags in ``flags_changed`` (which OpenFeature's own InMemoryProvider cannot
-do, open-feature/python-sdk#620). The SDK runs handlers on its own worker thread, a
+Every local or remote change to a flag's gates, metadata or typed parts (type,
+variants, rules, fallthrough, off variant, prerequisites, schedules, and a schedule
+coming due) emits ``PROVIDER_CONFIGURATION_CHANGED`` with the changed flags in
+``flags_changed`` (which OpenFeature's own InMemoryProvider cannot do,
+open-feature/python-sdk#620). A change to a segment emits nothing yet:
+`FlagStore.subscribe` does not report it, though the flags whose rules use the
+segment may then answer differently. The SDK runs handlers on its own worker thread, a
 moment after the change. Requires the ``openfeature-sdk`` package (the
 ``openfeature`` extra: ``pip install 'chorus-replicated[openfeature]'``).
 """
@@ -72,6 +128,8 @@ from openfeature.provider import AbstractProvider, Metadata, ProviderStatus
 from transport import Node
 from transport._membership import name_of
 
+from ._evaluation import DEFAULT as DEFAULT_REASON
+from ._evaluation import DISABLED, ERROR, SPLIT, TARGETING_MATCH, Evaluation
 from ._rules import (
     ACTOR,
     BOOLEAN,
@@ -80,6 +138,7 @@ from ._rules import (
     NO_GATE,
     PERCENTAGE_OF_ACTORS,
     PERCENTAGE_OF_TIME,
+    Rules,
 )
 from ._store import FlagSubscriber
 
@@ -97,6 +156,13 @@ _REASONS = {
     DEFAULT: Reason.DEFAULT,
     NO_GATE: Reason.DEFAULT,
 }
+#: `FlagStore.evaluate`'s reasons (the ERROR reason is answered apart, with a code).
+_TYPED_REASONS = {
+    TARGETING_MATCH: Reason.TARGETING_MATCH,
+    SPLIT: Reason.SPLIT,
+    DEFAULT_REASON: Reason.DEFAULT,
+    DISABLED: Reason.DISABLED,
+}
 _NOT_READY = ProviderStatus.NOT_READY
 _READY = ProviderStatus.READY
 _STALE = ProviderStatus.STALE
@@ -106,7 +172,16 @@ _STALE_TEXT = "cut off from every peer: values may be behind the cluster's"
 class FlagSource(Protocol):
     """What the provider reads: a `FlagStore` or a `FlagClient`."""
 
-    def known(self, name: str) -> bool: ...
+    def flag_type(self, name: str) -> str | None: ...
+    def evaluate(
+        self,
+        name: str,
+        default: Any,
+        *,
+        actor: str | None = None,
+        groups: Iterable[str] = (),
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Evaluation: ...
     def explain(
         self, name: str, actor: str | None = None, groups: Iterable[str] = ()
     ) -> tuple[bool, str]: ...
@@ -267,8 +342,16 @@ class ChorusProvider(AbstractProvider):
     def _changed(self, names: frozenset[str]) -> None:
         self.emit_provider_configuration_changed(ProviderEventDetails(flags_changed=sorted(names)))
 
-    def _unresolved(self, flag_key: str, default_value: Any) -> FlagResolutionDetails[Any] | None:
-        """The error every evaluation checks first: not ready, then an unknown flag."""
+    def _resolve(
+        self,
+        flag_key: str,
+        default_value: Any,
+        evaluation_context: EvaluationContext | None,
+        wanted: str,
+    ) -> FlagResolutionDetails[Any]:
+        """Resolve ``flag_key`` as a flag of type ``wanted`` (one of the five), by the
+        steps of the module notes: not ready, unknown flag, type, context, then the
+        flag's gates (gate-only boolean flags) or `FlagStore.evaluate`."""
         if self._status is _NOT_READY:
             return FlagResolutionDetails(
                 value=default_value,
@@ -276,15 +359,73 @@ class ChorusProvider(AbstractProvider):
                 error_code=ErrorCode.PROVIDER_NOT_READY,
                 error_message=f"chorus node not ready: {self._reason}",
             )
-        if not self._store.known(flag_key):
+        store = self._store
+        kind = store.flag_type(flag_key)
+        if kind is None:
+            return _not_found(flag_key, default_value, store.metadata(flag_key))
+        gates_only = kind == "boolean" and _gates_only(store, flag_key)
+        metadata: dict[str, Any] = store.metadata(flag_key)
+        if not gates_only:
+            metadata["type"] = kind
+        if kind != wanted:
             return FlagResolutionDetails(
                 value=default_value,
                 reason=Reason.ERROR,
-                error_code=ErrorCode.FLAG_NOT_FOUND,
-                error_message=f"flag {flag_key!r} has no gates and no default",
-                flag_metadata=self._store.metadata(flag_key),
+                error_code=ErrorCode.TYPE_MISMATCH,
+                error_message=f"flag {flag_key!r} is a {kind} flag, asked for a {wanted}",
+                flag_metadata=metadata,
             )
-        return None
+        actor: str | None = None
+        groups: Sequence[str] = ()
+        attributes: Mapping[str, Any] | None = None
+        if evaluation_context is not None:
+            actor = evaluation_context.targeting_key or None
+            attributes = evaluation_context.attributes or None
+            if attributes is not None and "groups" in attributes:
+                raw = attributes["groups"]
+                if not isinstance(raw, (list, tuple)) or not all(isinstance(g, str) for g in raw):
+                    return FlagResolutionDetails(
+                        value=default_value,
+                        reason=Reason.ERROR,
+                        error_code=ErrorCode.INVALID_CONTEXT,
+                        error_message="the 'groups' attribute must be a list of str",
+                        flag_metadata=metadata,
+                    )
+                groups = raw
+                attributes = {k: v for k, v in attributes.items() if k != "groups"}
+        if gates_only:  # today's answers: the deciding gate's reason, "on"/"off"
+            value, why = store.explain(flag_key, actor, groups)
+            return FlagResolutionDetails(
+                value=value,
+                # UNKNOWN: the flag got typed parts between the two reads (a race)
+                reason=_REASONS.get(why, Reason.UNKNOWN),
+                variant="on" if value else "off",
+                flag_metadata=metadata,
+            )
+        got = store.evaluate(
+            flag_key, default_value, actor=actor, groups=groups, attributes=attributes
+        )
+        if got.detail is not None:
+            metadata["detail"] = got.detail
+        if got.reason == ERROR:
+            if got.detail == "unknown flag":  # deleted since flag_type looked
+                return _not_found(flag_key, default_value, metadata)
+            return FlagResolutionDetails(
+                value=default_value,
+                reason=Reason.ERROR,
+                error_code=ErrorCode.GENERAL,
+                error_message=f"flag {flag_key!r}: {got.detail}",
+                flag_metadata=metadata,
+            )
+        value = got.value
+        if kind == "object" and got.variant is not None:
+            value = _copy_json(value)  # the snapshot's own dict must not leak out
+        return FlagResolutionDetails(
+            value=value,
+            reason=_TYPED_REASONS[got.reason],
+            variant=got.variant,
+            flag_metadata=metadata,
+        )
 
     def resolve_boolean_details(
         self,
@@ -292,53 +433,17 @@ class ChorusProvider(AbstractProvider):
         default_value: bool,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[bool]:
-        unresolved = self._unresolved(flag_key, default_value)
-        if unresolved is not None:
-            return unresolved
-        metadata = self._store.metadata(flag_key)
-        actor: str | None = None
-        groups: Sequence[str] = ()
-        if evaluation_context is not None:
-            actor = evaluation_context.targeting_key or None
-            raw = (evaluation_context.attributes or {}).get("groups", ())
-            if not isinstance(raw, (list, tuple)) or not all(isinstance(g, str) for g in raw):
-                return FlagResolutionDetails(
-                    value=default_value,
-                    reason=Reason.ERROR,
-                    error_code=ErrorCode.INVALID_CONTEXT,
-                    error_message="the 'groups' attribute must be a list of str",
-                    flag_metadata=metadata,
-                )
-            groups = raw
-        value, why = self._store.explain(flag_key, actor, groups)
-        return FlagResolutionDetails(
-            value=value,
-            reason=_REASONS[why],
-            variant="on" if value else "off",
-            flag_metadata=metadata,
-        )
-
-    def _mismatch(self, flag_key: str, default_value: Any) -> FlagResolutionDetails[Any]:
-        unresolved = self._unresolved(flag_key, default_value)
-        if unresolved is not None:
-            return unresolved
-        return FlagResolutionDetails(
-            value=default_value,
-            reason=Reason.ERROR,
-            error_code=ErrorCode.TYPE_MISMATCH,
-            error_message=f"chorus flags are booleans; {flag_key!r} was asked for another type",
-            flag_metadata=self._store.metadata(flag_key),
-        )
+        return self._resolve(flag_key, default_value, evaluation_context, "boolean")
 
     def resolve_string_details(
         self, flag_key: str, default_value: str, evaluation_context: EvaluationContext | None = None
     ) -> FlagResolutionDetails[str]:
-        return self._mismatch(flag_key, default_value)
+        return self._resolve(flag_key, default_value, evaluation_context, "string")
 
     def resolve_integer_details(
         self, flag_key: str, default_value: int, evaluation_context: EvaluationContext | None = None
     ) -> FlagResolutionDetails[int]:
-        return self._mismatch(flag_key, default_value)
+        return self._resolve(flag_key, default_value, evaluation_context, "integer")
 
     def resolve_float_details(
         self,
@@ -346,7 +451,7 @@ class ChorusProvider(AbstractProvider):
         default_value: float,
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[float]:
-        return self._mismatch(flag_key, default_value)
+        return self._resolve(flag_key, default_value, evaluation_context, "float")
 
     def resolve_object_details(
         self,
@@ -354,4 +459,53 @@ class ChorusProvider(AbstractProvider):
         default_value: Sequence[Any] | Mapping[str, Any],
         evaluation_context: EvaluationContext | None = None,
     ) -> FlagResolutionDetails[Sequence[Any] | Mapping[str, Any]]:
-        return self._mismatch(flag_key, default_value)
+        return self._resolve(flag_key, default_value, evaluation_context, "object")
+
+
+def _not_found(
+    flag_key: str, default_value: Any, metadata: Mapping[str, Any]
+) -> FlagResolutionDetails[Any]:
+    return FlagResolutionDetails(
+        value=default_value,
+        reason=Reason.ERROR,
+        error_code=ErrorCode.FLAG_NOT_FOUND,
+        error_message=f"flag {flag_key!r} has no gates, no variants and no default",
+        flag_metadata=dict(metadata),
+    )
+
+
+def _gates_only(source: FlagSource, name: str) -> bool:
+    """True when flag ``name`` is a boolean flag of gates alone (no variants, rules,
+    fallthrough, off variant or prerequisites), whose resolutions keep the reasons
+    of the gates (module notes).
+
+    Reads what `FlagStore.enabled` reads (its snapshot: True, False or a
+    `flags._rules.Rules` for such a flag), through a `FlagClient` to its store; the
+    store has no public call for it yet. A source without a snapshot counts every
+    flag as typed: `evaluate` answers for all.
+    """
+    store = getattr(source, "_store", source)  # a FlagClient's FlagStore
+    snapshot = getattr(store, "_snapshot", None)
+    if snapshot is None:
+        return False
+    rules = snapshot.get(name)
+    return rules is True or rules is False or type(rules) is Rules
+
+
+def _copy_json(value: Any) -> Any:
+    """A copy of a JSON value: dicts and lists copied all the way down; str, numbers,
+    bools and None shared (immutable). A shallow copy first, then only the dicts and
+    lists inside are replaced by copies of theirs."""
+    if type(value) is dict:
+        copied = value.copy()
+        for key, item in value.items():
+            if type(item) is dict or type(item) is list:
+                copied[key] = _copy_json(item)
+        return copied
+    if type(value) is list:
+        listed = value.copy()
+        for index, item in enumerate(value):
+            if type(item) is dict or type(item) is list:
+                listed[index] = _copy_json(item)
+        return listed
+    return value
