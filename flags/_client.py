@@ -601,6 +601,11 @@ class FlagClient:
         `FlagStore.flag_type`); from any thread."""
         return self._store.flag_type(name)
 
+    def is_typed(self, name: str) -> bool:
+        """True when the flag has typed parts (see `FlagStore.is_typed`); from any
+        thread."""
+        return self._store.is_typed(name)
+
     def segments(self) -> dict[str, list[dict[str, Any]]]:
         """The cluster's segments, ``{name: [condition, ...]}``."""
         result: dict[str, list[dict[str, Any]]] = self._in_node(self._store.segments)

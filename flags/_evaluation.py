@@ -547,14 +547,39 @@ def evaluate(
         exception) and takes no lock.
     """
     try:
-        return _evaluate(flag, context, default, flags, ())
+        return _evaluate(
+            flag, context.actor, context.groups, context.attributes, default, flags, ()
+        )
     except Exception as exc:  # a bug, or an attributes Mapping that raised
         return Evaluation(default, None, ERROR, f"{type(exc).__name__}: {_short(exc)}")
 
 
+def evaluate_for(
+    flag: CompiledFlag,
+    actor: str | None,
+    groups: Iterable[str],
+    attributes: Mapping[str, Any],
+    default: Any,
+    flags: Mapping[str, CompiledFlag] = _NO_FLAGS,
+) -> Evaluation:
+    """`evaluate` for the parts of a `Context`, without making one (about 0.3 us
+    less per call): ``groups`` any iterable of str. Never raises."""
+    try:
+        if type(groups) is not frozenset:
+            groups = frozenset(groups) if groups else _NO_GROUPS
+        return _evaluate(flag, actor, groups, attributes, default, flags, ())
+    except Exception as exc:  # a bug, groups not iterable, or a Mapping that raised
+        return Evaluation(default, None, ERROR, f"{type(exc).__name__}: {_short(exc)}")
+
+
+_NO_GROUPS: frozenset[str] = frozenset()
+
+
 def _evaluate(
     flag: CompiledFlag,
-    context: Context,
+    actor: str | None,
+    groups: frozenset[str],
+    attributes: Mapping[str, Any],
     default: Any,
     flags: Mapping[str, CompiledFlag],
     chain: tuple[str, ...],
@@ -564,13 +589,11 @@ def _evaluate(
     if constant is not None:
         return constant
     if flag.prereqs:
-        unmet = _prerequisites(flag, context, default, flags, (*chain, flag.name))
+        unmet = _prerequisites(flag, actor, groups, attributes, default, flags, (*chain, flag.name))
         if unmet is not None:
             return unmet
-    actor = context.actor
-    outcome = flag.gates.decide(actor, context.groups)
+    outcome = flag.gates.decide(actor, groups)
     if outcome.on and flag.rules:
-        groups, attributes = context.groups, context.attributes
         for rule in flag.rules:
             for holds in rule.predicates:
                 if not holds(actor, groups, attributes):
@@ -590,7 +613,9 @@ def _evaluate(
 
 def _prerequisites(
     flag: CompiledFlag,
-    context: Context,
+    actor: str | None,
+    groups: frozenset[str],
+    attributes: Mapping[str, Any],
     default: Any,
     flags: Mapping[str, CompiledFlag],
     chain: tuple[str, ...],
@@ -608,12 +633,12 @@ def _prerequisites(
         target = flags.get(other)
         if target is None:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: unknown flag")
-        got = _evaluate(target, context, None, flags, chain)
+        got = _evaluate(target, actor, groups, attributes, None, flags, chain)
         if got.reason == ERROR:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: {got.detail}")
         if got.variant not in allowed:
             return _resolve(
-                flag.prereq_off[other], default, DISABLED, f"prerequisite {other}", context.actor
+                flag.prereq_off[other], default, DISABLED, f"prerequisite {other}", actor
             )
     return None
 

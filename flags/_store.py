@@ -7,6 +7,7 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any, Protocol, cast
 
 import attrs
@@ -27,11 +28,10 @@ from ._entries import (
 from ._evaluation import (
     ERROR,
     CompiledFlag,
-    Context,
     Evaluation,
     compile_flag,
     compile_segments,
-    evaluate,
+    evaluate_for,
     prerequisite_cycle,
 )
 from ._export import ImportPlan, check_unique, plan_import
@@ -150,6 +150,7 @@ _SINGLE_GATES = ("boolean", "percentage_of_actors", "percentage_of_time")
 #: Why an entry is not one the store knows (`flags._entries.entry_problem`); a module
 #: global so that tests can swap it.
 _entry_problem = entry_problem
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 #: The kinds of entry that make a flag more than the boolean flag of its gates.
 _TYPED_KINDS = frozenset(("type", "variant", "off_variant", "fallthrough", "rule", "prereq"))
 #: The longest wait, in seconds, between two looks at the schedules while none is
@@ -407,11 +408,22 @@ class FlagStore:
         flag = self._compiled.get(name)
         if flag is None:
             return Evaluation(default, None, ERROR, "unknown flag")
-        try:
-            context = Context(actor, groups, attributes if attributes is not None else {})
-        except Exception as exc:  # groups that are not iterable, say
-            return Evaluation(default, None, ERROR, f"bad context: {_short(exc)}")
-        return evaluate(flag, context, default, self._compiled)
+        return evaluate_for(
+            flag,
+            actor,
+            groups,
+            attributes if attributes is not None else _NO_ATTRIBUTES,
+            default,
+            self._compiled,
+        )
+
+    def is_typed(self, name: str) -> bool:
+        """True when the flag has typed parts (a type other than boolean, variants,
+        an off variant, a fallthrough, rules or prerequisites), so that `evaluate`
+        decides it rather than the gates alone (`enabled` and `explain` too). False
+        for a boolean flag of gates only, and for an unknown flag. Safe from any
+        thread."""
+        return type(self._snapshot.get(name)) is _Typed
 
     def flag_type(self, name: str) -> str | None:
         """The flag's value type (``"boolean"``, ``"string"``, ``"integer"``,
@@ -1393,11 +1405,15 @@ class FlagStore:
             self._segments = compile_segments(
                 {name: {"conditions": conditions} for name, conditions in self.segments().items()}
             )
-            rules_changed.update(
+            users = {
                 name
                 for name, held in list(self._keys.items())
                 if any(k[1] == "rule" for k in tuple(held))
-            )
+            }
+            rules_changed |= users
+            # Their answers may change: subscribers (OpenFeature's configuration-
+            # changed event, the change feed) hear of them as of any change.
+            described |= {name for name in users if name != CLUSTER}
         if rules_changed or described:
             self._rebuild(rules_changed, described)
 
@@ -1622,11 +1638,11 @@ class _Typed:
         self._store = store
 
     def enabled(self, actor: str | None, groups: Iterable[str]) -> bool:
-        got = evaluate(self._flag, Context(actor, groups), False, self._store._compiled)
+        got = evaluate_for(self._flag, actor, groups, _NO_ATTRIBUTES, False, self._store._compiled)
         return got.value is True
 
     def explain(self, actor: str | None, groups: Iterable[str]) -> tuple[bool, str]:
-        got = evaluate(self._flag, Context(actor, groups), False, self._store._compiled)
+        got = evaluate_for(self._flag, actor, groups, _NO_ATTRIBUTES, False, self._store._compiled)
         return got.value is True, got.detail or got.reason.lower()
 
 

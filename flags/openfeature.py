@@ -138,7 +138,6 @@ from ._rules import (
     NO_GATE,
     PERCENTAGE_OF_ACTORS,
     PERCENTAGE_OF_TIME,
-    Rules,
 )
 from ._store import FlagSubscriber
 
@@ -173,6 +172,7 @@ class FlagSource(Protocol):
     """What the provider reads: a `FlagStore` or a `FlagClient`."""
 
     def flag_type(self, name: str) -> str | None: ...
+    def is_typed(self, name: str) -> bool: ...
     def evaluate(
         self,
         name: str,
@@ -477,19 +477,8 @@ def _not_found(
 def _gates_only(source: FlagSource, name: str) -> bool:
     """True when flag ``name`` is a boolean flag of gates alone (no variants, rules,
     fallthrough, off variant or prerequisites), whose resolutions keep the reasons
-    of the gates (module notes).
-
-    Reads what `FlagStore.enabled` reads (its snapshot: True, False or a
-    `flags._rules.Rules` for such a flag), through a `FlagClient` to its store; the
-    store has no public call for it yet. A source without a snapshot counts every
-    flag as typed: `evaluate` answers for all.
-    """
-    store = getattr(source, "_store", source)  # a FlagClient's FlagStore
-    snapshot = getattr(store, "_snapshot", None)
-    if snapshot is None:
-        return False
-    rules = snapshot.get(name)
-    return rules is True or rules is False or type(rules) is Rules
+    of the gates (module notes)."""
+    return not source.is_typed(name)
 
 
 def _copy_json(value: Any) -> Any:

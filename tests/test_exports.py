@@ -105,6 +105,7 @@ EXPECTED = {
     },
     flags: {
         "AuditEntry",
+        "Evaluation",
         "Flag",
         "FlagClient",
         "FlagEvents",
