@@ -7,9 +7,11 @@ stream. Routes, relative to where the app is mounted (``root``):
 
 - ``GET login``, ``POST login``, ``POST logout``: the session.
 - ``GET /`` (flags page; ``?q=`` filters by name), ``POST create``.
-- ``GET flags/{name}`` (flag page; ``?actor=&groups=&attributes=`` evaluates), ``POST
-  gates/{name}``, ``remove/{name}``, ``metadata/{name}``, ``restore/{name}``,
-  ``delete/{name}``; ``GET`` and ``POST disable/{name}`` (the confirmation). The
+- ``GET flags/{name}`` (flag page; ``?actor=&groups=&attrs=`` evaluates; ``attrs``
+  since a field named ``attributes`` would shadow the form's DOM property of that
+  name, which scripts walking the page read), ``POST gates/{name}``,
+  ``remove/{name}``, ``metadata/{name}``, ``restore/{name}``, ``delete/{name}``;
+  ``GET`` and ``POST disable/{name}`` (the confirmation). The
   verb comes first and the name, percent-encoded, last: a name an older version
   wrote may hold a ``/``.
 - Typed flags, on the flag page: ``POST type/{name}``, ``variant/{name}``,
@@ -459,9 +461,9 @@ class _UI:
         query = request.query_params
         actor = query.get("actor", "").strip()[:MAX_NAME_CHARS]
         groups_text = query.get("groups", "")[: 20 * MAX_NAME_CHARS]
-        attributes_text = query.get("attributes", "")[: _forms.MAX_FIELD_CHARS]
+        attributes_text = query.get("attrs", "")[: _forms.MAX_FIELD_CHARS]
         attributes, attributes_error = _forms.attributes(attributes_text)
-        evaluate = any(field in query for field in ("actor", "groups", "attributes"))
+        evaluate = any(field in query for field in ("actor", "groups", "attrs"))
         now_ms = int(time.time() * 1000)
 
         def read(flags: Any) -> dict[str, Any]:

@@ -411,7 +411,7 @@ def test_html_in_variant_values_attribute_names_and_segments_is_inert() -> None:
     ui.login(name=SCRIPT)
     ui.get("/flags/f")
     ui.post("/variant/f", {"variant": "y", "value": f'{{"k": "{SCRIPT}"}}'})
-    query = urlencode({"actor": "a", "attributes": f"{SCRIPT}={SCRIPT}"})
+    query = urlencode({"actor": "a", "attrs": f"{SCRIPT}={SCRIPT}"})
     for path in ("/", "/flags/f", "/audit", f"/flags/f?{query}", "/flags/f?edit=r1"):
         text = ui.get(path).text
         assert SCRIPT not in text, path
@@ -474,17 +474,17 @@ def test_an_admin_sees_every_typed_form(ann: UI) -> None:
     "query",
     [
         {"actor": "u1"},
-        {"actor": "u1", "attributes": "country=fr"},
-        {"actor": "u2", "attributes": "version=2.1.0\nplan=pro"},
-        {"actor": "u2", "attributes": "version=2.1.0\nplan=free"},
-        {"attributes": "country=de"},
-        {"actor": "u3", "groups": "a, b", "attributes": "  country = fr \n\nage=42"},
+        {"actor": "u1", "attrs": "country=fr"},
+        {"actor": "u2", "attrs": "version=2.1.0\nplan=pro"},
+        {"actor": "u2", "attrs": "version=2.1.0\nplan=free"},
+        {"attrs": "country=de"},
+        {"actor": "u3", "groups": "a, b", "attrs": "  country = fr \n\nage=42"},
     ],
 )
 def test_evaluate_for_with_attributes_matches_the_store(
     typed: FlagStore, ann: UI, query: dict[str, str]
 ) -> None:
-    attributes, problem = _forms.attributes(query.get("attributes", ""))
+    attributes, problem = _forms.attributes(query.get("attrs", ""))
     assert problem is None
     groups = [g.strip() for g in query.get("groups", "").split(",") if g.strip()]
     expected = typed.evaluate(
@@ -509,9 +509,7 @@ def test_attributes_read_numbers_as_numbers_and_refuse_a_line_without_equals(
         before="r1",
         conditions=[{"attribute": "age", "op": "gte", "values": [18]}],
     )
-    shown = text_of(
-        ann.get("/flags/checkout?" + urlencode({"attributes": "age=42"})).text, "evaluate"
-    )
+    shown = text_of(ann.get("/flags/checkout?" + urlencode({"attrs": "age=42"})).text, "evaluate")
     assert "Variant green Reason TARGETING_MATCH Detail adults" in shown
     assert _forms.attributes("age=42\nzip=01234\nv=1e3\nname=ann")[0] == {
         "age": 42,
@@ -519,7 +517,7 @@ def test_attributes_read_numbers_as_numbers_and_refuse_a_line_without_equals(
         "v": 1000.0,
         "name": "ann",
     }
-    page = ann.get("/flags/checkout?" + urlencode({"attributes": "age 42"})).text
+    page = ann.get("/flags/checkout?" + urlencode({"attrs": "age 42"})).text
     assert "Attributes line 1 is not key=value" in page
     assert 'id="evaluation-detail"' not in page
 
@@ -576,3 +574,12 @@ def test_a_flag_of_gates_alone_keeps_the_typed_forms_folded(ann: UI) -> None:
     assert '<details id="targeting-details" class="targeting-start">' in page
     assert 'action="/variant/checkout-v2"' in page
     assert 'id="targeting-details"' not in ann.get("/flags/checkout").text
+
+
+def test_no_field_shadows_the_forms_attributes_property(ann: UI) -> None:
+    """Found by the browser test of hostile values: an evaluate field named
+    ``attributes`` made ``form.attributes`` that field, and a script walking every
+    element's attributes failed. The field is ``attrs``."""
+    page = ann.get("/flags/checkout?" + urlencode({"attrs": "country=fr"})).text
+    assert 'name="attributes"' not in page
+    assert 'name="attrs"' in page
