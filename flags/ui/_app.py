@@ -7,11 +7,20 @@ stream. Routes, relative to where the app is mounted (``root``):
 
 - ``GET login``, ``POST login``, ``POST logout``: the session.
 - ``GET /`` (flags page; ``?q=`` filters by name), ``POST create``.
-- ``GET flags/{name}`` (flag page; ``?actor=&groups=`` evaluates), ``POST
-  gates/{name}``, ``remove/{name}``, ``metadata/{name}``, ``restore/{name}``,
-  ``delete/{name}``; ``GET`` and ``POST disable/{name}`` (the confirmation). The
+- ``GET flags/{name}`` (flag page; ``?actor=&groups=&attrs=`` evaluates; ``attrs``
+  since a field named ``attributes`` would shadow the form's DOM property of that
+  name, which scripts walking the page read), ``POST gates/{name}``,
+  ``remove/{name}``, ``metadata/{name}``, ``restore/{name}``, ``delete/{name}``;
+  ``GET`` and ``POST disable/{name}`` (the confirmation). The
   verb comes first and the name, percent-encoded, last: a name an older version
   wrote may hold a ``/``.
+- Typed flags, on the flag page: ``POST type/{name}``, ``variant/{name}``,
+  ``delete-variant/{name}``, ``off-variant/{name}``, ``fallthrough/{name}``,
+  ``rule/{name}``, ``delete-rule/{name}``, ``prerequisite/{name}``,
+  ``delete-prerequisite/{name}``, ``delete-schedule/{name}``; a refused one shows
+  the store's message (and the field's pointer) next to its form, the input kept.
+  ``GET flags/{name}?edit=<rule id>`` fills the rule form with that rule.
+- ``GET audit``: the newest changes of every flag and segment.
 - ``GET cluster`` (when ``cluster`` is given), ``GET events`` (when ``events`` is).
 - ``GET static/...``: the stylesheet and the script.
 
@@ -48,10 +57,11 @@ from transport import WriteRefused
 
 from .._client import FlagClient
 from .._events import FlagEvents
-from .._schema import MAX_NAME_CHARS, valid_name
+from .._schema import MAX_NAME_CHARS, FlagFormatError, pointer_part, valid_name
 from .._store import FlagStore
+from .._variants import TYPES
 from ..http import check_tokens
-from . import _charts, _views
+from . import _charts, _forms, _views
 from ._security import (
     Refused,
     SecurityHeaders,
@@ -76,12 +86,33 @@ Flags = FlagStore | FlagClient
 
 
 class _Failed(Exception):
-    """A write the store turned down: the page is shown again with ``message``."""
+    """A write the store turned down: the page is shown again with ``message`` (and,
+    for a `FlagFormatError`, the ``pointer`` of the bad field and ``detail``, the
+    message without it)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, pointer: str | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.pointer = pointer
+        self.detail = detail if detail is not None else message
+
+
+@attrs.frozen
+class FormError:
+    """A refused write of one of the flag page's forms, shown next to that form.
+
+    Attributes:
+        form: which form (``"rule"``, ``"variant"``...).
+        message: what was wrong, without the pointer.
+        pointer: the JSON pointer of the bad field, relative to the flag, or None.
+    """
+
+    form: str
+    message: str
+    pointer: str | None
 
 
 def create_ui(
@@ -226,6 +257,11 @@ class _UI:
             Route("/restore/{name:path}", self.restore, methods=["POST"]),
             Route("/delete/{name:path}", self.delete, methods=["POST"]),
             Route("/flags/{name:path}", self.flag_page, methods=["GET"]),
+            Route("/audit", self.audit_page, methods=["GET"]),
+            *(
+                Route(f"/{verb}/{{name:path}}", self._typed_handler(verb), methods=["POST"])
+                for verb in _TYPED_WRITES
+            ),
             Mount("/static", StaticFiles(directory=_HERE / "static"), name="static"),
         ]
         if self.cluster_document is not None:
@@ -315,6 +351,8 @@ class _UI:
             return await self._call(write)
         except WriteRefused as exc:
             raise _Failed(503, f"this node takes no writes now: {exc}") from None
+        except FlagFormatError as exc:
+            raise _Failed(422, str(exc), exc.pointer, exc.message) from None
         except ValueError as exc:  # FlagFormatError and RestoreError too
             raise _Failed(422, str(exc)) from None
 
@@ -408,22 +446,36 @@ class _UI:
     # -- the flag page -----------------------------------------------------------------
 
     async def flag_page(
-        self, request: Request, *, status: int = 200, error: str | None = None
+        self,
+        request: Request,
+        *,
+        status: int = 200,
+        error: str | None = None,
+        form_error: FormError | None = None,
+        kept: dict[str, str] | None = None,
     ) -> Response:
         denied = self._guard_page(request)
         if denied is not None:
             return denied
         name = str(request.path_params["name"])
-        actor = request.query_params.get("actor", "").strip()[:MAX_NAME_CHARS]
-        groups_text = request.query_params.get("groups", "")[: 20 * MAX_NAME_CHARS]
-        evaluate = "actor" in request.query_params or "groups" in request.query_params
+        query = request.query_params
+        actor = query.get("actor", "").strip()[:MAX_NAME_CHARS]
+        groups_text = query.get("groups", "")[: 20 * MAX_NAME_CHARS]
+        attributes_text = query.get("attrs", "")[: _forms.MAX_FIELD_CHARS]
+        attributes, attributes_error = _forms.attributes(attributes_text)
+        evaluate = any(field in query for field in ("actor", "groups", "attrs"))
+        now_ms = int(time.time() * 1000)
 
         def read(flags: Any) -> dict[str, Any]:
             flag = flags.flag(name)
             known = flags.known(name) or flag.has_gates or bool(flags.metadata(name))
-            verdict = (
-                flags.explain(name, actor or None, _views.split_groups(groups_text))
-                if evaluate
+            groups = _views.split_groups(groups_text)
+            verdict = flags.explain(name, actor or None, groups) if evaluate else None
+            evaluation = (
+                flags.evaluate(
+                    name, None, actor=actor or None, groups=groups, attributes=attributes
+                )
+                if evaluate and attributes_error is None
                 else None
             )
             return {
@@ -431,10 +483,25 @@ class _UI:
                 "known": known,
                 "audit": flags.audit(name, limit=AUDIT_ROWS),
                 "verdict": verdict,
+                "evaluation": evaluation,
+                "typed": _views.typed_view(flag, flags.segments(), now_ms),
             }
 
         found = await self._call(read)
-        if not found["known"] and not found["audit"] and error is None:
+        typed: _views.TypedView = found["typed"]
+        edit = next((r for r in typed.rules if r.id == query.get("edit")), None)
+        rule_form: dict[str, str] = {"rule_id": edit.id, **edit.form} if edit is not None else {}
+
+        def field(form: str, key: str, default: str = "") -> str:
+            """A field's value: what the user sent when their post of ``form`` was
+            refused, else ``default``."""
+            if form_error is not None and form_error.form == form and kept is not None:
+                return kept.get(key, "")
+            if form == "rule" and not default:
+                return rule_form.get(key, "")
+            return default
+
+        if not found["known"] and not found["audit"] and error is None and form_error is None:
             return self._render(
                 request, "error.html", 404, title="No such flag", error=f"No flag named {name}."
             )
@@ -448,8 +515,15 @@ class _UI:
             state=_views.state_text(found["flag"]),
             actor=actor,
             groups=groups_text,
+            attributes=attributes_text,
+            attributes_error=attributes_error,
             when=_views.when,
             what=_views.what,
+            json_text=_views.json_text,
+            types=TYPES,
+            form_error=form_error,
+            field=field,
+            editing=edit.id if edit is not None else None,
             error=error,
             **found,
         )
@@ -461,10 +535,13 @@ class _UI:
         *,
         forbidden: bool = False,
         done: Callable[[str], tuple[str, str]] | None = None,
+        form_id: str | None = None,
     ) -> Response:
         """A write on the flag page: the checks, ``write(name, form, author)`` (a
-        function of the store to run, or an error text for bad input, 422), then a
-        redirect to the flag page (or ``done(name)``'s path and notice)."""
+        function of the store to run, or an error text for bad input, 422; it may
+        raise `FlagFormatError` too), then a redirect to the flag page (or
+        ``done(name)``'s path and notice). With ``form_id``, a refusal is shown next
+        to that form, with what the user typed."""
         form = await self._write_form(request, forbidden=forbidden)
         if isinstance(form, Response):
             return form
@@ -472,12 +549,18 @@ class _UI:
         if not self.allow_create and not await self._call(lambda f: _exists(f, name)):
             # A write on a name with no gate and no metadata would create the flag.
             return self._refusal(request, 403, "creating flags is off in this UI")
-        action = write(name, form, self._author(request))
         try:
+            try:
+                action = write(name, form, self._author(request))
+            except FlagFormatError as exc:
+                raise _Failed(422, str(exc), exc.pointer, exc.message) from None
             if isinstance(action, str):
                 raise _Failed(422, action)
             result = await self._apply(action)
         except _Failed as exc:
+            if form_id is not None and exc.status == 422:
+                shown = FormError(form_id, exc.detail, exc.pointer)
+                return await self.flag_page(request, status=exc.status, form_error=shown, kept=form)
             return await self.flag_page(request, status=exc.status, error=exc.message)
         if result is False:  # restore and delete: nothing differed, nothing written
             return self._redirect(request, _flag_path(name), "Nothing to change: no write.")
@@ -523,6 +606,31 @@ class _UI:
             _delete_write,
             forbidden=not self.allow_delete,
             done=lambda name: ("/", f"Deleted {name}."),
+        )
+
+    def _typed_handler(self, verb: str) -> Callable[[Request], Any]:
+        """The handler of the typed-flag write ``verb`` (see `_TYPED_WRITES`)."""
+        write, form_id = _TYPED_WRITES[verb]
+
+        async def handle(request: Request) -> Response:
+            return await self._flag_write(request, write, form_id=form_id)
+
+        return handle
+
+    # -- the history of every flag ------------------------------------------------------
+
+    async def audit_page(self, request: Request) -> Response:
+        denied = self._guard_page(request)
+        if denied is not None:
+            return denied
+        entries = await self._call(lambda f: f.audit(limit=AUDIT_ROWS))
+        return self._render(
+            request,
+            "audit.html",
+            title="History",
+            audit=entries,
+            when=_views.when,
+            what=_views.what,
         )
 
     # -- the cluster page and the events -----------------------------------------------
@@ -657,3 +765,130 @@ def _delete_write(name: str, form: dict[str, str], author: str) -> Callable[[Any
     if form.get("confirm", "") != name:
         return f"The name typed does not match: type {name} to delete it."
     return lambda f: f.delete(name, author=author)
+
+
+# -- the writes of typed flags ---------------------------------------------------------
+
+Write = Callable[[str, dict[str, str], str], Callable[[Any], object] | str]
+
+
+def _type_write(name: str, form: dict[str, str], author: str) -> Callable[[Any], object] | str:
+    """Set the value type, keeping the variants (each must be of the new type)."""
+    kind = form.get("type", "")
+    if kind not in TYPES:
+        raise FlagFormatError("/type", f"one of {', '.join(TYPES)}")
+    return lambda f: f.set_variants(name, dict(f.flag(name).variants), type=kind, author=author)
+
+
+def _variant_write(name: str, form: dict[str, str], author: str) -> Callable[[Any], object] | str:
+    """Add or replace one variant; its value is JSON."""
+    variant = form.get("variant", "").strip()
+    value = _forms.json_value(form.get("value", ""), "/variants" + pointer_part(variant))
+    return lambda f: f.set_variant(name, variant, value, author=author)
+
+
+def _delete_variant_write(
+    name: str, form: dict[str, str], author: str
+) -> Callable[[Any], object] | str:
+    variant = form.get("variant", "")
+    return lambda f: f.delete_variant(name, variant, author=author)
+
+
+def _off_variant_write(
+    name: str, form: dict[str, str], author: str
+) -> Callable[[Any], object] | str:
+    """Set the off variant; an empty field removes it."""
+    variant = form.get("variant", "").strip() or None
+    return lambda f: f.set_off_variant(name, variant, author=author)
+
+
+def _fallthrough_write(
+    name: str, form: dict[str, str], author: str
+) -> Callable[[Any], object] | str:
+    """Set the fallthrough (``green``, or ``green=50, blue=50``); empty removes it."""
+    serve = _forms.serve(form.get("serve", ""), "/fallthrough")
+    return lambda f: f.set_fallthrough(name, serve, author=author)
+
+
+def _rule_write(name: str, form: dict[str, str], author: str) -> Callable[[Any], object] | str:
+    """Add or replace a rule: conditions one a line, segments, what it serves, and
+    where it goes (before or after another rule; else where it was, or last)."""
+    rule_id = form.get("rule_id", "").strip()
+    at = "/rules" + pointer_part(rule_id)
+    conditions = _forms.conditions(form.get("conditions", ""), at + "/conditions")
+    segments = _forms.names(form.get("segments", ""))
+    serve = _forms.serve(form.get("serve", ""), at + "/serve")
+    if serve is None:
+        raise FlagFormatError(
+            at + "/serve", "say what the rule serves: green, or green=50, blue=50"
+        )
+    place, other = form.get("place", ""), form.get("other", "").strip()
+    if place not in ("", "before", "after"):
+        raise FlagFormatError(at + "/position", "before, after, or where it is")
+    if place and not other:
+        raise FlagFormatError(at + "/position", f"which rule should it go {place}?")
+    where = {place: other} if place else {}
+    return lambda f: f.set_rule(
+        name,
+        rule_id,
+        serve=serve,
+        conditions=conditions,
+        segments=segments,
+        author=author,
+        **where,
+    )
+
+
+def _delete_rule_write(
+    name: str, form: dict[str, str], author: str
+) -> Callable[[Any], object] | str:
+    rule_id = form.get("rule_id", "")
+    return lambda f: f.delete_rule(name, rule_id, author=author)
+
+
+def _prerequisite_write(
+    name: str, form: dict[str, str], author: str
+) -> Callable[[Any], object] | str:
+    """Require another flag to serve one of some variants (``on`` and ``off`` stand
+    for ``true`` and ``false`` unless the other flag has variants of those names)."""
+    other = form.get("other", "").strip()
+    wanted = _forms.names(form.get("variants", ""))
+    if not wanted:
+        raise FlagFormatError("/prerequisites" + pointer_part(other), "name a variant")
+
+    def write(flags: Any) -> None:
+        variants = flags.flag(other).variants if valid_name(other) else {}
+        words = {"on": "true", "off": "false"}
+        chosen = [v if v in variants else words.get(v, v) for v in wanted]
+        flags.set_prerequisite(name, other, chosen, author=author)
+
+    return write
+
+
+def _delete_prerequisite_write(
+    name: str, form: dict[str, str], author: str
+) -> Callable[[Any], object] | str:
+    other = form.get("other", "")
+    return lambda f: f.delete_prerequisite(name, other, author=author)
+
+
+def _delete_schedule_write(
+    name: str, form: dict[str, str], author: str
+) -> Callable[[Any], object] | str:
+    schedule_id = form.get("schedule_id", "")
+    return lambda f: f.delete_schedule(name, schedule_id, author=author)
+
+
+#: The typed-flag writes: ``{verb: (write, the form its refusals show next to)}``.
+_TYPED_WRITES: dict[str, tuple[Write, str | None]] = {
+    "type": (_type_write, "type"),
+    "variant": (_variant_write, "variant"),
+    "delete-variant": (_delete_variant_write, None),
+    "off-variant": (_off_variant_write, "off_variant"),
+    "fallthrough": (_fallthrough_write, "fallthrough"),
+    "rule": (_rule_write, "rule"),
+    "delete-rule": (_delete_rule_write, None),
+    "prerequisite": (_prerequisite_write, "prerequisite"),
+    "delete-prerequisite": (_delete_prerequisite_write, None),
+    "delete-schedule": (_delete_schedule_write, None),
+}

@@ -181,3 +181,56 @@ def test_disabling_asks_first_and_a_restore_brings_the_gates_back_everywhere(
     assert newest["action"] == "restore", newest
     assert len(_audit(a, name)) == len(before) + 2
     expect(page.locator("#audit")).to_contain_text("restore")  # the page after it says so
+
+
+def _post_on(page: Page, button: str) -> None:
+    """Click a form's button on ``page`` and wait for the redirect after the write."""
+    with page.expect_navigation():
+        page.get_by_role("button", name=button, exact=True).click()
+    expect(page.locator("p.error")).to_have_count(0)
+
+
+@pytest.mark.timeout(90)
+def test_a_rule_added_on_a_changes_the_evaluation_live_on_b(
+    cluster: list[Serve], open_ui: OpenUI
+) -> None:
+    a, b, _ = cluster
+    name = "layout"
+    a_page = open_ui(a)
+    a_page.get_by_label("New flag name").fill(name)
+    a_page.get_by_role("button", name="Create flag").click()
+    expect(a_page.get_by_role("heading", level=1)).to_have_text(name)
+    # A flag of gates alone keeps the typed forms folded: unfold, make it a string flag.
+    a_page.locator("#targeting-details > summary").click()
+    a_page.get_by_label("Value type").select_option("string")
+    _post_on(a_page, "Set type")
+    for variant in ("green", "blue"):
+        a_page.get_by_label("Variant name").fill(variant)
+        a_page.get_by_label("Value (JSON").fill(f'"{variant[0]}"')
+        _post_on(a_page, "Save variant")
+    a_page.get_by_label("Fallthrough", exact=True).fill("green")
+    _post_on(a_page, "Set fallthrough")
+    _post_on(a_page, "Enable for everyone")
+
+    query = "?actor=u1&attrs=country%3Dfr%0Aversion%3D2.1.0"
+    b_page = open_ui(b, flag_path(name) + query)
+    evaluation = b_page.locator("output#evaluation")
+    expect(evaluation).to_have_text(re.compile(r"serves green \(DEFAULT\)"))
+    wait_live(b_page)
+    mark_window(b_page)
+
+    a_page.get_by_label("Rule id").fill("r1")
+    a_page.get_by_label("Conditions, one a line").fill(
+        "country in fr, de\nversion semver_gte 2.0.0"
+    )
+    a_page.get_by_label("Serve:").fill("blue")
+    with a_page.expect_navigation():
+        a_page.get_by_role("button", name="Save rule").click()
+    written = time.perf_counter()
+    expect(evaluation).to_have_text(re.compile(r"serves blue \(TARGETING_MATCH\)"), timeout=LIVE_MS)
+    took = time.perf_counter() - written
+    expect(b_page.locator("#evaluation-detail")).to_contain_text("r1")
+    expect(b_page.locator("#targeting")).to_contain_text("country in fr, de")
+    assert not_reloaded(b_page)
+    assert took < LIVE_MS / 1000, took
+    expect(a_page.locator("#audit")).to_contain_text("set_rule r1: country in fr, de")

@@ -37,12 +37,19 @@
     filter.addEventListener("input", applyFilter);
   }
 
-  // Carry what the user typed, and the focus, from an old element to its new version.
+  // Carry what the user typed, what they unfolded, and the focus, from an old
+  // element to its new version.
   function carryInputs(old, fresh) {
     old.querySelectorAll("input[id], textarea[id]").forEach(function (field) {
       var twin = fresh.querySelector("#" + CSS.escape(field.id));
       if (twin && field.type !== "hidden" && field.value !== field.defaultValue) {
         twin.value = field.value;
+      }
+    });
+    old.querySelectorAll("details[id]").forEach(function (folded) {
+      var twin = fresh.querySelector("#" + CSS.escape(folded.id));
+      if (twin) {
+        twin.open = folded.open;
       }
     });
   }
