@@ -252,7 +252,10 @@ def _check_typed(flag: Flag) -> dict[str, Any]:
             raise FlagFormatError(at, f"not a variant name: {_short(variant)}")
         ok, served = coerce_value(kind, value)
         if not ok:
-            raise FlagFormatError(at, f"a {kind} flag's variant is a {kind}, not {_short(value)}")
+            article = "an" if kind[0] in "aeiou" else "a"
+            raise FlagFormatError(
+                at, f"{article} {kind} flag's variant is {article} {kind}, not {_short(value)}"
+            )
         variants[variant] = served
     if flag.off_variant is not None and not valid_name(flag.off_variant):
         raise FlagFormatError("/off_variant", f"not a variant name: {_short(flag.off_variant)}")
