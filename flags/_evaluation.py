@@ -547,7 +547,7 @@ def evaluate(
         exception) and takes no lock.
     """
     try:
-        return _evaluate(flag, context, default, flags, ())
+        return _evaluate(flag, context, default, flags, (), {})
     except Exception as exc:  # a bug, or an attributes Mapping that raised
         return Evaluation(default, None, ERROR, f"{type(exc).__name__}: {_short(exc)}")
 
@@ -558,13 +558,15 @@ def _evaluate(
     default: Any,
     flags: Mapping[str, CompiledFlag],
     chain: tuple[str, ...],
+    seen: dict[tuple[str, int], Evaluation],
 ) -> Evaluation:
-    # `evaluate`, for a flag reached through the prerequisites of those in ``chain``.
+    # `evaluate`, for a flag reached through the prerequisites of those in ``chain``;
+    # ``seen``: the answers of prerequisites already evaluated (see `_prerequisites`).
     constant = flag.constant
     if constant is not None:
         return constant
     if flag.prereqs:
-        unmet = _prerequisites(flag, context, default, flags, (*chain, flag.name))
+        unmet = _prerequisites(flag, context, default, flags, (*chain, flag.name), seen)
         if unmet is not None:
             return unmet
     actor = context.actor
@@ -594,9 +596,16 @@ def _prerequisites(
     default: Any,
     flags: Mapping[str, CompiledFlag],
     chain: tuple[str, ...],
+    seen: dict[tuple[str, int], Evaluation],
 ) -> Evaluation | None:
     # Row 1 of the table: the answer when a prerequisite is unmet or errs, else None.
-    # ``chain`` ends with ``flag``'s name.
+    # ``chain`` ends with ``flag``'s name. A prerequisite reached by several paths
+    # (a diamond: a requires b and c, both require d) is evaluated once per depth,
+    # not once per path, which is exponential in the depth: ``seen`` keeps each
+    # answer that is not an ERROR by ``(flag, depth)`` for the rest of this
+    # evaluation. An ERROR is not kept, and needs not be: it ends the evaluation.
+    # Without a cycle the answer at a depth does not depend on the path; with one,
+    # which paths the evaluation takes is still the same on every node.
     for other, allowed in flag.prereqs:
         if allowed is None:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: malformed entry")
@@ -608,7 +617,12 @@ def _prerequisites(
         target = flags.get(other)
         if target is None:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: unknown flag")
-        got = _evaluate(target, context, None, flags, chain)
+        depth = len(chain)
+        got = seen.get((other, depth))
+        if got is None:
+            got = _evaluate(target, context, None, flags, chain, seen)
+            if got.reason != ERROR:
+                seen[(other, depth)] = got
         if got.reason == ERROR:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: {got.detail}")
         if got.variant not in allowed:
