@@ -1371,10 +1371,17 @@ class FlagStore:
             self._segments = compile_segments(
                 {name: {"conditions": conditions} for name, conditions in self.segments().items()}
             )
+            # Every flag that may have a rule: a rule entry, a schedule (a due one
+            # can add a rule), or a default Flag with rules (no entry at all).
             rules_changed.update(
                 name
                 for name, held in list(self._keys.items())
-                if any(k[1] == "rule" for k in tuple(held))
+                if any(k[1] == "rule" or k[1] == "schedule" for k in tuple(held))
+            )
+            rules_changed.update(
+                name
+                for name, default in self._defaults.items()
+                if isinstance(default, Flag) and default.rules
             )
         if rules_changed or described:
             self._rebuild(rules_changed, described)

@@ -86,11 +86,6 @@ def answers(store: FlagStore, names: list[str] | None = None) -> dict[Any, Evalu
 # -- 1. convergence ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a segment change recompiles only flags holding a real rule entry: "
-    "a rule a due schedule added keeps the old segment",
-)
 def test_a_rule_a_due_schedule_added_follows_a_later_segment_change() -> None:
     """A flag whose only rule comes from a due schedule was not recompiled when a
     segment changed (only flags holding a real rule entry were): the node that ran
@@ -111,7 +106,6 @@ def test_a_rule_a_due_schedule_added_follows_a_later_segment_change() -> None:
     assert answers(store) == answers(restarted)
 
 
-@pytest.mark.xfail(strict=True, reason="a segment change does not recompile a default Flag's rules")
 def test_a_default_flag_with_a_rule_follows_a_later_segment_change() -> None:
     """The same for a store's default Flag with a rule on a segment: no map entry of
     its own, so it was never recompiled when the segment arrived."""
