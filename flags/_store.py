@@ -868,6 +868,9 @@ class FlagStore:
         key = (name, "schedule", schedule_id)
         if key not in self._keys.get(name, ()):
             return False
+        # Applied means due by the clock now (the delete is stamped after it), not
+        # by the list of the last compile, which the timer may not have updated yet.
+        self.apply_schedules()
         sets: dict[tuple[Any, ...], Any] = {}
         deletes: list[tuple[Any, ...]] = [key]
         if schedule_id in self._due.get(name, ()):
@@ -1095,8 +1098,13 @@ class FlagStore:
         tombstone the schedule's write would win again. Taking the key out of the
         schedule in the same change keeps it deleted for good.
         """
-        due = self._due.get(change.name)
-        if not due or not change.deletes:
+        if not change.deletes:
+            return
+        # Due by the clock now, not by the list of the last compile: a clock that
+        # passed a schedule's time before the timer looked stamps the delete after it.
+        held = tuple(self._keys.get(change.name, ()))
+        due = self._schedules_due(change.name, held, self._wall_ms())[0]
+        if not due:
             return
         deleted = {key for key in change.deletes if key[1] != "schedule"}
         for sched_id in sorted(due):

@@ -129,11 +129,6 @@ def test_a_default_flag_with_a_rule_follows_a_later_segment_change() -> None:
 # -- 2. schedules -------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_unschedule_deletes reads the store's stale list of due schedules: "
-    "the key comes back once its tombstone is collected",
-)
 def test_a_key_deleted_after_its_schedule_is_due_but_before_the_store_looked_stays_deleted() -> (
     None
 ):
@@ -155,11 +150,6 @@ def test_a_key_deleted_after_its_schedule_is_due_but_before_the_store_looked_sta
     assert restarted.flag("f").actors == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="delete_schedule judges 'applied' by the stale list of due schedules "
-    "and cancels one whose time has passed",
-)
 def test_deleting_a_schedule_due_but_not_yet_noticed_keeps_its_effect() -> None:
     """`delete_schedule` judged "applied" by the store's stale list: a schedule whose
     time had passed on this node's clock was cancelled, not materialized, though a
