@@ -844,11 +844,18 @@ class FlagStore:
             at_ms: object = round(at.timestamp() * 1000)
         else:
             at_ms = at
-        value = {
-            "at_ms": at_ms,
-            "set": [list(w) for w in set],
-            "delete": [list(w) for w in delete],
-        }
+        writes = [list(w) for w in set]
+        value = {"at_ms": at_ms, "set": writes, "delete": [list(w) for w in delete]}
+        if valid_name(name) and valid_name(schedule_id):
+            graph = self._prerequisites()
+            for index, write in enumerate(writes):
+                if len(write) == 3 and write[0] == "prereq" and valid_name(write[1]):
+                    cycle = prerequisite_cycle(graph, (name, write[1]))
+                    if cycle is not None:
+                        raise FlagFormatError(
+                            f"/schedules{pointer_part(schedule_id)}/set/{index}",
+                            f"a prerequisite cycle: {' -> '.join(cycle)}",
+                        )
         self._typed(
             name, author, "schedule", schedule_id, value, {(name, "schedule", schedule_id): value}
         )
@@ -909,12 +916,20 @@ class FlagStore:
         self._change(name, author_, action, target, value, sets, deletes)
 
     def _prerequisites(self) -> dict[str, set[str]]:
-        """``{flag: the flags it requires}``, as the map holds them now."""
+        """``{flag: the flags it requires}``, as the map holds them now or any of its
+        schedules (due or pending) will make them: an edge a schedule adds closes a
+        cycle as well as one written now."""
         found: dict[str, set[str]] = {}
         for name, keys in list(self._keys.items()):
             for key in tuple(keys):
                 if key[1] == "prereq":
                     found.setdefault(name, set()).add(key[2])
+                elif key[1] == "schedule":
+                    schedule = self._map.get(key)
+                    writes = schedule.get("set") if isinstance(schedule, dict) else None
+                    for write in writes if isinstance(writes, list) else ():
+                        if isinstance(write, list) and len(write) == 3 and write[0] == "prereq":
+                            found.setdefault(name, set()).add(str(write[1]))
         return found
 
     # -- export and import ----------------------------------------------------------

@@ -220,7 +220,6 @@ def test_a_schedule_in_the_past_does_not_resurrect_a_key_when_its_tombstone_goes
 # -- 3. prerequisites -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a schedule's prereq writes are not checked for cycles")
 def test_a_schedule_cannot_close_a_prerequisite_cycle() -> None:
     """`set_prerequisite` refuses a cycle, but a schedule's ``prereq`` write was not
     checked: one node alone could make a -> b -> a."""
@@ -234,9 +233,6 @@ def test_a_schedule_cannot_close_a_prerequisite_cycle() -> None:
         store.schedule("b", "s2", T0 + 500, set=[["prereq", "b", {"variants": ["true"]}]])
 
 
-@pytest.mark.xfail(
-    strict=True, reason="set_prerequisite's cycle check ignores the prereq writes of schedules"
-)
 def test_a_prerequisite_cannot_close_a_cycle_with_a_pending_schedule() -> None:
     store = Node("a").store
     store.enable("a")
