@@ -422,7 +422,8 @@ class FlagStore:
         for key in sorted(tuple(self._keys.get(CLUSTER, ())), key=repr):
             value = self._map.get(key, _ABSENT)
             if key[1] == "segment" and value is not _ABSENT and _entry_problem(key, value) is None:
-                found[key[2]] = list(value["conditions"])
+                # {} is a valid segment: its conditions default to none (check_segment)
+                found[key[2]] = list(value.get("conditions", []))
         return dict(sorted(found.items()))
 
     # -- writers ---------------------------------------------------------------------
