@@ -11,6 +11,7 @@ touches must answer as it did.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import pytest
@@ -186,7 +187,7 @@ def _control(store: FlagStore) -> None:
     store.enable("ctl")
 
 
-@settings(max_examples=30)
+@settings(max_examples=30 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else 1000)
 @given(st.lists(raw_entry(), min_size=1, max_size=8), st.lists(st.integers(0, 8), max_size=8))
 def test_hostile_entries_never_raise_and_every_node_reads_them_alike(
     entries: list[tuple[tuple[Any, ...], Any]], steps: list[int]
