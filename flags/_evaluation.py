@@ -548,7 +548,7 @@ def evaluate(
     """
     try:
         return _evaluate(
-            flag, context.actor, context.groups, context.attributes, default, flags, ()
+            flag, context.actor, context.groups, context.attributes, default, flags, (), None
         )
     except Exception as exc:  # a bug, or an attributes Mapping that raised
         return Evaluation(default, None, ERROR, f"{type(exc).__name__}: {_short(exc)}")
@@ -567,7 +567,7 @@ def evaluate_for(
     try:
         if type(groups) is not frozenset:
             groups = frozenset(groups) if groups else _NO_GROUPS
-        return _evaluate(flag, actor, groups, attributes, default, flags, ())
+        return _evaluate(flag, actor, groups, attributes, default, flags, (), None)
     except Exception as exc:  # a bug, groups not iterable, or a Mapping that raised
         return Evaluation(default, None, ERROR, f"{type(exc).__name__}: {_short(exc)}")
 
@@ -583,13 +583,25 @@ def _evaluate(
     default: Any,
     flags: Mapping[str, CompiledFlag],
     chain: tuple[str, ...],
+    seen: dict[tuple[str, int], Evaluation] | None,
 ) -> Evaluation:
-    # `evaluate`, for a flag reached through the prerequisites of those in ``chain``.
+    # `evaluate`, for a flag reached through the prerequisites of those in ``chain``;
+    # ``seen``: the answers of prerequisites already evaluated (see `_prerequisites`),
+    # None until the first flag with prerequisites makes it.
     constant = flag.constant
     if constant is not None:
         return constant
     if flag.prereqs:
-        unmet = _prerequisites(flag, actor, groups, attributes, default, flags, (*chain, flag.name))
+        unmet = _prerequisites(
+            flag,
+            actor,
+            groups,
+            attributes,
+            default,
+            flags,
+            (*chain, flag.name),
+            {} if seen is None else seen,
+        )
         if unmet is not None:
             return unmet
     outcome = flag.gates.decide(actor, groups)
@@ -619,9 +631,16 @@ def _prerequisites(
     default: Any,
     flags: Mapping[str, CompiledFlag],
     chain: tuple[str, ...],
+    seen: dict[tuple[str, int], Evaluation],
 ) -> Evaluation | None:
     # Row 1 of the table: the answer when a prerequisite is unmet or errs, else None.
-    # ``chain`` ends with ``flag``'s name.
+    # ``chain`` ends with ``flag``'s name. A prerequisite reached by several paths
+    # (a diamond: a requires b and c, both require d) is evaluated once per depth,
+    # not once per path, which is exponential in the depth: ``seen`` keeps each
+    # answer that is not an ERROR by ``(flag, depth)`` for the rest of this
+    # evaluation. An ERROR is not kept, and needs not be: it ends the evaluation.
+    # Without a cycle the answer at a depth does not depend on the path; with one,
+    # which paths the evaluation takes is still the same on every node.
     for other, allowed in flag.prereqs:
         if allowed is None:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: malformed entry")
@@ -633,7 +652,12 @@ def _prerequisites(
         target = flags.get(other)
         if target is None:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: unknown flag")
-        got = _evaluate(target, actor, groups, attributes, None, flags, chain)
+        depth = len(chain)
+        got = seen.get((other, depth))
+        if got is None:
+            got = _evaluate(target, actor, groups, attributes, None, flags, chain, seen)
+            if got.reason != ERROR:
+                seen[(other, depth)] = got
         if got.reason == ERROR:
             return Evaluation(default, None, ERROR, f"prerequisite {other}: {got.detail}")
         if got.variant not in allowed:

@@ -438,7 +438,8 @@ class FlagStore:
         for key in sorted(tuple(self._keys.get(CLUSTER, ())), key=repr):
             value = self._map.get(key, _ABSENT)
             if key[1] == "segment" and value is not _ABSENT and _entry_problem(key, value) is None:
-                found[key[2]] = list(value["conditions"])
+                # {} is a valid segment: its conditions default to none (check_segment)
+                found[key[2]] = list(value.get("conditions", []))
         return dict(sorted(found.items()))
 
     # -- writers ---------------------------------------------------------------------
@@ -860,11 +861,18 @@ class FlagStore:
             at_ms: object = round(at.timestamp() * 1000)
         else:
             at_ms = at
-        value = {
-            "at_ms": at_ms,
-            "set": [list(w) for w in set],
-            "delete": [list(w) for w in delete],
-        }
+        writes = [list(w) for w in set]
+        value = {"at_ms": at_ms, "set": writes, "delete": [list(w) for w in delete]}
+        if valid_name(name) and valid_name(schedule_id):
+            graph = self._prerequisites()
+            for index, write in enumerate(writes):
+                if len(write) == 3 and write[0] == "prereq" and valid_name(write[1]):
+                    cycle = prerequisite_cycle(graph, (name, write[1]))
+                    if cycle is not None:
+                        raise FlagFormatError(
+                            f"/schedules{pointer_part(schedule_id)}/set/{index}",
+                            f"a prerequisite cycle: {' -> '.join(cycle)}",
+                        )
         self._typed(
             name, author, "schedule", schedule_id, value, {(name, "schedule", schedule_id): value}
         )
@@ -884,6 +892,9 @@ class FlagStore:
         key = (name, "schedule", schedule_id)
         if key not in self._keys.get(name, ()):
             return False
+        # Applied means due by the clock now (the delete is stamped after it), not
+        # by the list of the last compile, which the timer may not have updated yet.
+        self.apply_schedules()
         sets: dict[tuple[Any, ...], Any] = {}
         deletes: list[tuple[Any, ...]] = [key]
         if schedule_id in self._due.get(name, ()):
@@ -922,12 +933,20 @@ class FlagStore:
         self._change(name, author_, action, target, value, sets, deletes)
 
     def _prerequisites(self) -> dict[str, set[str]]:
-        """``{flag: the flags it requires}``, as the map holds them now."""
+        """``{flag: the flags it requires}``, as the map holds them now or any of its
+        schedules (due or pending) will make them: an edge a schedule adds closes a
+        cycle as well as one written now."""
         found: dict[str, set[str]] = {}
         for name, keys in list(self._keys.items()):
             for key in tuple(keys):
                 if key[1] == "prereq":
                     found.setdefault(name, set()).add(key[2])
+                elif key[1] == "schedule":
+                    schedule = self._map.get(key)
+                    writes = schedule.get("set") if isinstance(schedule, dict) else None
+                    for write in writes if isinstance(writes, list) else ():
+                        if isinstance(write, list) and len(write) == 3 and write[0] == "prereq":
+                            found.setdefault(name, set()).add(str(write[1]))
         return found
 
     # -- export and import ----------------------------------------------------------
@@ -1117,7 +1136,12 @@ class FlagStore:
           the schedule, would reach the other nodes unnoticed. The schedule's
           rewrite is a change every node hears of, and they recompute the flag.
         """
-        due = self._due.get(change.name)
+        held = tuple(self._keys.get(change.name, ()))
+        if not any(k[1] == "schedule" for k in held):
+            return
+        # Due by the clock now, not by the list of the last compile: a clock that
+        # passed a schedule's time before the timer looked stamps the write after it.
+        due = self._schedules_due(change.name, held, self._wall_ms())[0]
         if not due:
             return
         written = {key for key in (*change.sets, *change.deletes) if key[1] != "schedule"}
@@ -1405,11 +1429,18 @@ class FlagStore:
             self._segments = compile_segments(
                 {name: {"conditions": conditions} for name, conditions in self.segments().items()}
             )
+            # Every flag that may have a rule: a rule entry, a schedule (a due one
+            # can add a rule), or a default Flag with rules (no entry at all).
             users = {
                 name
                 for name, held in list(self._keys.items())
-                if any(k[1] == "rule" for k in tuple(held))
+                if any(k[1] == "rule" or k[1] == "schedule" for k in tuple(held))
             }
+            users.update(
+                name
+                for name, default in self._defaults.items()
+                if isinstance(default, Flag) and default.rules
+            )
             rules_changed |= users
             # Their answers may change: subscribers (OpenFeature's configuration-
             # changed event, the change feed) hear of them as of any change.
