@@ -513,7 +513,15 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def read_export(path: str, what: str, parser: argparse.ArgumentParser) -> list[Any]:
     """The flags of an export file (``-``: stdin); any error exits 2 naming the file
     and, for a bad value, its JSON pointer."""
-    from ._export import loads, parse_export
+    return read_export_with_segments(path, what, parser)[0]
+
+
+def read_export_with_segments(
+    path: str, what: str, parser: argparse.ArgumentParser
+) -> tuple[list[Any], dict[str, list[dict[str, Any]]]]:
+    """The flags and the segments (``{name: [condition, ...]}``) of an export file,
+    as `read_export` reads it."""
+    from ._export import loads, parse_export, parse_segments
     from ._schema import FlagFormatError
 
     try:
@@ -521,7 +529,8 @@ def read_export(path: str, what: str, parser: argparse.ArgumentParser) -> list[A
     except (OSError, UnicodeDecodeError) as exc:
         _fail(parser, f"{what} {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}")
     try:
-        return parse_export(loads(text))
+        document = loads(text)
+        return parse_export(document), parse_segments(document)
     except FlagFormatError as exc:
         _fail(parser, f"{what} {path}: at {exc.pointer or '/'}: {exc.message}")
     except ValueError as exc:
@@ -532,7 +541,7 @@ def _transfer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``chorus flags export`` and ``chorus flags import``."""
     importing = args.action == "import"
     if importing:
-        flags = read_export(args.file, "import", parser)
+        flags, segments = read_export_with_segments(args.file, "import", parser)
         from ._export import EXPORT_FORMAT, EXPORT_VERSION, flag_to_json
 
         body = {
@@ -540,6 +549,8 @@ def _transfer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "version": EXPORT_VERSION,
             "flags": [flag_to_json(f) for f in flags],
         }
+        if segments:
+            body["segments"] = segments
         args.author = args.author or _default_author()
     where = f"chorus flags {args.action}"
 
@@ -583,6 +594,8 @@ def _transfer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps(document, indent=2, sort_keys=True))
         return 0
     would = "would change" if document["dry_run"] else "changed"
+    for segment in document.get("segments", []):
+        print("; ".join(segment["changes"]))
     for flag in document["flags"]:
         if flag["changes"]:
             print(f"{flag['name']}: {'; '.join(flag['changes'])}")
