@@ -304,6 +304,8 @@ def plan_import(current: Flag, wanted: Flag) -> ImportPlan:
     for field in META_FIELDS:
         new = getattr(wanted, field)
         one((name, "meta", field), field, getattr(current, field), new, _short(new))
+    if not (current.typed or wanted.typed):  # no typed part to diff: skip the work
+        return ImportPlan(name=name, sets=sets, deletes=deletes, changes=changes)
     # The typed parts, entry by entry, as the store keeps them (flags._entries).
     held = {k: v for k, v in flag_entries(current).items() if k[1] in _TYPED_KINDS}
     given = {k: v for k, v in flag_entries(wanted).items() if k[1] in _TYPED_KINDS}
@@ -332,7 +334,7 @@ def _serve_text(serve: Mapping[str, Any]) -> str:
     if "variant" in serve:
         return str(serve["variant"])
     split = serve.get("split", {})
-    return "split " + ", ".join(f"{v} {w}" for v, w in split.items())
+    return "split " + ", ".join(f"{v} {w}" for v, w in sorted(split.items()))
 
 
 def _shown(kind: str, value: Any) -> str:

@@ -428,18 +428,20 @@ def create_app(
             document = await body_of(request, MAX_IMPORT_BYTES)
             flags = parse_export(document)
             segments = segment_plan(store.segments(), parse_segments(document))
-            # Checked whole before anything is written: the flags (the store's dry
-            # run, and its bound), then the segments, then the flags.
-            plans = store.import_flags(flags, author=author, dry_run=True)
-            entries = sum(len(p.sets) + len(p.deletes) for p in plans)
-            if dry_run == "false" and entries > MAX_IMPORT_ENTRIES:
-                raise _Rejected(
-                    422,
-                    f"this import would write {entries} entries, over {MAX_IMPORT_ENTRIES} "
-                    "at once (the node does nothing else while it writes): split the file "
-                    "by flags",
-                )
-            if dry_run == "false":
+            if dry_run == "true" or not segments:
+                plans = store.import_flags(flags, author=author, dry_run=dry_run == "true")
+            else:
+                # Segments go first, so that rules find them; the flags are checked
+                # whole (the store's dry run and its bound) before either is written.
+                plans = store.import_flags(flags, author=author, dry_run=True)
+                entries = sum(len(p.sets) + len(p.deletes) for p in plans)
+                if entries > MAX_IMPORT_ENTRIES:
+                    raise _Rejected(
+                        422,
+                        f"this import would write {entries} entries, over "
+                        f"{MAX_IMPORT_ENTRIES} at once (the node does nothing else while it "
+                        "writes): split the file by flags",
+                    )
                 for name, (conditions, _) in segments.items():
                     store.set_segment(name, conditions, author=author)
                 plans = store.import_flags(flags, author=author)
