@@ -60,6 +60,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ._entries import rules_in_order
+from ._export import RULE_FIELDS, in_order
 from ._schema import Flag
 
 #: The ``retry`` field sent first: how long a client waits before reconnecting, in ms.
@@ -117,32 +118,15 @@ def flag_json(flag: Flag) -> dict[str, Any]:
             document[field] = dict(value) if isinstance(value, Mapping) else value
     if flag.rules:
         document["rules"] = [
-            {"id": rule_id, **_ordered(rule, _RULE_FIELDS)}
-            for rule_id, rule in rules_in_order(flag)
+            {"id": rule_id, **in_order(rule, RULE_FIELDS)} for rule_id, rule in rules_in_order(flag)
         ]
     if flag.prerequisites:
         document["prerequisites"] = {k: list(v) for k, v in flag.prerequisites.items()}
     if flag.schedules:
         document["schedules"] = {
-            k: _ordered(v, ("at_ms", "set", "delete")) for k, v in flag.schedules.items()
+            k: in_order(v, ("at_ms", "set", "delete")) for k, v in flag.schedules.items()
         }
     return document
-
-
-_RULE_FIELDS = ("position", "conditions", "segments", "serve")
-
-
-def _ordered(value: Mapping[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
-    """``value`` with ``fields`` first, in that order (the map keeps no order), and
-    a rule's conditions as ``{"attribute", "op", "values"}``."""
-    ordered = {field: value[field] for field in fields if field in value}
-    ordered.update((k, v) for k, v in value.items() if k not in ordered)
-    if "conditions" in ordered and isinstance(ordered["conditions"], list):
-        ordered["conditions"] = [
-            _ordered(c, ("attribute", "op", "values")) if isinstance(c, Mapping) else c
-            for c in ordered["conditions"]
-        ]
-    return ordered
 
 
 def encode_event(event_id: str, kind: str, data: Any) -> bytes:

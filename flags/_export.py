@@ -107,6 +107,26 @@ def loads(text: str | bytes) -> Any:
         raise ValueError("nested too deeply") from None
 
 
+#: A rule's fields in the order documents show them.
+RULE_FIELDS = ("position", "conditions", "segments", "serve")
+_CONDITION_FIELDS = ("attribute", "op", "values")
+
+
+def in_order(value: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """``value`` with ``fields`` first, in that order (the map keeps no order of its
+    own), and its ``"conditions"``, if any, each as ``attribute``, ``op``, ``values``."""
+    ordered = {field: value[field] for field in fields if field in value}
+    ordered.update((k, v) for k, v in value.items() if k not in ordered)
+    if isinstance(ordered.get("conditions"), list):
+        ordered["conditions"] = conditions_in_order(ordered["conditions"])
+    return ordered
+
+
+def conditions_in_order(conditions: Sequence[Any]) -> list[Any]:
+    """Each condition (a dict) as ``attribute``, ``op``, ``values``."""
+    return [in_order(c, _CONDITION_FIELDS) if isinstance(c, Mapping) else c for c in conditions]
+
+
 def flag_to_json(flag: Flag) -> dict[str, Any]:
     """One flag as a document holds it (`FLAG_FIELDS`; gates sorted by id)."""
     document: dict[str, Any] = {field: getattr(flag, field) for field in FLAG_FIELDS}
@@ -119,6 +139,8 @@ def flag_to_json(flag: Flag) -> dict[str, Any]:
         value = getattr(flag, field)
         if value:  # set: not None, not empty
             document[field] = dict(sorted(value.items())) if isinstance(value, Mapping) else value
+    if "rules" in document:
+        document["rules"] = {k: in_order(v, RULE_FIELDS) for k, v in document["rules"].items()}
     return document
 
 
@@ -245,7 +267,9 @@ def export_document(
         "flags": [flag_to_json(f) for f in sorted(flags, key=lambda f: f.name)],
     }
     if segments:
-        document["segments"] = {name: list(segments[name]) for name in sorted(segments)}
+        document["segments"] = {
+            name: conditions_in_order(segments[name]) for name in sorted(segments)
+        }
     if skipped:
         document["skipped"] = list(skipped)
     return document

@@ -885,7 +885,8 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                 print(f"{field}: {text}")
         for line in _typed_lines(document):
             print(line)
-        if "enabled" in document:
+        # A flag of another type than boolean is never "enabled": see evaluate.
+        if "enabled" in document and document.get("type", "boolean") == "boolean":
             who = " and ".join(
                 [f"actor {args.actor}"] * bool(args.actor)
                 + [f"groups {', '.join(args.group or ())}"] * bool(args.group)

@@ -100,7 +100,14 @@ from starlette.routing import Route
 from transport import WriteRefused
 
 from ._events import FlagEvents, flag_json
-from ._export import export_document, loads, parse_export, parse_segments, segment_plan
+from ._export import (
+    conditions_in_order,
+    export_document,
+    loads,
+    parse_export,
+    parse_segments,
+    segment_plan,
+)
 from ._schema import FlagFormatError, _short, pointer_part, valid_name
 from ._store import MAX_IMPORT_ENTRIES, FlagStore
 from ._targeting import instant
@@ -738,7 +745,11 @@ def create_app(
         )
 
     def segments_json() -> dict[str, Any]:
-        return {"node": node_id, "segments": store.segments()}
+        segments = store.segments()
+        return {
+            "node": node_id,
+            "segments": {k: conditions_in_order(v) for k, v in segments.items()},
+        }
 
     async def list_segments(request: Request) -> JSONResponse:
         denied = read_guard(request)
@@ -753,7 +764,9 @@ def create_app(
             conditions = store.segments().get(segment)
             if conditions is None:
                 return _error(404, f"no segment named {segment!r}")
-            return JSONResponse({"name": segment, "conditions": conditions, "node": node_id})
+            return JSONResponse(
+                {"name": segment, "conditions": conditions_in_order(conditions), "node": node_id}
+            )
         denied = write_guard(request)
         if denied is not None:
             return denied

@@ -123,6 +123,7 @@ def test_a_typed_flag_built_from_the_command_line_evaluates_and_reads_back(
     assert "fallthrough: split blue 50, green 50" in out
     assert "  vip: plan in vip -> blue" in out
     assert "  eu: country in fr,de; age lt 120; segment adults -> green" in out
+    assert "enabled:" not in out  # a string flag is never "enabled": evaluate says what it serves
     out = run(capsys, node, "segments")
     assert out.splitlines() == ["adults: age gte 18"]
 

@@ -85,6 +85,8 @@ def test_a_typed_flag_carries_only_the_typed_fields_it_sets() -> None:
     assert colour["prerequisites"] == {"plain": ["true"]}
     assert colour["schedules"]["later"]["at_ms"] == AT_MS
     assert full["segments"] == {"adults": ADULTS}
+    assert list(full["segments"]["adults"][0]) == ["attribute", "op", "values"]
+    assert list(colour["rules"]["eu"]) == ["position", "conditions", "segments", "serve"]
 
 
 def test_export_then_import_into_an_empty_store_gives_equal_flags_and_segments() -> None:
