@@ -49,7 +49,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 import anyio
@@ -59,6 +59,8 @@ import trio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from ._entries import rules_in_order
+from ._export import RULE_FIELDS, in_order
 from ._schema import Flag
 
 #: The ``retry`` field sent first: how long a client waits before reconnecting, in ms.
@@ -74,9 +76,57 @@ class _Flags(Protocol):
     def all(self) -> list[Flag]: ...
 
 
+#: The fields of typed flags, in the order `flag_json` writes them.
+TYPED_FIELDS = (
+    "type",
+    "variants",
+    "off_variant",
+    "fallthrough",
+    "rules",
+    "prerequisites",
+    "schedules",
+)
+
+
 def flag_json(flag: Flag) -> dict[str, Any]:
-    """A flag as the HTTP API and the change feed show it (``attrs.asdict``)."""
-    return attrs.asdict(flag)
+    """A flag as the HTTP API and the change feed show it.
+
+    The gates, metadata and ``default`` always (``default`` a bool, None, or the
+    default `Flag` shown the same way); the fields of typed flags only when set, so
+    that a boolean flag's JSON is what it was before typed flags:
+
+    - ``"type"``: whenever the flag is typed (`Flag.typed`), ``"boolean"`` included;
+    - ``"variants"`` (``{variant: value}``), ``"off_variant"``, ``"fallthrough"``
+      (``{"variant": v}`` or ``{"split": {v: weight}}``), ``"prerequisites"``
+      (``{flag: [variant, ...]}``) and ``"schedules"`` (``{id: {"at_ms": int,
+      "set": [...], "delete": [...]}}``) when not empty;
+    - ``"rules"``: a list in evaluation order (`flags.rules_in_order`), each
+      ``{"id": rule_id, "position": str, "conditions": [...], "segments": [...],
+      "serve": {...}}``, when the flag has any.
+    """
+    document = attrs.asdict(flag, recurse=False, filter=lambda a, _: a.name not in TYPED_FIELDS)
+    document["actors"] = dict(flag.actors)
+    document["groups"] = dict(flag.groups)
+    if isinstance(flag.default, Flag):
+        document["default"] = flag_json(flag.default)
+    if not flag.typed:
+        return document
+    document["type"] = flag.type
+    for field in ("variants", "off_variant", "fallthrough"):
+        value = getattr(flag, field)
+        if value:
+            document[field] = dict(value) if isinstance(value, Mapping) else value
+    if flag.rules:
+        document["rules"] = [
+            {"id": rule_id, **in_order(rule, RULE_FIELDS)} for rule_id, rule in rules_in_order(flag)
+        ]
+    if flag.prerequisites:
+        document["prerequisites"] = {k: list(v) for k, v in flag.prerequisites.items()}
+    if flag.schedules:
+        document["schedules"] = {
+            k: in_order(v, ("at_ms", "set", "delete")) for k, v in flag.schedules.items()
+        }
+    return document
 
 
 def encode_event(event_id: str, kind: str, data: Any) -> bytes:

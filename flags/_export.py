@@ -16,11 +16,18 @@ defaults a node answers with while the cluster holds no gate for a flag. The doc
                 "expires": "2027-01-31"}]}
 
 A flag's fields are those of `flags.Flag` but ``default`` (a node's own setting, never
-the cluster's). An export may also hold ``"skipped"``: the entries it left out, under
-names outside the grammar that no writer takes back (import ignores the list). On
-import every field but ``name`` may be left out: it then means unset (no such gate,
-no such metadata). Unknown fields, unknown versions and duplicate names are
-refused, never skipped: a typo must not drop a gate silently.
+the cluster's). The fields of typed flags (`TYPED_FIELDS`: ``type``, ``variants``,
+``off_variant``, ``fallthrough``, ``rules`` as ``{rule_id: rule}`` with each rule's
+``position``, ``prerequisites``, ``schedules``) are written only for a flag that has
+them, and each only when set, so an export of boolean flags is what it was before
+typed flags, and older versions still read it. A document holds ``"segments":
+{name: [condition, ...]}`` when the cluster has any (an older version refuses such a
+document, as it refuses any field it does not know). An export may also hold
+``"skipped"``: the entries it left out, under names outside the grammar that no
+writer takes back (import ignores the list). On import every field but ``name`` may
+be left out: it then means unset (no such gate, no such metadata, no such typed
+part). Unknown fields, unknown versions and duplicate names are refused, never
+skipped: a typo must not drop a gate silently.
 
 Pure: no map, no I/O; the caller reads the clock and the files.
 """
@@ -29,11 +36,12 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
+from ._entries import flag_entries
 from ._schema import (
     META_FIELDS,
     Flag,
@@ -41,7 +49,9 @@ from ._schema import (
     _short,
     check_flag,
     pointer_part,
+    valid_name,
 )
+from ._targeting import check_segment
 
 #: The value of a document's ``"format"``.
 EXPORT_FORMAT = "chorus-flags"
@@ -57,7 +67,20 @@ FLAG_FIELDS = (
     "percentage_of_time",
     *META_FIELDS,
 )
-_DOCUMENT_FIELDS = frozenset({"format", "version", "exported_at", "node", "flags", "skipped"})
+#: The fields of typed flags in a document, in the order they are written (after
+#: `FLAG_FIELDS`, and only those that are set).
+TYPED_FIELDS = (
+    "type",
+    "variants",
+    "off_variant",
+    "fallthrough",
+    "rules",
+    "prerequisites",
+    "schedules",
+)
+_DOCUMENT_FIELDS = frozenset(
+    {"format", "version", "exported_at", "node", "flags", "segments", "skipped"}
+)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -84,11 +107,40 @@ def loads(text: str | bytes) -> Any:
         raise ValueError("nested too deeply") from None
 
 
+#: A rule's fields in the order documents show them.
+RULE_FIELDS = ("position", "conditions", "segments", "serve")
+_CONDITION_FIELDS = ("attribute", "op", "values")
+
+
+def in_order(value: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    """``value`` with ``fields`` first, in that order (the map keeps no order of its
+    own), and its ``"conditions"``, if any, each as ``attribute``, ``op``, ``values``."""
+    ordered = {field: value[field] for field in fields if field in value}
+    ordered.update((k, v) for k, v in value.items() if k not in ordered)
+    if isinstance(ordered.get("conditions"), list):
+        ordered["conditions"] = conditions_in_order(ordered["conditions"])
+    return ordered
+
+
+def conditions_in_order(conditions: Sequence[Any]) -> list[Any]:
+    """Each condition (a dict) as ``attribute``, ``op``, ``values``."""
+    return [in_order(c, _CONDITION_FIELDS) if isinstance(c, Mapping) else c for c in conditions]
+
+
 def flag_to_json(flag: Flag) -> dict[str, Any]:
     """One flag as a document holds it (`FLAG_FIELDS`; gates sorted by id)."""
     document: dict[str, Any] = {field: getattr(flag, field) for field in FLAG_FIELDS}
     document["actors"] = dict(sorted(flag.actors.items()))
     document["groups"] = dict(sorted(flag.groups.items()))
+    if not flag.typed:
+        return document
+    document["type"] = flag.type
+    for field in TYPED_FIELDS[1:]:
+        value = getattr(flag, field)
+        if value:  # set: not None, not empty
+            document[field] = dict(sorted(value.items())) if isinstance(value, Mapping) else value
+    if "rules" in document:
+        document["rules"] = {k: in_order(v, RULE_FIELDS) for k, v in document["rules"].items()}
     return document
 
 
@@ -108,11 +160,11 @@ def flag_from_json(value: object, at: str = "") -> Flag:
     """
     if not isinstance(value, dict):
         raise FlagFormatError(at, f"a flag is an object, not {_short(value)}")
-    unknown = sorted(str(k) for k in value.keys() - set(FLAG_FIELDS))
+    unknown = sorted(str(k) for k in value.keys() - {*FLAG_FIELDS, *TYPED_FIELDS})
     if unknown:
         raise FlagFormatError(
             at + pointer_part(unknown[0]),
-            f"unknown field (a flag has {', '.join(FLAG_FIELDS)})",
+            f"unknown field (a flag has {', '.join((*FLAG_FIELDS, *TYPED_FIELDS))})",
         )
     if "name" not in value:
         raise FlagFormatError(at + "/name", "missing: every flag has a name")
@@ -153,6 +205,7 @@ def parse_export(document: object) -> list[Flag]:
     items = document.get("flags")
     if not isinstance(items, list):
         raise FlagFormatError("/flags", f"a list of flags, not {_short(items)}")
+    parse_segments(document)
     flags: list[Flag] = []
     seen: set[str] = set()
     for index, item in enumerate(items):
@@ -164,23 +217,59 @@ def parse_export(document: object) -> list[Flag]:
     return flags
 
 
+def parse_segments(document: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The ``"segments"`` of a document: ``{name: [condition, ...]}``, each checked as
+    `FlagStore.set_segment` checks it; ``{}`` when the document has none.
+
+    Raises:
+        FlagFormatError: not an object, a bad segment name, or a bad condition;
+            ``pointer`` says where (``/segments/beta/0/op``).
+    """
+    segments = document.get("segments", {})
+    if not isinstance(segments, dict):
+        raise FlagFormatError(
+            "/segments", f"an object of {{name: [condition, ...]}}, not {_short(segments)}"
+        )
+    checked = {}
+    for name, conditions in segments.items():
+        at = "/segments" + pointer_part(name)
+        if not valid_name(name):
+            raise FlagFormatError(at, f"not a segment name: {_short(name)}")
+        if not isinstance(conditions, list):
+            raise FlagFormatError(at, f"a list of conditions, not {_short(conditions)}")
+        try:
+            checked[name] = check_segment({"conditions": conditions})["conditions"]
+        except FlagFormatError as exc:  # its pointer is /conditions/...
+            raise FlagFormatError(
+                at + exc.pointer.removeprefix("/conditions"), exc.message
+            ) from None
+    return checked
+
+
 def export_document(
     flags: Iterable[Flag],
     *,
     node: str,
     exported_at: datetime.datetime,
     skipped: Sequence[str] = (),
+    segments: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The document of ``flags`` (sorted by name), exported by ``node`` at
     ``exported_at`` (an aware datetime, written as ISO 8601). ``skipped`` names the
-    entries left out (see `FlagStore.unexportable`); import ignores that list."""
-    document = {
+    entries left out (see `FlagStore.unexportable`); import ignores that list.
+    ``segments`` (``{name: [condition, ...]}``, as `FlagStore.segments` gives them)
+    are written, sorted by name, when there are any."""
+    document: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "exported_at": exported_at.isoformat(),
         "node": node,
         "flags": [flag_to_json(f) for f in sorted(flags, key=lambda f: f.name)],
     }
+    if segments:
+        document["segments"] = {
+            name: conditions_in_order(segments[name]) for name in sorted(segments)
+        }
     if skipped:
         document["skipped"] = list(skipped)
     return document
@@ -211,85 +300,104 @@ def plan_import(current: Flag, wanted: Flag) -> ImportPlan:
         current: the flag as the store describes it now.
         wanted: the flag as imported, checked (`check_flag`).
     """
-    # Imported here: flags._entries imports this module's neighbours, not this one,
-    # but keeping the import local keeps the module's own imports to the schema.
-    from ._entries import flag_entries
-
     name = wanted.name
-    old, new = flag_entries(current), flag_entries(wanted)
-    if current.type != "boolean" and wanted.type == "boolean":
-        new[(name, "type")] = "boolean"  # no entry means boolean, but one is held
     sets: dict[tuple[str, ...], Any] = {}
     deletes: list[tuple[str, ...]] = []
     changes: list[str] = []
-    for key in sorted(old.keys() | new.keys(), key=_plan_order):
-        what = _entry_label(key)
-        if key not in new:
-            deletes.append(key)
-            changes.append(f"{what}: cleared")
-        elif key not in old or not _same(old[key], new[key]):
-            sets[key] = new[key]
-            changes.append(f"{what}: {_entry_shown(key, new[key])}")
+
+    def one(key: tuple[str, ...], what: str, old: Any, new: Any, shown: str) -> None:
+        if new is None:
+            if old is not None:
+                deletes.append(key)
+                changes.append(f"{what}: cleared")
+        elif old != new or type(old) is not type(new):
+            sets[key] = new
+            changes.append(f"{what}: {shown}")
+
+    one((name, "boolean"), "boolean", current.boolean, wanted.boolean, _on(bool(wanted.boolean)))
+    for kind, now, then in (
+        ("actor", current.actors, wanted.actors),
+        ("group", current.groups, wanted.groups),
+    ):
+        for target in sorted(now.keys() | then.keys()):
+            new = then.get(target)
+            one((name, kind, target), f"{kind} {target}", now.get(target), new, _on(bool(new)))
+    for field in ("percentage_of_actors", "percentage_of_time"):
+        new = getattr(wanted, field)
+        one((name, field), field, getattr(current, field), new, f"{new}")
+    for field in META_FIELDS:
+        new = getattr(wanted, field)
+        one((name, "meta", field), field, getattr(current, field), new, _short(new))
+    if not (current.typed or wanted.typed):  # no typed part to diff: skip the work
+        return ImportPlan(name=name, sets=sets, deletes=deletes, changes=changes)
+    # The typed parts, entry by entry, as the store keeps them (flags._entries).
+    held = {k: v for k, v in flag_entries(current).items() if k[1] in _TYPED_KINDS}
+    given = {k: v for k, v in flag_entries(wanted).items() if k[1] in _TYPED_KINDS}
+    for entry in sorted(held.keys() | given.keys(), key=lambda k: (_TYPED_KINDS.index(k[1]), k)):
+        value = given.get(entry)
+        what = " ".join((_TYPED_NAMES[entry[1]], *entry[2:]))
+        one(entry, what, held.get(entry), value, _shown(entry[1], value))
     return ImportPlan(name=name, sets=sets, deletes=deletes, changes=changes)
 
 
-#: The order of a plan's lines, by kind: gates, metadata, then the typed parts.
-_KIND_ORDER = {
-    kind: index
-    for index, kind in enumerate(
-        (
-            "boolean",
-            "actor",
-            "group",
-            "percentage_of_actors",
-            "percentage_of_time",
-            "meta",
-            "type",
-            "variant",
-            "off_variant",
-            "fallthrough",
-            "rule",
-            "prereq",
-            "schedule",
-        )
-    )
+#: The kinds of entry of typed flags, in the order a plan lists them, and their names
+#: in a plan's lines.
+_TYPED_KINDS = ("type", "variant", "off_variant", "fallthrough", "rule", "prereq", "schedule")
+_TYPED_NAMES = {
+    "type": "type",
+    "variant": "variant",
+    "off_variant": "off_variant",
+    "fallthrough": "fallthrough",
+    "rule": "rule",
+    "prereq": "prerequisite",
+    "schedule": "schedule",
 }
 
 
-def _plan_order(key: tuple[Any, ...]) -> tuple[int, str]:
-    part = key[2] if len(key) > 2 else ""
-    if key[1] == "meta":
-        part = str(META_FIELDS.index(key[2]))
-    return _KIND_ORDER.get(key[1], len(_KIND_ORDER)), part
+def _serve_text(serve: Mapping[str, Any]) -> str:
+    if "variant" in serve:
+        return str(serve["variant"])
+    split = serve.get("split", {})
+    return "split " + ", ".join(f"{v} {w}" for v, w in sorted(split.items()))
 
 
-def _entry_label(key: tuple[Any, ...]) -> str:
-    kind = key[1]
-    if kind == "meta":
-        return str(key[2])
+def _shown(kind: str, value: Any) -> str:
+    """How a plan's line shows a typed entry's new value (None: removed)."""
+    if value is None:
+        return ""
+    if kind == "fallthrough":
+        return _serve_text(value)
+    if kind == "rule":
+        conditions = len(value.get("conditions", []))
+        segments = len(value.get("segments", []))
+        return f"{conditions} conditions, {segments} segments, serves {_serve_text(value['serve'])}"
     if kind == "prereq":
-        return f"prerequisite {key[2]}"
-    return f"{kind} {key[2]}" if len(key) > 2 else kind
+        return ", ".join(value["variants"])
+    if kind == "schedule":
+        writes = len(value.get("set", [])) + len(value.get("delete", []))
+        try:
+            at = datetime.datetime.fromtimestamp(value["at_ms"] / 1000, datetime.UTC)
+        except (ValueError, OverflowError, OSError):  # past the year 9999
+            return f"at {value['at_ms']} ms, {writes} writes"
+        return f"at {at.isoformat().replace('+00:00', 'Z')}, {writes} writes"
+    if kind == "variant":
+        return _short(value)
+    return str(value)
 
 
-def _entry_shown(key: tuple[Any, ...], value: Any) -> str:
-    kind = key[1]
-    if kind in ("boolean", "actor", "group"):
-        return _on(bool(value))
-    if kind in ("percentage_of_actors", "percentage_of_time"):
-        return f"{value}"
-    return _short(value)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal and of the same type, all the way down (True is not 1, 1 is not 1.0)."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
+def segment_plan(
+    current: Mapping[str, Sequence[Mapping[str, Any]]],
+    wanted: Mapping[str, list[dict[str, Any]]],
+) -> dict[str, tuple[list[dict[str, Any]], str]]:
+    """The segments an import writes: of ``wanted`` (`parse_segments`), those whose
+    conditions differ from ``current``'s (`FlagStore.segments`), as ``{name:
+    (conditions, line)}``, the line for people (``"segment beta: 2 conditions"``).
+    Segments not in ``wanted`` are not touched; the same import again plans none."""
+    plan = {}
+    for name, conditions in wanted.items():
+        if [dict(c) for c in current.get(name, [])] != conditions or name not in current:
+            plan[name] = (conditions, f"segment {name}: {len(conditions)} conditions")
+    return plan
 
 
 def check_unique(flags: Sequence[Flag]) -> None:

@@ -432,24 +432,397 @@ def _request(
         return 1
     if isinstance(response, int) or response.status_code < 400:
         return response
+    hint = " (set CHORUS_TOKEN or pass --token-file)" if response.status_code == 401 else ""
+    print(f"{where}: {_failed(response)}{_pointer_text(response)}{hint}", file=sys.stderr)
+    return 1
+
+
+def _pointer_text(response: Any) -> str:
+    """`` (at /conditions/0/op)`` for an error answer with a JSON pointer, else ``""``."""
     try:
         pointer = response.json().get("pointer")
     except (ValueError, AttributeError):
         pointer = None
-    at = f" (at {pointer or '/'})" if pointer is not None else ""
-    hint = " (set CHORUS_TOKEN or pass --token-file)" if response.status_code == 401 else ""
-    print(f"{where}: {_failed(response)}{at}{hint}", file=sys.stderr)
-    return 1
+    return f" (at {pointer or '/'})" if pointer is not None else ""
+
+
+# -- typed flags: variants, rules, prerequisites, schedules, segments ----------------
+
+#: The actions of typed flags that write.
+_TYPED_WRITES = (
+    "variants",
+    "rule",
+    "fallthrough",
+    "off-variant",
+    "prerequisite",
+    "segment",
+    "schedule",
+)
+
+
+def _json_value(text: str) -> Any:
+    """A value given on the command line: JSON when it parses (``18``, ``true``,
+    ``"18"``, ``{"a": 1}``), else the text itself (``fr``, ``1.2.3``)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _condition(text: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """``--when 'ATTRIBUTE OP V1,V2'`` as a condition: the values split at commas,
+    each read by `_json_value`."""
+    parts = text.split(None, 2)
+    if len(parts) != 3:
+        parser.error(
+            f"--when takes 'ATTRIBUTE OP VALUE[,VALUE...]', e.g. 'country in fr,de'; got {text!r}"
+        )
+    attribute, op, values = parts
+    return {"attribute": attribute, "op": op, "values": [_json_value(v) for v in values.split(",")]}
+
+
+def _split(text: str, parser: argparse.ArgumentParser) -> dict[str, int]:
+    """``--split green=50,blue=50`` as ``{"green": 50, "blue": 50}``."""
+    split = {}
+    for item in text.split(","):
+        variant, equals, weight = item.partition("=")
+        if not equals or not weight.strip().isdigit():
+            parser.error(f"--split takes VARIANT=WEIGHT[,...], weights whole numbers; got {text!r}")
+        split[variant.strip()] = int(weight)
+    return split
+
+
+def _serve_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    if (args.serve is None) == (args.split is None):
+        parser.error("give --serve VARIANT or --split VARIANT=WEIGHT,...")
+    if args.serve is not None:
+        return {"variant": args.serve}
+    return {"split": _split(args.split, parser)}
+
+
+def _key_and_value(text: str, parser: argparse.ArgumentParser, option: str) -> list[Any]:
+    """``KIND[:KEY...][=JSON]`` of ``schedule --set`` (with a value) and ``--unset``
+    (without) as ``[kind, *key, value]``."""
+    key, equals, value = text.partition("=")
+    write: list[Any] = key.split(":")
+    if option == "--set":
+        if not equals:
+            parser.error(
+                f"--set takes KIND[:KEY]=JSON, e.g. boolean=true or actor:u1=false; got {text!r}"
+            )
+        write.append(_json_value(value))
+    elif equals:
+        parser.error(
+            f"--unset takes KIND[:KEY], e.g. percentage_of_actors or actor:u1; got {text!r}"
+        )
+    return write
+
+
+def _typed_changes(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[_Request]:
+    """The request of a typed write: (method, path, description, body or query)."""
+    path = _flag_path(args.name)
+    author = {"author": args.author}
+    action = args.action
+    if action == "variants":
+        variants = {}
+        for item in args.variants:
+            variant, equals, value = item.partition("=")
+            if not equals:
+                parser.error(f"variants are VARIANT=JSON, e.g. blue='\"#00f\"'; got {item!r}")
+            try:
+                variants[variant] = json.loads(value)
+            except ValueError:
+                parser.error(
+                    f"the value of {variant} is not JSON: {value!r} (a string is '\"text\"')"
+                )
+        body: dict[str, Any] = {"variants": variants, **author}
+        if args.type is not None:
+            body["type"] = args.type
+        shown = ", ".join(variants) or "none"
+        return [("PUT", path + "/variants", f"variants set to {shown}", body)]
+    if action == "rule":
+        at = f"{path}/rules/{urllib.parse.quote(args.rule_id, safe='')}"
+        if args.delete:
+            return [("DELETE", at, f"rule {args.rule_id} deleted", author)]
+        if args.before is not None and args.after is not None:
+            parser.error("give --before or --after, not both")
+        body = {
+            "conditions": [_condition(c, parser) for c in args.when or []],
+            "segments": args.segment or [],
+            "serve": _serve_of(args, parser),
+            **author,
+        }
+        for field in ("before", "after"):
+            if getattr(args, field) is not None:
+                body[field] = getattr(args, field)
+        return [("PUT", at, f"rule {args.rule_id} set", body)]
+    if action == "fallthrough":
+        if args.delete:
+            return [("DELETE", path + "/fallthrough", "fallthrough removed", author)]
+        serve = _serve_of(args, parser)
+        return [("PUT", path + "/fallthrough", "fallthrough set", {**serve, **author})]
+    if action == "off-variant":
+        if args.delete == (args.variant is not None):
+            parser.error("give VARIANT or --delete")
+        if args.delete:
+            return [("DELETE", path + "/off_variant", "off variant removed", author)]
+        body = {"variant": args.variant, **author}
+        return [("PUT", path + "/off_variant", f"off variant set to {args.variant}", body)]
+    if action == "prerequisite":
+        at = f"{path}/prerequisites/{urllib.parse.quote(args.other, safe='')}"
+        if args.delete == bool(args.variants):
+            parser.error("give the variants OTHER must serve, or --delete")
+        if args.delete:
+            return [("DELETE", at, f"prerequisite {args.other} removed", author)]
+        body = {"variants": args.variants, **author}
+        shown = f"requires {args.other} to serve {', '.join(args.variants)}"
+        return [("PUT", at, shown, body)]
+    if action == "segment":
+        at = "/segments/" + urllib.parse.quote(args.name, safe="")
+        if args.delete == bool(args.when):
+            parser.error("give --when conditions, or --delete")
+        if args.delete:
+            return [("DELETE", at, f"segment {args.name} deleted", author)]
+        body = {"conditions": [_condition(c, parser) for c in args.when], **author}
+        return [("PUT", at, f"segment {args.name} set", body)]
+    at = f"{path}/schedules/{urllib.parse.quote(args.schedule_id, safe='')}"
+    if args.cancel:
+        if args.at or args.set or args.unset:
+            parser.error("--cancel takes no --at, --set or --unset")
+        return [("DELETE", at, f"schedule {args.schedule_id} removed", author)]
+    if args.at is None or not (args.set or args.unset):
+        parser.error("give --at and at least one --set or --unset (or --cancel)")
+    at_value: Any = int(args.at) if args.at.isdigit() else args.at
+    body = {
+        "at": at_value,
+        "set": [_key_and_value(w, parser, "--set") for w in args.set or []],
+        "delete": [_key_and_value(w, parser, "--unset") for w in args.unset or []],
+        **author,
+    }
+    return [("PUT", at, f"schedule {args.schedule_id} set for {args.at}", body)]
+
+
+def _serve_text(serve: dict[str, Any] | None) -> str:
+    if not serve:
+        return "-"
+    if "variant" in serve:
+        return str(serve["variant"])
+    return "split " + ", ".join(f"{v} {w}" for v, w in sorted(serve.get("split", {}).items()))
+
+
+def _condition_text(condition: dict[str, Any]) -> str:
+    values = ",".join(v if isinstance(v, str) else json.dumps(v) for v in condition["values"])
+    return f"{condition['attribute']} {condition['op']} {values}"
+
+
+def _when(at_ms: int) -> str:
+    try:
+        moment = datetime.datetime.fromtimestamp(at_ms / 1000, datetime.UTC)
+    except (ValueError, OverflowError, OSError):
+        return f"{at_ms} ms"
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _typed_lines(flag: dict[str, Any]) -> list[str]:
+    """A flag's typed parts, one line each, for people (none for a boolean flag)."""
+    if "type" not in flag:
+        return []
+    lines = [f"type: {flag['type']}"]
+    variants = flag.get("variants", {})
+    if variants:
+        lines.append("variants: " + ", ".join(f"{v}={json.dumps(x)}" for v, x in variants.items()))
+    if "off_variant" in flag:
+        lines.append(f"off variant: {flag['off_variant']}")
+    if "fallthrough" in flag:
+        lines.append(f"fallthrough: {_serve_text(flag['fallthrough'])}")
+    if flag.get("rules"):
+        lines.append("rules, in evaluation order:")
+        for rule in flag["rules"]:
+            when = [_condition_text(c) for c in rule.get("conditions", [])]
+            when += [f"segment {s}" for s in rule.get("segments", [])]
+            lines.append(
+                f"  {rule['id']}: {'; '.join(when) or 'always'} -> {_serve_text(rule['serve'])}"
+            )
+    for other, wanted in flag.get("prerequisites", {}).items():
+        lines.append(f"prerequisite: {other} serves {', '.join(wanted)}")
+    for schedule_id, schedule in flag.get("schedules", {}).items():
+        writes = [
+            "set " + " ".join(str(p) for p in w[:-1]) + " " + json.dumps(w[-1])
+            for w in schedule.get("set", [])
+        ]
+        writes += ["unset " + " ".join(str(p) for p in w) for w in schedule.get("delete", [])]
+        lines.append(f"schedule {schedule_id} at {_when(schedule['at_ms'])}: {'; '.join(writes)}")
+    return lines
+
+
+def _segment_lines(segments: dict[str, list[dict[str, Any]]]) -> list[str]:
+    return [
+        f"{name}: {'; '.join(_condition_text(c) for c in conditions) or 'everyone'}"
+        for name, conditions in segments.items()
+    ] or ["no segments"]
+
+
+def _add_typed_actions(
+    actions: Any,
+    name: argparse.ArgumentParser,
+    common: argparse.ArgumentParser,
+    writer: argparse.ArgumentParser,
+) -> None:
+    """The ``chorus flags`` actions of typed flags."""
+    from ._variants import TYPES
+
+    variants = actions.add_parser(
+        "variants",
+        parents=[name, common, writer],
+        help="set a flag's variants (exactly these) and its type",
+        description="Make NAME's variants exactly those given, each VARIANT=JSON "
+        "(blue='\"#00f\"', limit=10, on=true); --type sets the flag's value type.",
+    )
+    variants.add_argument("variants", nargs="+", metavar="VARIANT=JSON")
+    variants.add_argument("--type", choices=TYPES, action=_Once, help="the flag's value type")
+
+    def serves(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--serve", metavar="VARIANT", action=_Once, help="serve this variant")
+        parser.add_argument(
+            "--split", metavar="V=W,...", action=_Once, help="split by weight: green=50,blue=50"
+        )
+
+    when = (
+        "a condition 'ATTRIBUTE OP VALUE[,VALUE...]' (repeatable; all must hold): "
+        "'country in fr,de', 'age gte 18', 'version semver_gte 2.0.0'; each value is "
+        "JSON if it parses, else text"
+    )
+    rule = actions.add_parser(
+        "rule",
+        parents=[name, common, writer],
+        help="add, change or delete one rule of a flag",
+        description="Set rule RULE_ID of NAME: it serves --serve or --split when every "
+        "--when holds and the actor is in every --segment. A new rule goes last, an "
+        "existing one keeps its place, unless --before or --after names another rule.",
+    )
+    rule.add_argument("rule_id", metavar="RULE_ID")
+    rule.add_argument("--when", action="append", metavar="CONDITION", help=when)
+    rule.add_argument("--segment", action="append", help="require this segment (repeatable)")
+    serves(rule)
+    rule.add_argument("--before", metavar="ID", action=_Once, help="place it before rule ID")
+    rule.add_argument("--after", metavar="ID", action=_Once, help="place it after rule ID")
+    rule.add_argument("--delete", action="store_true", help="delete the rule")
+
+    fallthrough = actions.add_parser(
+        "fallthrough",
+        parents=[name, common, writer],
+        help="set what a flag serves when it is on and no rule matches",
+        description="Set NAME's fallthrough: --serve VARIANT or --split V=W,...; "
+        "--delete removes it.",
+    )
+    serves(fallthrough)
+    fallthrough.add_argument("--delete", action="store_true", help="remove the fallthrough")
+
+    off = actions.add_parser(
+        "off-variant",
+        parents=[name, common, writer],
+        help="set the variant a flag serves when it is off",
+        description="Set NAME's off variant, served when its gates say off or a "
+        "prerequisite is unmet; --delete removes it (the caller's default is served).",
+    )
+    off.add_argument("variant", nargs="?", metavar="VARIANT")
+    off.add_argument("--delete", action="store_true", help="remove the off variant")
+
+    prerequisite = actions.add_parser(
+        "prerequisite",
+        parents=[name, common, writer],
+        help="make a flag require another flag's variants",
+        description="NAME serves its off variant unless flag OTHER, evaluated for the "
+        "same context, serves one of VARIANT... ('true' for a boolean flag that must be "
+        "on). Refused if it would close a cycle.",
+    )
+    prerequisite.add_argument("other", metavar="OTHER")
+    prerequisite.add_argument("variants", nargs="*", metavar="VARIANT")
+    prerequisite.add_argument("--delete", action="store_true", help="remove the prerequisite")
+
+    segment = actions.add_parser(
+        "segment",
+        parents=[name, common, writer],
+        help="define or delete a segment that rules can require",
+        description="Define segment NAME by its conditions; rules of any flag require it "
+        "with --segment NAME.",
+    )
+    segment.add_argument("--when", action="append", metavar="CONDITION", help=when)
+    segment.add_argument("--delete", action="store_true", help="delete the segment")
+
+    actions.add_parser(
+        "segments",
+        parents=[common],
+        help="list the segments",
+        description="Every segment and its conditions.",
+    )
+
+    schedule = actions.add_parser(
+        "schedule",
+        parents=[name, common, writer],
+        help="schedule changes of a flag at a time",
+        description="At --at, every node applies the --set and --unset writes to NAME "
+        "(a change made by hand after that time wins over them). --set KIND[:KEY]=JSON: "
+        "boolean=true, actor:u1=false, percentage_of_actors=0.5, "
+        'fallthrough=\'{"variant": "blue"}\', variant:red=\'"#f00"\'. --unset '
+        "KIND[:KEY]: percentage_of_actors, group:beta. --cancel removes the schedule "
+        "(one that has applied keeps its effect).",
+    )
+    schedule.add_argument("schedule_id", metavar="SCHEDULE_ID")
+    schedule.add_argument(
+        "--at",
+        action=_Once,
+        metavar="TIME",
+        help="an RFC 3339 date-time with an offset (2026-12-01T09:00:00Z) or ms since the epoch",
+    )
+    schedule.add_argument("--set", action="append", metavar="KIND[:KEY]=JSON")
+    schedule.add_argument("--unset", action="append", metavar="KIND[:KEY]")
+    schedule.add_argument("--cancel", action="store_true", help="remove the schedule")
+
+    evaluate = actions.add_parser(
+        "evaluate",
+        parents=[name, common],
+        help="evaluate a flag of any type for an actor, groups and attributes",
+        description="What NAME serves for this context: value, variant and reason.",
+    )
+    _add_evaluated(evaluate)
+    evaluate.add_argument(
+        "--attr",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an attribute of the context (repeatable); VALUE is JSON if it parses, else text",
+    )
+    evaluate.add_argument(
+        "--default", default="null", metavar="JSON", help="served on an error (default null)"
+    )
 
 
 def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    writing = args.action in _WRITES
+    writing = args.action in _WRITES or args.action in _TYPED_WRITES
     if args.action == "meta" and (args.description, args.owner, args.expires) == (None,) * 3:
         parser.error("give at least one of --description, --owner, --expires")
     name = _check_name(args.name, parser) if getattr(args, "name", None) is not None else ""
     if writing and not args.author:
         args.author = _default_author()
     where = f"chorus flags {args.action}"
+    requests: list[_Request] = []
+    if args.action in _WRITES:
+        requests = _changes(args)
+    elif args.action in _TYPED_WRITES:
+        requests = _typed_changes(args, parser)
+    elif args.action == "evaluate":
+        context: dict[str, Any] = {
+            "default": _json_value(args.default),
+            "groups": args.group or [],
+            "attributes": {},
+        }
+        if args.actor:
+            context["actor"] = args.actor
+        for item in args.attr or []:
+            attribute, equals, value = item.partition("=")
+            if not equals:
+                parser.error(f"--attr takes NAME=VALUE, e.g. country=fr or age=30; got {item!r}")
+            context["attributes"][attribute] = _json_value(value)
 
     def send(client: Any) -> Any:
         if args.action in ("list", "get"):
@@ -462,8 +835,12 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.action == "audit":
             path = _flag_path(name) + "/audit" if name else "/audit"
             return client.get(path, params={"limit": args.limit})
+        if args.action == "segments":
+            return client.get("/segments")
+        if args.action == "evaluate":
+            return client.post(_flag_path(name) + "/evaluate", json=context)
         done: list[str] = []
-        for method, path, description, data in _changes(args):
+        for method, path, description, data in requests:
             if method == "PUT":
                 response = client.put(path, json=data)
             else:
@@ -471,7 +848,8 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             if response.status_code >= 400:
                 applied = f"; applied before it: {', '.join(done)}" if done else ""
                 print(
-                    f"{where}: {name} not {description}: {_failed(response)}{applied}",
+                    f"{where}: {name} not {description}: {_failed(response)}"
+                    f"{_pointer_text(response)}{applied}",
                     file=sys.stderr,
                 )
                 return 1
@@ -490,6 +868,13 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(_table(document["flags"], evaluated=bool(args.actor or args.group)))
     elif args.action == "audit":
         print(_audit_table(document["audit"]))
+    elif args.action in ("segments", "segment"):
+        print("\n".join(_segment_lines(document["segments"])))
+    elif args.action == "evaluate":
+        print(f"value: {json.dumps(document['value'])}")
+        print(f"variant: {document['variant'] if document['variant'] is not None else '-'}")
+        detail = f" ({document['detail']})" if document["detail"] else ""
+        print(f"reason: {document['reason']}{detail}")
     else:
         if writing:
             print()
@@ -498,7 +883,10 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         for field, text in about:
             if text is not None:
                 print(f"{field}: {text}")
-        if "enabled" in document:
+        for line in _typed_lines(document):
+            print(line)
+        # A flag of another type than boolean is never "enabled": see evaluate.
+        if "enabled" in document and document.get("type", "boolean") == "boolean":
             who = " and ".join(
                 [f"actor {args.actor}"] * bool(args.actor)
                 + [f"groups {', '.join(args.group or ())}"] * bool(args.group)
@@ -513,7 +901,15 @@ def _flags(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 def read_export(path: str, what: str, parser: argparse.ArgumentParser) -> list[Any]:
     """The flags of an export file (``-``: stdin); any error exits 2 naming the file
     and, for a bad value, its JSON pointer."""
-    from ._export import loads, parse_export
+    return read_export_with_segments(path, what, parser)[0]
+
+
+def read_export_with_segments(
+    path: str, what: str, parser: argparse.ArgumentParser
+) -> tuple[list[Any], dict[str, list[dict[str, Any]]]]:
+    """The flags and the segments (``{name: [condition, ...]}``) of an export file,
+    as `read_export` reads it."""
+    from ._export import loads, parse_export, parse_segments
     from ._schema import FlagFormatError
 
     try:
@@ -521,7 +917,8 @@ def read_export(path: str, what: str, parser: argparse.ArgumentParser) -> list[A
     except (OSError, UnicodeDecodeError) as exc:
         _fail(parser, f"{what} {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}")
     try:
-        return parse_export(loads(text))
+        document = loads(text)
+        return parse_export(document), parse_segments(document)
     except FlagFormatError as exc:
         _fail(parser, f"{what} {path}: at {exc.pointer or '/'}: {exc.message}")
     except ValueError as exc:
@@ -532,7 +929,7 @@ def _transfer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``chorus flags export`` and ``chorus flags import``."""
     importing = args.action == "import"
     if importing:
-        flags = read_export(args.file, "import", parser)
+        flags, segments = read_export_with_segments(args.file, "import", parser)
         from ._export import EXPORT_FORMAT, EXPORT_VERSION, flag_to_json
 
         body = {
@@ -540,6 +937,8 @@ def _transfer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             "version": EXPORT_VERSION,
             "flags": [flag_to_json(f) for f in flags],
         }
+        if segments:
+            body["segments"] = segments
         args.author = args.author or _default_author()
     where = f"chorus flags {args.action}"
 
@@ -583,6 +982,8 @@ def _transfer(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(json.dumps(document, indent=2, sort_keys=True))
         return 0
     would = "would change" if document["dry_run"] else "changed"
+    for segment in document.get("segments", []):
+        print("; ".join(segment["changes"]))
     for flag in document["flags"]:
         if flag["changes"]:
             print(f"{flag['name']}: {'; '.join(flag['changes'])}")
@@ -726,7 +1127,8 @@ def build_parser() -> argparse.ArgumentParser:
         "flags",
         help="list, read and change flags through a node's HTTP admin",
         description="A client of a node's HTTP admin. Writes (enable, disable, clear, "
-        "meta, delete, import) need "
+        "meta, delete, import, and those of typed flags: variants, rule, fallthrough, "
+        "off-variant, prerequisite, segment, schedule) need "
         "the admin token, from CHORUS_TOKEN or --token-file (never from the command line). "
         "Each change on a write's line is its own request, made in order and printed as it "
         "applies; the first refused stops the rest.",
@@ -837,6 +1239,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument(
         "--limit", type=int, default=20, help="how many records, 1 to 1000 (default %(default)s)"
     )
+    _add_typed_actions(actions, name, common, writer)
     for sub in actions.choices.values():
         sub.set_defaults(run=_flags)
 

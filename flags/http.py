@@ -16,6 +16,33 @@ Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio r
   and records it); ``?actor=`` or ``?group=``: remove that one gate.
 - ``GET /flags/{name}/audit?limit=N`` and ``GET /audit?limit=N``: recorded changes,
   newest first.
+- Typed flags (`flags.FlagStore.evaluate` says how they evaluate). Each PUT body
+  may add ``"author"``; each DELETE takes ``?author=``; each answers the flag (see
+  `flags._events.flag_json`: the typed fields appear once set), and a DELETE of a
+  part the flag does not have is 404:
+
+  - ``PUT /flags/{name}/variants``: ``{"type"?: t, "variants": {variant: value}}``,
+    exactly these variants;
+  - ``PUT|DELETE /flags/{name}/variants/{variant}``: PUT ``{"value": v}``;
+  - ``PUT|DELETE /flags/{name}/off_variant``: PUT ``{"variant": v}``;
+  - ``PUT|DELETE /flags/{name}/fallthrough``: PUT ``{"variant": v}`` or
+    ``{"split": {v: weight}}``;
+  - ``PUT|DELETE /flags/{name}/rules/{rule_id}``: PUT ``{"conditions"?: [...],
+    "segments"?: [...], "serve": {...}, "before"?: id, "after"?: id}``;
+  - ``PUT|DELETE /flags/{name}/prerequisites/{other}``: PUT ``{"variants": [v]}``;
+  - ``PUT|DELETE /flags/{name}/schedules/{id}``: PUT ``{"at": RFC 3339 date-time
+    or int ms, "set"?: [[kind, *key, value]], "delete"?: [[kind, *key]]}``;
+  - ``GET /segments``; ``GET|PUT|DELETE /segments/{name}``: PUT ``{"conditions":
+    [...]}``; writes answer every segment;
+  - ``POST /flags/{name}/evaluate``: ``{"default": any, "actor"?: str, "groups"?:
+    [str], "attributes"?: {...}}`` answers ``{"value", "variant", "reason",
+    "detail"}`` (a read: guarded like ``GET /flags``; an unknown flag answers the
+    default with reason ``ERROR``);
+  - ``GET /schema/{rule,condition,serve,segment,schedule}.json``: the JSON Schemas
+    (draft 2020-12) of those bodies, with no token.
+
+  A body the store refuses is 422 ``{"error": ..., "pointer": ...}``, the pointer
+  into the request's body (``/conditions/0/op``); so is an unknown field.
 - Writes take ``?ack=replicated``: answer only once another node holds the change
   (503, with ``"written": true``, if none confirms it within 2 s; the change stays
   applied here and keeps replicating).
@@ -50,11 +77,14 @@ its clock is off: the error says which). A rejected request changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from importlib import resources
 from typing import Any
 
 import anyio
@@ -70,9 +100,17 @@ from starlette.routing import Route
 from transport import WriteRefused
 
 from ._events import FlagEvents, flag_json
-from ._export import export_document, loads, parse_export
-from ._schema import FlagFormatError
-from ._store import FlagStore
+from ._export import (
+    conditions_in_order,
+    export_document,
+    loads,
+    parse_export,
+    parse_segments,
+    segment_plan,
+)
+from ._schema import FlagFormatError, _short, pointer_part, valid_name
+from ._store import MAX_IMPORT_ENTRIES, FlagStore
+from ._targeting import instant
 
 log = logging.getLogger("chorus.http")
 #: The largest request body accepted, in bytes.
@@ -86,9 +124,17 @@ BODY_TIMEOUT_S = 10.0
 
 
 class _Rejected(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    """A request refused: its status, message and, for a bad field of a JSON body,
+    the field's RFC 6901 pointer into the body (None: no pointer)."""
+
+    def __init__(self, status: int, message: str, pointer: str | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.pointer = pointer
+
+    def response(self) -> JSONResponse:
+        more = {} if self.pointer is None else {"pointer": self.pointer}
+        return _error(self.status, str(self), **more)
 
 
 class _ErrorResponse(JSONResponse):
@@ -241,8 +287,9 @@ def create_app(
         return JSONResponse(document)
 
     def known(name: str) -> bool:
-        # Gates or a default (the store's snapshot), or metadata: a few lookups.
-        return store.known(name) or bool(store.metadata(name))
+        # Gates, typed parts or a default (the store's snapshot), or metadata: a few
+        # lookups; a flag with nothing but schedules pending is read whole.
+        return store.known(name) or bool(store.metadata(name)) or bool(store.flag(name).schedules)
 
     def no_flag(name: str) -> JSONResponse:
         return _error(404, f"no flag named {name!r}: no gate, metadata or default")
@@ -367,7 +414,13 @@ def create_app(
         skipped = store.unexportable()
         if skipped:
             log.warning("http: export leaves out %d entries: %s", len(skipped), skipped[:10])
-        document = export_document(store.export(), node=node_id, exported_at=now, skipped=skipped)
+        document = export_document(
+            store.export(),
+            node=node_id,
+            exported_at=now,
+            skipped=skipped,
+            segments=store.segments(),
+        )
         return JSONResponse(document)
 
     async def import_flags(request: Request) -> JSONResponse:
@@ -379,8 +432,26 @@ def create_app(
         if dry_run not in ("true", "false"):
             return _error(422, "dry_run must be 'true' or 'false'")
         try:
-            flags = parse_export(await body_of(request, MAX_IMPORT_BYTES))
-            plans = store.import_flags(flags, author=author, dry_run=dry_run == "true")
+            document = await body_of(request, MAX_IMPORT_BYTES)
+            flags = parse_export(document)
+            segments = segment_plan(store.segments(), parse_segments(document))
+            if dry_run == "true" or not segments:
+                plans = store.import_flags(flags, author=author, dry_run=dry_run == "true")
+            else:
+                # Segments go first, so that rules find them; the flags are checked
+                # whole (the store's dry run and its bound) before either is written.
+                plans = store.import_flags(flags, author=author, dry_run=True)
+                entries = sum(len(p.sets) + len(p.deletes) for p in plans)
+                if entries > MAX_IMPORT_ENTRIES:
+                    raise _Rejected(
+                        422,
+                        f"this import would write {entries} entries, over "
+                        f"{MAX_IMPORT_ENTRIES} at once (the node does nothing else while it "
+                        "writes): split the file by flags",
+                    )
+                for name, (conditions, _) in segments.items():
+                    store.set_segment(name, conditions, author=author)
+                plans = store.import_flags(flags, author=author)
         except _Rejected as exc:
             return _error(exc.status, str(exc))
         except FlagFormatError as exc:
@@ -391,18 +462,344 @@ def create_app(
         except WriteRefused as exc:
             return _error(503, str(exc))
         changed = [p.name for p in plans if p.changes]
-        if changed and dry_run == "false":
-            log.info("http: import by %s changed %d flags", author or "http", len(changed))
-        result = {
+        if (changed or segments) and dry_run == "false":
+            log.info(
+                "http: import by %s changed %d flags and %d segments",
+                author or "http",
+                len(changed),
+                len(segments),
+            )
+        result: dict[str, Any] = {
             "node": node_id,
             "dry_run": dry_run == "true",
             "changed": changed,
             "unchanged": [p.name for p in plans if not p.changes],
             "flags": [{"name": p.name, "changes": p.changes} for p in plans],
         }
-        if dry_run == "true" or not changed:
+        if segments:
+            result["segments"] = [
+                {"name": name, "changes": [line]} for name, (_, line) in segments.items()
+            ]
+        if dry_run == "true" or not (changed or segments):
             return JSONResponse(result)
         return await answer_write(request, "", result)
+
+    # -- typed flags: variants, rules, prerequisites, schedules, segments --------------
+
+    def part(request: Request, param: str) -> str:
+        return str(request.path_params[param])
+
+    async def typed_put(
+        request: Request,
+        what: str,
+        fields: tuple[str, ...],
+        required: tuple[str, ...],
+        apply: Callable[[str, dict[str, Any], str | None], None],
+    ) -> JSONResponse:
+        """A PUT of a typed part: the guard, the body (``fields`` plus ``author``;
+        ``required`` present), ``apply(name, body, author)``, the flag as answer."""
+        denied = write_guard(request)
+        if denied is not None:
+            return denied
+        name = flag_name(request)
+        try:
+            body = await body_of(request)
+            check_fields(body, (*fields, "author"), required)
+            author = body.get("author")
+            if author is not None and type(author) is not str:
+                raise _Rejected(422, "author must be a string", "/author")
+            apply(name, body, author)
+        except _Rejected as exc:
+            log.warning("http: rejected PUT %s/%s: %s", name, what, exc)
+            return exc.response()
+        except ValueError as exc:  # a bad name or author (FlagFormatError: see apply)
+            return _error(422, str(exc))
+        except WriteRefused as exc:
+            return _error(503, str(exc))
+        log.info("http: %s/%s changed by %s", name, what, author or "http")
+        return await answer_write(request, name)
+
+    async def typed_delete(
+        request: Request, what: str, remove: Callable[[str, str | None], bool]
+    ) -> JSONResponse:
+        """A DELETE of a typed part: ``remove(name, author)`` is False when there was
+        no such part (404, nothing written)."""
+        denied = write_guard(request)
+        if denied is not None:
+            return denied
+        name = flag_name(request)
+        author = request.query_params.get("author")
+        try:
+            removed = remove(name, author)
+        except ValueError as exc:
+            return _error(422, str(exc))
+        except WriteRefused as exc:
+            return _error(503, str(exc))
+        if not removed:
+            if not known(name):
+                return no_flag(name)
+            return _error(404, f"flag {name!r} has no {what}: nothing to delete")
+        log.info("http: %s/%s deleted by %s", name, what, author or "http")
+        return await answer_write(request, name)
+
+    async def put_variants(request: Request) -> JSONResponse:
+        def apply(name: str, body: dict[str, Any], author: str | None) -> None:
+            with body_pointers(("/type", "/type"), ("/variants", "/variants")):
+                store.set_variants(name, body["variants"], type=body.get("type"), author=author)
+
+        return await typed_put(request, "variants", ("type", "variants"), ("variants",), apply)
+
+    async def one_variant(request: Request) -> JSONResponse:
+        variant = part(request, "variant")
+        if request.method == "DELETE":
+
+            def remove(name: str, author: str | None) -> bool:
+                if variant not in store.flag(name).variants:
+                    return False
+                store.delete_variant(name, variant, author=author)
+                return True
+
+            return await typed_delete(request, f"variant {variant!r}", remove)
+
+        def apply(name: str, body: dict[str, Any], author: str | None) -> None:
+            with body_pointers(("/variants" + pointer_part(variant), "/value")):
+                store.set_variant(name, variant, body["value"], author=author)
+
+        return await typed_put(request, f"variants/{variant}", ("value",), ("value",), apply)
+
+    async def off_variant(request: Request) -> JSONResponse:
+        if request.method == "DELETE":
+
+            def remove(name: str, author: str | None) -> bool:
+                if store.flag(name).off_variant is None:
+                    return False
+                store.set_off_variant(name, None, author=author)
+                return True
+
+            return await typed_delete(request, "off variant", remove)
+
+        def apply(name: str, body: dict[str, Any], author: str | None) -> None:
+            if not valid_name(body["variant"]):
+                raise _Rejected(
+                    422,
+                    f"variant must be a variant name, not {_short(body['variant'])}",
+                    "/variant",
+                )
+            with body_pointers(("/off_variant", "/variant")):
+                store.set_off_variant(name, body["variant"], author=author)
+
+        return await typed_put(request, "off_variant", ("variant",), ("variant",), apply)
+
+    async def fallthrough(request: Request) -> JSONResponse:
+        if request.method == "DELETE":
+
+            def remove(name: str, author: str | None) -> bool:
+                if store.flag(name).fallthrough is None:
+                    return False
+                store.set_fallthrough(name, None, author=author)
+                return True
+
+            return await typed_delete(request, "fallthrough", remove)
+
+        def apply(name: str, body: dict[str, Any], author: str | None) -> None:
+            serve = {k: v for k, v in body.items() if k != "author"}
+            if len(serve) != 1:
+                raise _Rejected(
+                    422, 'the body is {"variant": name} or {"split": {name: weight}}', ""
+                )
+            with body_pointers(("/fallthrough", "")):
+                store.set_fallthrough(name, serve, author=author)
+
+        return await typed_put(request, "fallthrough", ("variant", "split"), (), apply)
+
+    async def one_rule(request: Request) -> JSONResponse:
+        rule_id = part(request, "rule_id")
+        if request.method == "DELETE":
+
+            def remove(name: str, author: str | None) -> bool:
+                if rule_id not in store.flag(name).rules:
+                    return False
+                store.delete_rule(name, rule_id, author=author)
+                return True
+
+            return await typed_delete(request, f"rule {rule_id!r}", remove)
+
+        def apply(name: str, body: dict[str, Any], author: str | None) -> None:
+            for field in ("conditions", "segments"):
+                if not isinstance(body.get(field, []), list):
+                    raise _Rejected(422, f"{field} must be a list", "/" + field)
+            if not isinstance(body["serve"], dict):
+                raise _Rejected(422, "serve must be an object", "/serve")
+            for field in ("before", "after"):
+                if field in body and not isinstance(body[field], str):
+                    raise _Rejected(422, f"{field} must be a string (a rule id)", "/" + field)
+            if "before" in body and "after" in body:
+                raise _Rejected(422, "give before or after, not both", "/after")
+            at = "/rules" + pointer_part(rule_id)
+            beside = "/before" if "before" in body else "/after"
+            with body_pointers((at + "/position", beside), (at, "")):
+                store.set_rule(
+                    name,
+                    rule_id,
+                    serve=body["serve"],
+                    conditions=body.get("conditions", []),
+                    segments=body.get("segments", []),
+                    before=body.get("before"),
+                    after=body.get("after"),
+                    author=author,
+                )
+
+        fields = ("conditions", "segments", "serve", "before", "after")
+        return await typed_put(request, f"rules/{rule_id}", fields, ("serve",), apply)
+
+    async def one_prerequisite(request: Request) -> JSONResponse:
+        other = part(request, "other")
+        if request.method == "DELETE":
+
+            def remove(name: str, author: str | None) -> bool:
+                if other not in store.flag(name).prerequisites:
+                    return False
+                store.delete_prerequisite(name, other, author=author)
+                return True
+
+            return await typed_delete(request, f"prerequisite on {other!r}", remove)
+
+        def apply(name: str, body: dict[str, Any], author: str | None) -> None:
+            if not isinstance(body["variants"], list):
+                raise _Rejected(422, "variants must be a list of variant names", "/variants")
+            at = "/prerequisites" + pointer_part(other)
+            # The store's errors at the prerequisite (unknown flag or variant, a
+            # cycle) are about the body as a whole.
+            with body_pointers((at + "/", "/variants/"), (at, "")):
+                store.set_prerequisite(name, other, body["variants"], author=author)
+
+        path = f"prerequisites/{other}"
+        return await typed_put(request, path, ("variants",), ("variants",), apply)
+
+    async def one_schedule(request: Request) -> JSONResponse:
+        schedule_id = part(request, "schedule_id")
+        if request.method == "DELETE":
+
+            def remove(name: str, author: str | None) -> bool:
+                return store.delete_schedule(name, schedule_id, author=author)
+
+            return await typed_delete(request, f"schedule {schedule_id!r}", remove)
+
+        def apply(name: str, body: dict[str, Any], author: str | None) -> None:
+            at_ms = schedule_time(body["at"])
+            for field in ("set", "delete"):
+                writes = body.get(field, [])
+                if not isinstance(writes, list):
+                    raise _Rejected(422, f"{field} must be a list of lists", "/" + field)
+                for index, write in enumerate(writes):
+                    if not isinstance(write, list):
+                        raise _Rejected(422, f"each {field} is a list", f"/{field}/{index}")
+            at = "/schedules" + pointer_part(schedule_id)
+            with body_pointers((at + "/at_ms", "/at"), (at, "")):
+                store.schedule(
+                    name,
+                    schedule_id,
+                    at_ms,
+                    set=body.get("set", []),
+                    delete=body.get("delete", []),
+                    author=author,
+                )
+
+        path = f"schedules/{schedule_id}"
+        return await typed_put(request, path, ("at", "set", "delete"), ("at",), apply)
+
+    async def evaluate_flag(request: Request) -> JSONResponse:
+        denied = read_guard(request)
+        if denied is not None:
+            return denied
+        name = flag_name(request)
+        try:
+            body = await body_of(request)
+            check_fields(body, ("default", "actor", "groups", "attributes"), ("default",))
+            actor = body.get("actor")
+            if actor is not None and type(actor) is not str:
+                raise _Rejected(422, "actor must be a string or null", "/actor")
+            groups = body.get("groups", [])
+            if not isinstance(groups, list):
+                raise _Rejected(422, "groups must be a list of strings", "/groups")
+            for index, group in enumerate(groups):
+                if type(group) is not str:
+                    raise _Rejected(422, "a group is a string", f"/groups/{index}")
+            attributes = body.get("attributes", {})
+            if not isinstance(attributes, dict):
+                raise _Rejected(422, "attributes must be an object", "/attributes")
+        except _Rejected as exc:
+            return exc.response()
+        got = store.evaluate(
+            name, body["default"], actor=actor, groups=groups, attributes=attributes
+        )
+        return JSONResponse(
+            {
+                "name": name,
+                "value": got.value,
+                "variant": got.variant,
+                "reason": got.reason,
+                "detail": got.detail,
+                "node": node_id,
+            }
+        )
+
+    def segments_json() -> dict[str, Any]:
+        segments = store.segments()
+        return {
+            "node": node_id,
+            "segments": {k: conditions_in_order(v) for k, v in segments.items()},
+        }
+
+    async def list_segments(request: Request) -> JSONResponse:
+        denied = read_guard(request)
+        return denied if denied is not None else JSONResponse(segments_json())
+
+    async def one_segment(request: Request) -> JSONResponse:
+        segment = part(request, "segment")
+        if request.method == "GET":
+            denied = read_guard(request)
+            if denied is not None:
+                return denied
+            conditions = store.segments().get(segment)
+            if conditions is None:
+                return _error(404, f"no segment named {segment!r}")
+            return JSONResponse(
+                {"name": segment, "conditions": conditions_in_order(conditions), "node": node_id}
+            )
+        denied = write_guard(request)
+        if denied is not None:
+            return denied
+        try:
+            if request.method == "DELETE":
+                author = request.query_params.get("author")
+                if not store.delete_segment(segment, author=author):
+                    return _error(404, f"no segment named {segment!r}: nothing to delete")
+            else:
+                body = await body_of(request)
+                check_fields(body, ("conditions", "author"), ("conditions",))
+                author = body.get("author")
+                if author is not None and type(author) is not str:
+                    raise _Rejected(422, "author must be a string", "/author")
+                if not isinstance(body["conditions"], list):
+                    raise _Rejected(422, "conditions must be a list", "/conditions")
+                with body_pointers(("/conditions", "/conditions")):
+                    store.set_segment(segment, body["conditions"], author=author)
+        except _Rejected as exc:
+            log.warning("http: rejected %s /segments/%s: %s", request.method, segment, exc)
+            return exc.response()
+        except ValueError as exc:
+            return _error(422, str(exc))
+        except WriteRefused as exc:
+            return _error(503, str(exc))
+        log.info("http: segment %s changed by %s", segment, author or "http")
+        return await answer_write(request, "", segments_json())
+
+    async def schema_file(request: Request) -> Response:
+        text = schema_text(str(request.path_params["schema"]))
+        if text is None:
+            return _error(404, f"no schema named {request.path_params['schema']!r}")
+        return Response(text, media_type="application/schema+json")
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "node": node_id})
@@ -447,7 +844,7 @@ def create_app(
 
     async def rejected(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, _Rejected)
-        return _error(exc.status, str(exc))
+        return exc.response()
 
     return Starlette(
         routes=[
@@ -455,6 +852,19 @@ def create_app(
             Route("/flags/{name}", one_flag, methods=["GET", "PUT", "DELETE"]),
             Route("/flags/{name}/meta", put_meta, methods=["PUT"]),
             Route("/flags/{name}/audit", flag_audit, methods=["GET"]),
+            Route("/flags/{name}/evaluate", evaluate_flag, methods=["POST"]),
+            Route("/flags/{name}/variants", put_variants, methods=["PUT"]),
+            Route("/flags/{name}/variants/{variant}", one_variant, methods=["PUT", "DELETE"]),
+            Route("/flags/{name}/off_variant", off_variant, methods=["PUT", "DELETE"]),
+            Route("/flags/{name}/fallthrough", fallthrough, methods=["PUT", "DELETE"]),
+            Route("/flags/{name}/rules/{rule_id}", one_rule, methods=["PUT", "DELETE"]),
+            Route(
+                "/flags/{name}/prerequisites/{other}", one_prerequisite, methods=["PUT", "DELETE"]
+            ),
+            Route("/flags/{name}/schedules/{schedule_id}", one_schedule, methods=["PUT", "DELETE"]),
+            Route("/segments", list_segments, methods=["GET"]),
+            Route("/segments/{segment}", one_segment, methods=["GET", "PUT", "DELETE"]),
+            Route("/schema/{schema}.json", schema_file, methods=["GET"]),
             Route("/audit", all_audit, methods=["GET"]),
             Route("/export", export_flags, methods=["GET"]),
             Route("/import", import_flags, methods=["POST"]),
@@ -590,3 +1000,96 @@ def apply_change(store: FlagStore, name: str, body: dict[str, Any]) -> None:
             store.enable_percentage_of_time(name, body["percentage_of_time"], author=author)
     except ValueError as exc:
         raise _Rejected(422, str(exc)) from None
+
+
+# -- typed flags: bodies, pointers, schedule times, schemas ---------------------------
+
+
+def check_fields(body: dict[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
+    """Refuse a body with a field not in ``allowed`` or without one of ``required``.
+
+    Raises:
+        _Rejected: (422) with the pointer of the first unknown field (``/colour``)
+            or of the missing one (``/serve``).
+    """
+    for field in body:
+        if field not in allowed:
+            raise _Rejected(
+                422,
+                f"unknown field {field!r} (this body takes {', '.join(allowed)})",
+                pointer_part(field),
+            )
+    for field in required:
+        if field not in body:
+            raise _Rejected(422, f"{field!r} is required", "/" + field)
+
+
+@contextlib.contextmanager
+def body_pointers(*prefixes: tuple[str, str]) -> Iterator[None]:
+    """Turn a `FlagFormatError` raised inside into a 422 `_Rejected` whose pointer is
+    into the request's body, not the flag.
+
+    Args:
+        prefixes: ``(flag_pointer, body_pointer)`` pairs, tried in order: the first
+            whose flag pointer is the error's, or a prefix of it at a ``/`` (any
+            prefix, for one that ends in ``/``), is replaced by its body pointer
+            (``("/rules/r1", "")`` makes ``/rules/r1/conditions/0/op`` into
+            ``/conditions/0/op``). An error at
+            none of them (another part of the flag) gets the pointer ``""`` and its
+            flag pointer in the message.
+    """
+    try:
+        yield
+    except FlagFormatError as exc:
+        for flag_at, body_at in prefixes:
+            if (
+                exc.pointer.startswith(flag_at)
+                if flag_at.endswith("/")
+                else exc.pointer == flag_at or exc.pointer.startswith(flag_at + "/")
+            ):
+                pointer = body_at + exc.pointer[len(flag_at) :]
+                raise _Rejected(422, exc.message, pointer) from None
+        raise _Rejected(422, f"the flag's {exc.pointer or '/'}: {exc.message}", "") from None
+
+
+#: The date-times a schedule's ``"at"`` takes: RFC 3339's date-time, with an offset
+#: (or Z) and at most nine digits of fraction; the schema's pattern says the same.
+SCHEDULE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def schedule_time(value: object) -> int:
+    """A schedule body's ``"at"`` as HLC wall ms: an int is taken as ms since the
+    Unix epoch (the store checks its range), a str as an RFC 3339 date-time.
+
+    Raises:
+        _Rejected: (422, pointer ``/at``) anything else, or a date-time that names
+            no instant (month 13, say).
+    """
+    if type(value) is int:
+        return value
+    if isinstance(value, str) and SCHEDULE_TIME.fullmatch(value):
+        seconds = instant(value)
+        if seconds is not None:
+            return round(seconds * 1000)
+    raise _Rejected(
+        422,
+        "at is an RFC 3339 date-time with an offset (2026-12-01T09:00:00Z) or an int of "
+        f"ms since the Unix epoch, not {_short(value)}",
+        "/at",
+    )
+
+
+#: The JSON Schemas served at ``GET /schema/<name>.json`` (package data in
+#: flags/schema/): the bodies of ``PUT .../rules/{id}``, ``PUT /segments/{name}`` and
+#: ``PUT .../schedules/{id}``, and the condition and serve they hold.
+SCHEMAS = ("rule", "condition", "serve", "segment", "schedule")
+
+
+def schema_text(name: str) -> str | None:
+    """The text of schema ``name`` (one of `SCHEMAS`), or None for another name."""
+    if name not in SCHEMAS:
+        return None
+    return (resources.files("flags") / "schema" / f"{name}.json").read_text("utf-8")

@@ -146,5 +146,8 @@ def test_the_wheel_carries_the_license_and_py_typed(tmp_path: Path) -> None:
         "static/chorus.css",
     ):
         assert f"flags/ui/{data}" in names
+    # So are the JSON Schemas that GET /schema/<name>.json serves.
+    for schema in ("rule", "condition", "serve", "segment", "schedule"):
+        assert f"flags/schema/{schema}.json" in names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "chorus = flags.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
