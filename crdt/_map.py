@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterable, Iterator, KeysView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView
 from typing import Any, TypeAlias
 
 from hlc import Timestamp
@@ -154,17 +154,28 @@ class LWWMap:
                 dirty.add(key)
         return changed
 
-    def collect_tombstones(self, before: Timestamp) -> int:
-        """Drop every tombstone whose timestamp is less than ``before``.
+    def collect_tombstones(
+        self, before: Timestamp, keep: Callable[[Key], bool] | None = None
+    ) -> int:
+        """Drop every tombstone whose timestamp is less than ``before``, but those of
+        the keys ``keep`` says to keep.
 
         Call it only with a horizon every replica has passed (see the class notes on
         resurrection). This is not a CRDT operation: it does not commute with merge.
+
+        Args:
+            before: the horizon.
+            keep: called with each key whose tombstone would go; True keeps it (a
+                layer above that joins this map with writes of its own, as
+                `flags` schedules do, needs the tombstones of those keys).
 
         Returns:
             The number of tombstones dropped.
         """
         horizon = before.as_tuple()
         dead = [k for k, e in self._regs.items() if not e[3] and e[:3] < horizon]
+        if keep is not None:
+            dead = [k for k in dead if not keep(k)]
         for key in dead:
             del self._regs[key]
         if self._index is not None:

@@ -32,6 +32,7 @@ class LocalMap:
     ) -> None:
         self.node_id = node_id
         self._wall_ms = wall_ms
+        self._keepers: list[Callable[[Key], bool]] = []
         self._clock = HLC(node_id, wall_ms=wall_ms)
         self._state = LWWMap()
         self._subscribers: list[Subscriber] = []
@@ -53,6 +54,30 @@ class LocalMap:
 
     def timestamp(self, key: Key) -> Timestamp | None:
         return self._state.timestamp(key)
+
+    def keep_tombstones(self, predicate: Callable[[Key], bool]) -> Callable[[], None]:
+        """Keep the tombstones of the keys ``predicate`` holds for in
+        `collect_tombstones` (see `transport.ReplicatedMap.keep_tombstones`)."""
+        self._keepers.append(predicate)
+
+        def stop() -> None:
+            if predicate in self._keepers:
+                self._keepers.remove(predicate)
+
+        return stop
+
+    def keeps_tombstone(self, key: Key) -> bool:
+        """True when a predicate given to `keep_tombstones` keeps ``key``'s."""
+        return any(keep(key) for keep in self._keepers)
+
+    def collect_tombstones(self, before: Timestamp) -> int:
+        """Drop the tombstones older than ``before``, as a node does once every
+        replica has passed it, but those `keep_tombstones` keeps.
+
+        Returns:
+            How many were dropped.
+        """
+        return self._state.collect_tombstones(before, self.keeps_tombstone)
 
     def wall_ms(self) -> int:
         """The time in ms, as `transport.ReplicatedMap.wall_ms` tells it: the greater

@@ -20,6 +20,7 @@ from ._entries import (
     CLUSTER,
     FLAG_KINDS,
     RULE_KINDS,
+    _check_schedule,
     entry_problem,
     flag_entries,
     flag_of_entries,
@@ -231,6 +232,7 @@ class FlagStore:
         "_evaluations",
         "_keys",
         "_map",
+        "_scheduled_keys",
         "_segments",
         "_snapshot",
         "_subscribers",
@@ -277,6 +279,9 @@ class FlagStore:
         self._segments: dict[str, Any] = {}  # segment -> its compiled conditions
         # flag -> the ids of its schedules that were due when it was last compiled
         self._due: dict[str, frozenset[str]] = {}
+        # flag -> the keys its schedules (due or pending) write: their tombstones are
+        # kept (see `_keeps_tombstone`)
+        self._scheduled_keys: dict[str, frozenset[tuple[Any, ...]]] = {}
         self._wall_ms = cast(
             Callable[[], int], wall_ms or getattr(flags, "wall_ms", system_wall_ms)
         )
@@ -295,6 +300,9 @@ class FlagStore:
             self._recompile(name, self._snapshot, self._compiled)
         self._on_change(frozenset(key for key, _ in list(flags.items())))
         self._unsubscribe = flags.subscribe(self._on_change)
+        keep_tombstones = getattr(flags, "keep_tombstones", None)
+        if keep_tombstones is not None:
+            keep_tombstones(self._keeps_tombstone)
         start_soon = getattr(flags, "start_soon", None)
         if start_soon is not None:  # a ReplicatedMap: its node runs the schedules' timer
             try:
@@ -863,6 +871,17 @@ class FlagStore:
             at_ms = at
         writes = [list(w) for w in set]
         value = {"at_ms": at_ms, "set": writes, "delete": [list(w) for w in delete]}
+        where = f"/schedules{pointer_part(schedule_id)}"
+        try:
+            _check_schedule(name, value)  # the fields first, then the time
+        except FlagFormatError as exc:
+            raise FlagFormatError(where + exc.pointer, exc.message) from None
+        if valid_name(name) and cast(int, at_ms) <= self._wall_ms():
+            # A write dated before now could lose to a tombstone this node has not
+            # heard of yet, and win again once the cluster collects it.
+            raise FlagFormatError(
+                where + "/at_ms", f"{at_ms} ms is not in the future: change the flag now instead"
+            )
         if valid_name(name) and valid_name(schedule_id):
             graph = self._prerequisites()
             for index, write in enumerate(writes):
@@ -1024,6 +1043,7 @@ class FlagStore:
             except FlagFormatError as exc:
                 raise FlagFormatError(f"/{index}{exc.pointer}", exc.message) from None
         check_unique(wanted)
+        self._check_imported_prerequisites(wanted)
         author_ = _check_author(author)
         plans = [plan_import(self.flag(flag.name), flag) for flag in wanted]
         if dry_run:
@@ -1049,6 +1069,27 @@ class FlagStore:
         if changes:
             self._apply(changes, author_)
         return plans
+
+    def _check_imported_prerequisites(self, wanted: list[Flag]) -> None:
+        """Refuse an import whose prerequisites (with those its schedules add) would
+        close a cycle with each other or with the cluster's: `FlagFormatError` at
+        ``/<index>/prerequisites/<other>`` (or ``/<index>/schedules/<id>``)."""
+        graph = self._prerequisites()
+        edges: list[tuple[str, str, str]] = []  # (flag, other, pointer)
+        for index, flag in enumerate(wanted):
+            graph.pop(flag.name, None)  # the import replaces the flag's edges
+            for other in flag.prerequisites:
+                edges.append((flag.name, other, f"/{index}/prerequisites{pointer_part(other)}"))
+            for sched_id, schedule in flag.schedules.items():
+                for write in schedule.get("set", []):
+                    if len(write) == 3 and write[0] == "prereq":
+                        where = f"/{index}/schedules{pointer_part(sched_id)}"
+                        edges.append((flag.name, str(write[1]), where))
+        for name, other, where in edges:
+            cycle = prerequisite_cycle(graph, (name, other))
+            if cycle is not None:
+                raise FlagFormatError(where, f"a prerequisite cycle: {' -> '.join(cycle)}")
+            graph.setdefault(name, set()).add(other)
 
     # -- the audit log ---------------------------------------------------------------
 
@@ -1354,6 +1395,31 @@ class FlagStore:
                 pending = at
         return frozenset(due), pending
 
+    def _schedule_writes(
+        self, name: str, keys: Iterable[tuple[Any, ...]]
+    ) -> frozenset[tuple[Any, ...]]:
+        """The keys the flag's schedules (due or pending) write."""
+        written: set[tuple[Any, ...]] = set()
+        for key in keys:
+            if key[1] == "schedule":
+                try:
+                    written.update(k for k, _ in scheduled_writes(name, self._map.get(key)))
+                except FlagFormatError:
+                    continue
+        return frozenset(written)
+
+    def _keeps_tombstone(self, key: Any) -> bool:
+        """Whether the map must keep ``key``'s tombstone when it collects the others:
+        when a schedule writes the key. A schedule's write counts as made at its
+        time, so a delete made after that time wins over it only while the delete's
+        tombstone is there to compare with; once collected, the key would read as
+        never written and the schedule's write would come back. Asked by the map's
+        node at each collection, in its thread."""
+        if type(key) is not tuple or not key:
+            return False
+        written = self._scheduled_keys.get(key[0])
+        return written is not None and key in written
+
     async def _follow_schedules(self) -> None:
         """Apply each schedule at its time, for as long as the store follows its map
         (a task of the map's node: see `apply_schedules`).
@@ -1462,9 +1528,11 @@ class FlagStore:
                     if now_ms is None:
                         now_ms = self._wall_ms()
                     self._due[name] = self._schedules_due(name, held, now_ms)[0]
+                    self._scheduled_keys[name] = self._schedule_writes(name, held)
                     scheduled = True
                 else:
                     self._due.pop(name, None)
+                    self._scheduled_keys.pop(name, None)
             snapshot, compiled = dict(self._snapshot), dict(self._compiled)
             for name in rules_changed:
                 self._recompile(name, snapshot, compiled)

@@ -413,6 +413,7 @@ class Node:
         self._state = LWWMap()  # every map's entries, keyed (map name, key)
         self._held = HeldEntries(max_hold_ms=max_hold_ms)
         self._floor: Point = ZERO  # tombstones below it were collected
+        self._tombstone_keepers: list[Callable[[Any], bool]] = []
         self._write_floor: Point = ZERO  # our writes stamp above this (see _on_members)
         self._membership = Membership(silent=self._lost_touch)
         self._stability = Stability(self._me)
@@ -488,6 +489,27 @@ class Node:
         return await self._nursery_manager.__aexit__(exc_type, exc, tb)
 
     # -- public surface --------------------------------------------------------------
+
+    def keep_tombstones(self, predicate: Callable[[tuple[str, Key]], bool]) -> Callable[[], None]:
+        """Keep the tombstones of the keys ``predicate`` holds for, however stable:
+        ``predicate((map_name, key))`` is asked at each collection, in this node's
+        thread, of each tombstone about to go. For a layer that joins a map's
+        entries with writes of its own (the schedules of `flags.FlagStore`), to
+        which a collected tombstone would read as "never written".
+
+        Returns:
+            A function that stops keeping them.
+        """
+        self._tombstone_keepers.append(predicate)
+
+        def stop() -> None:
+            if predicate in self._tombstone_keepers:
+                self._tombstone_keepers.remove(predicate)
+
+        return stop
+
+    def _keeps_tombstone(self, full_key: Key) -> bool:
+        return any(keep(full_key) for keep in self._tombstone_keepers)
 
     def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``async_fn(*args)`` in this node's nursery: cancelled when the node
@@ -1909,7 +1931,8 @@ class Node:
         self._floor = point
         if not self._state.tombstone_count:
             return 0
-        dropped = self._state.collect_tombstones(Timestamp(point[0], point[1], "\x00"))
+        keep = self._keeps_tombstone if self._tombstone_keepers else None
+        dropped = self._state.collect_tombstones(Timestamp(point[0], point[1], "\x00"), keep)
         self.stats.tombstones_collected += dropped
         if dropped:
             log.info("node %s: collected %d tombstones", self._me, dropped)

@@ -57,6 +57,16 @@ class ReplicatedMap:
         of what it has heard). Call it in the node's trio thread."""
         return max(self._node._checked_wall_ms(), self._node.clock.last.wall_ms)
 
+    def keep_tombstones(self, predicate: Callable[[Key], bool]) -> Callable[[], None]:
+        """Keep the tombstones of this map's keys that ``predicate`` holds for, when
+        the node collects the others (see `Node.keep_tombstones`).
+
+        Returns:
+            A function that stops keeping them.
+        """
+        name = self._name
+        return self._node.keep_tombstones(lambda full: full[0] == name and predicate(full[1]))
+
     def start_soon(self, async_fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
         """Run ``async_fn(*args)`` as a task of this map's node, cancelled when the
         node stops (what `flags.FlagStore` times its schedules with).

@@ -241,6 +241,22 @@ def test_collect_tombstones_drops_only_old_tombstones() -> None:
     assert m.get("live") == 1
 
 
+def test_collect_tombstones_keeps_those_it_is_told_to() -> None:
+    m = LWWMap()
+    m.delete("kept", ts(1))
+    m.delete("gone", ts(1))
+    asked = []
+
+    def keep(key: object) -> bool:
+        asked.append(key)
+        return key == "kept"
+
+    assert m.collect_tombstones(ts(5), keep) == 1
+    assert m.register("kept") == LWWRegister(TOMBSTONE, ts(1))
+    assert m.register("gone") is None
+    assert sorted(map(str, asked)) == ["gone", "kept"]  # asked only of tombstones about to go
+
+
 def test_collecting_too_early_lets_a_stale_replica_resurrect_a_value() -> None:
     # The documented risk that the tombstone horizon exists to avoid.
     a, stale = LWWMap(), LWWMap()

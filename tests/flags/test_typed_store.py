@@ -107,7 +107,7 @@ def test_writers_refuse_bad_fields_with_a_pointer_and_write_nothing() -> None:
         (lambda: store.set_prerequisite("colour", "missing", ["true"]), "/prerequisites/missing"),
         (lambda: store.schedule("colour", "s", -5, set=[["boolean", True]]), "/schedules/s/at_ms"),
         (
-            lambda: store.schedule("colour", "s", T0, set=[["boolean", "yes"]]),
+            lambda: store.schedule("colour", "s", T0 + 1_000, set=[["boolean", "yes"]]),
             "/schedules/s/set",
         ),
         (
@@ -439,7 +439,7 @@ def test_deleting_an_applied_schedule_keeps_its_effect_and_a_pending_one_cancels
 
 def test_a_schedule_takes_an_aware_datetime() -> None:
     store, _ = store_on("a")
-    at = datetime.datetime(2027, 1, 1, 9, 0, tzinfo=datetime.UTC)
+    at = datetime.datetime(2028, 1, 1, 9, 0, tzinfo=datetime.UTC)
     store.schedule("f", "new-year", at, set=[["boolean", True]])
     assert store.flag("f").schedules["new-year"]["at_ms"] == int(at.timestamp() * 1000)
     with pytest.raises(ValueError, match="aware"):
@@ -529,3 +529,43 @@ def test_a_counting_store_counts_evaluations() -> None:
     assert counts is not None
     assert counts[0]["colour"] == 2
     assert counts[1] == 1
+
+
+@pytest.mark.timeout(60)
+def test_nodes_keep_the_tombstones_of_keys_a_schedule_writes(sim_run: Any) -> None:
+    """b schedules ann's gate while partitioned from a; a, not knowing, removes it
+    after the schedule's time. After the heal a real collection (the stable point)
+    drops the tombstone of another deleted gate but keeps ann's on every node:
+    without it the schedule's older write would come back."""
+
+    async def main() -> None:
+        async with Simulation(seed=23, gc_interval_s=0.5, sync_interval_s=1.0) as sim:
+            await sim.start("a", "b", "c")
+            await sim.run_for(2)
+            stores = {n: FlagStore(sim.node(n).map("flags")) for n in sim.live}
+            stores["a"].enable("f")
+            stores["a"].enable_for_actor("f", "ann")
+            stores["a"].enable_for_actor("f", "bob")
+            await sim.run_for(2)
+            sim.network.partition({"a"}, {"b", "c"})
+            at = sim.node("b").map("flags").wall_ms() + 1_000
+            stores["b"].schedule("f", "s1", at, set=[["actor", "ann", False]])
+            await sim.run_for(3)
+            stores["a"].clear("f", actor="ann")  # after the schedule's time
+            stores["a"].clear("f", actor="bob")
+            await sim.run_for(1)
+            sim.network.heal()
+            assert await sim.settle(timeout=30) is not None
+            await sim.run_for(3)
+            for name in sim.live:
+                sim.node(name).collect_tombstones()
+            await sim.run_for(2)
+            assert sum(sim.node(n).stats.tombstones_collected for n in sim.live) > 0
+            for name, store in stores.items():
+                flags = sim.node(name).map("flags")
+                assert flags.timestamp(("f", "actor", "ann")) is not None, name  # kept
+                assert flags.timestamp(("f", "actor", "bob")) is None, name  # collected
+                assert store.flag("f").actors == {}
+                assert FlagStore(flags).flag("f").actors == {}
+
+    sim_run(main)

@@ -3,6 +3,7 @@ forms, their refusals, hostile values, the modes, and evaluating with attributes
 
 import html
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -24,7 +25,10 @@ PAST_MS = 946_684_800_000
 def typed_store() -> FlagStore:
     """A store with ``checkout`` (a string flag with every typed part) and what it
     refers to: the boolean flag ``checkout-v2`` and the segment ``beta``."""
-    store = FlagStore(LocalMap("n1"))
+    # The clock starts before PAST_MS, so that the schedule "done" can be written
+    # (a schedule's time is in the future when written), then runs to now.
+    clock = [PAST_MS - 60_000]
+    store = FlagStore(LocalMap("n1", wall_ms=lambda: clock[0]))
     store.enable("checkout-v2")
     store.set_segment("beta", [{"attribute": "plan", "op": "in", "values": ["pro", "team"]}])
     store.set_variants("checkout", {"green": "g", "blue": "b", "off": "o"}, type="string")
@@ -47,6 +51,8 @@ def typed_store() -> FlagStore:
     store.set_prerequisite("checkout", "checkout-v2", ["true"])
     store.schedule("checkout", "later", FUTURE_MS, set=[["fallthrough", {"variant": "green"}]])
     store.schedule("checkout", "done", PAST_MS, set=[["boolean", True]])
+    clock[0] = int(time.time() * 1000)
+    store.apply_schedules()
     return store
 
 
