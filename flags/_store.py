@@ -55,7 +55,7 @@ from ._schema import (
     valid_name,
 )
 from ._targeting import check_segment
-from ._variants import position_between
+from ._variants import BOOLEAN_VARIANTS, position_between
 
 log = logging.getLogger("chorus.flags")
 
@@ -670,10 +670,19 @@ class FlagStore:
             name, author, "set_variant", variant, value, {(name, "variant", variant): value}
         )
 
-    def delete_variant(self, name: str, variant: str, *, author: str | None = None) -> None:
-        """Remove one variant. Rules that serve it then answer with the caller's
-        default and reason ERROR until they are changed. Raises as `disable`."""
-        self._typed(name, author, "delete_variant", variant, None, {}, [(name, "variant", variant)])
+    def delete_variant(self, name: str, variant: str, *, author: str | None = None) -> bool:
+        """Remove one variant.
+
+        Rules, the fallthrough or the off variant that serve it then answer with
+        the caller's default and reason ERROR, until they are changed.
+
+        Returns:
+            False when the flag has no such variant (nothing is written).
+
+        Raises:
+            ValueError, transport.WriteRefused: as `disable`; nothing is written.
+        """
+        return self._typed_delete(name, author, "delete_variant", variant, "variant")
 
     def set_off_variant(self, name: str, variant: str | None, *, author: str | None = None) -> None:
         """Set the variant served when the gates say off (None removes it: the
@@ -744,15 +753,16 @@ class FlagStore:
             position = position_between(positions[-1] if positions else None, None)
         rule = {
             "position": position,
-            "conditions": list(conditions),
-            "segments": list(segments),
+            "conditions": _listed(conditions, at + "/conditions", "conditions"),
+            "segments": _listed(segments, at + "/segments", "segment names"),
             "serve": serve,
         }
         self._typed(name, author, "set_rule", rule_id, rule, {(name, "rule", rule_id): rule})
 
-    def delete_rule(self, name: str, rule_id: str, *, author: str | None = None) -> None:
-        """Remove one rule. Raises as `disable`."""
-        self._typed(name, author, "delete_rule", rule_id, None, {}, [(name, "rule", rule_id)])
+    def delete_rule(self, name: str, rule_id: str, *, author: str | None = None) -> bool:
+        """Remove one rule; False when the flag has no such rule (nothing is
+        written). Raises as `disable`."""
+        return self._typed_delete(name, author, "delete_rule", rule_id, "rule")
 
     def set_prerequisite(
         self, name: str, other: str, variants: Iterable[str], *, author: str | None = None
@@ -768,8 +778,8 @@ class FlagStore:
                 ``/prerequisites/<other>``. Nothing is written.
             ValueError, transport.WriteRefused: as `disable`; nothing is written.
         """
-        wanted = list(variants) if not isinstance(variants, str) else [variants]
         at = "/prerequisites" + pointer_part(other)
+        wanted = [variants] if isinstance(variants, str) else _listed(variants, at, "variants")
         if valid_name(name) and valid_name(other) and other != name:
             target = self._compiled.get(other)
             if target is None:
@@ -789,9 +799,20 @@ class FlagStore:
             name, author, "set_prerequisite", other, wanted, {(name, "prereq", other): value}
         )
 
-    def delete_prerequisite(self, name: str, other: str, *, author: str | None = None) -> None:
-        """Remove the flag's prerequisite on ``other``. Raises as `disable`."""
-        self._typed(name, author, "delete_prerequisite", other, None, {}, [(name, "prereq", other)])
+    def delete_prerequisite(self, name: str, other: str, *, author: str | None = None) -> bool:
+        """Remove the flag's prerequisite on ``other``; False when it has none
+        (nothing is written). Raises as `disable`."""
+        return self._typed_delete(name, author, "delete_prerequisite", other, "prereq")
+
+    def _typed_delete(
+        self, name: str, author: str | None, action: str, target: str, kind: str
+    ) -> bool:
+        _check_name(name, "flag name")
+        key = (name, kind, target)
+        if key not in self._entries(name):
+            return False
+        self._typed(name, author, action, target, None, {}, [key])
+        return True
 
     def set_segment(
         self, segment: str, conditions: Iterable[Mapping[str, Any]], *, author: str | None = None
@@ -808,7 +829,7 @@ class FlagStore:
         """
         _check_name(segment, "segment name")
         author_ = _check_author(author)
-        value = check_segment({"conditions": list(conditions)})
+        value = check_segment({"conditions": _listed(conditions, "/conditions", "conditions")})
         self._change(
             CLUSTER, author_, "set_segment", segment, value, {(CLUSTER, "segment", segment): value}
         )
@@ -869,9 +890,16 @@ class FlagStore:
             at_ms: object = round(at.timestamp() * 1000)
         else:
             at_ms = at
-        writes = [list(w) for w in set]
-        value = {"at_ms": at_ms, "set": writes, "delete": [list(w) for w in delete]}
         where = f"/schedules{pointer_part(schedule_id)}"
+        writes = [
+            _listed(w, f"{where}/set/{i}", "a write")
+            for i, w in enumerate(_listed(set, where + "/set", "writes"))
+        ]
+        removals = [
+            _listed(w, f"{where}/delete/{i}", "a removal")
+            for i, w in enumerate(_listed(delete, where + "/delete", "removals"))
+        ]
+        value = {"at_ms": at_ms, "set": writes, "delete": removals}
         try:
             _check_schedule(name, value)  # the fields first, then the time
         except FlagFormatError as exc:
@@ -949,6 +977,7 @@ class FlagStore:
         candidate = flag_of_entries(name, {**entries, **sets})
         canonical = flag_entries(attrs.evolve(candidate, **_check_typed(candidate)))
         sets = {key: canonical.get(key, entry) for key, entry in sets.items()}
+        _check_served(candidate, sets)
         self._change(name, author_, action, target, value, sets, deletes)
 
     def _prerequisites(self) -> dict[str, set[str]]:
@@ -1692,6 +1721,55 @@ def _state_after(state: dict[str, Any], change: _Change) -> dict[str, Any]:
         entries.pop(key, None)
     entries.update(change.sets)
     return _state_of(flag_of_entries(change.name, entries))
+
+
+def _listed(items: Any, at: str, what: str) -> list[Any]:
+    """``items`` as a list, or `FlagFormatError` at ``at`` when it is not a list-like
+    iterable (a str or a mapping is not one)."""
+    if isinstance(items, str | bytes | Mapping):
+        raise FlagFormatError(at, f"a list of {what}, not {_short(items)}")
+    try:
+        return list(items)
+    except TypeError:
+        raise FlagFormatError(at, f"a list of {what}, not {_short(items)}") from None
+
+
+def _served(serve: Any) -> list[str]:
+    """The variants a serve (``{"variant": v}`` or ``{"split": {...}}``) names."""
+    if not isinstance(serve, Mapping):
+        return []
+    if "variant" in serve:
+        return [serve["variant"]]
+    split = serve.get("split")
+    return [v for v, w in split.items() if w] if isinstance(split, Mapping) else []
+
+
+def _check_served(flag: Flag, sets: Mapping[tuple[Any, ...], Any]) -> None:
+    """Refuse a change that serves a variant ``flag`` (as it would be after it) does
+    not have: `FlagFormatError` with the pointer of the field. Only what the change
+    writes is judged: removing a variant something serves is allowed (a step of
+    changing a flag's type, say; those answers are ERROR until changed), and a flag
+    left so by concurrent edits elsewhere can still be repaired one part at a
+    time."""
+    variants = set(flag.variants) or (set(BOOLEAN_VARIANTS) if flag.type == "boolean" else set())
+    for key, value in sets.items():
+        kind = key[1]
+        if kind == "off_variant":
+            named = [("/off_variant", value)]
+        elif kind == "fallthrough":
+            named = [("/fallthrough", v) for v in _served(value)]
+        elif kind == "rule":
+            at = "/rules" + pointer_part(key[2]) + "/serve"
+            named = [(at, v) for v in _served(value.get("serve"))]
+        else:
+            continue
+        for at, variant in named:
+            if variant not in variants:
+                raise FlagFormatError(
+                    at,
+                    f"flag {flag.name} has no variant {variant!r} "
+                    f"(it has {', '.join(sorted(variants)) or 'none'})",
+                )
 
 
 def _same(a: Any, b: Any) -> bool:

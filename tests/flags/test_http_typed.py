@@ -595,6 +595,12 @@ rules = st.fixed_dictionaries(
 def test_generated_valid_rules_validate_and_the_store_takes_them(rule: dict[str, Any]) -> None:
     validator("rule").validate(rule)
     api = make_api()
+    variants = {"blue": "b", "green": "g", "red": "r"}  # every name the rules serve
+    ok(
+        api.put(
+            "/flags/colour/variants", json={"type": "string", "variants": variants}, headers=AUTH
+        )
+    )
     answer = api.put("/flags/colour/rules/r1", json=rule, headers=AUTH)
     assert answer.status_code == 200, answer.text
     [stored] = answer.json()["rules"]

@@ -569,3 +569,80 @@ def test_nodes_keep_the_tombstones_of_keys_a_schedule_writes(sim_run: Any) -> No
                 assert FlagStore(flags).flag("f").actors == {}
 
     sim_run(main)
+
+
+def test_serving_a_variant_the_flag_lacks_is_refused_with_its_pointer() -> None:
+    store, flags = store_on("a")
+    colour_flag(store)
+    before = flags.state()
+    cases: list[tuple[Callable[[], object], str]] = [
+        (lambda: store.set_off_variant("colour", "pink"), "/off_variant"),
+        (
+            lambda: store.set_fallthrough("colour", {"split": {"blue": 1, "pink": 1}}),
+            "/fallthrough",
+        ),
+        (lambda: store.set_rule("colour", "r", serve={"variant": "pink"}), "/rules/r/serve"),
+    ]
+    for write, pointer in cases:
+        with pytest.raises(FlagFormatError, match="no variant 'pink'") as caught:
+            write()
+        assert caught.value.pointer == pointer
+    assert flags.state() == before
+    # A variant of weight 0 is never served, so it need not exist; a boolean flag
+    # without variants has "true" and "false".
+    store.set_fallthrough("colour", {"split": {"blue": 1, "pink": 0}})
+    store.enable("b")
+    store.set_rule("b", "off-for-beta", serve={"variant": "false"})
+
+
+def test_removing_a_served_variant_is_allowed_and_its_answers_are_errors() -> None:
+    store, _ = store_on("a")
+    colour_flag(store)
+    store.set_rule("colour", "fr", conditions=[country("fr")], serve={"variant": "green"})
+    assert store.delete_variant("colour", "green") is True
+    got = store.evaluate("colour", "?", attributes={"country": "fr"})
+    assert (got.value, got.reason) == ("?", "ERROR")
+    assert "green" in (got.detail or "")
+
+
+def test_deleting_a_part_the_flag_lacks_writes_nothing_and_says_so() -> None:
+    store, flags = store_on("a")
+    colour_flag(store)
+    store.enable("base")
+    before = flags.state()
+    assert store.delete_variant("colour", "pink") is False
+    assert store.delete_rule("colour", "nope") is False
+    assert store.delete_prerequisite("colour", "base") is False
+    assert store.delete_schedule("colour", "nope") is False
+    assert store.delete_segment("nope") is False
+    assert flags.state() == before
+    store.set_prerequisite("colour", "base", ["true"])
+    assert store.delete_prerequisite("colour", "base") is True
+    assert store.flag("colour").prerequisites == {}
+
+
+def test_values_of_the_wrong_shape_are_format_errors_not_type_errors() -> None:
+    store, flags = store_on("a")
+    colour_flag(store)
+    store.enable("base")
+    before = flags.state()
+    five: Any = 5  # what a caller without type checks may pass
+    cases: list[tuple[Callable[[], object], str]] = [
+        (
+            lambda: store.set_rule("colour", "r", serve={"variant": "blue"}, conditions=five),
+            "/rules/r/conditions",
+        ),
+        (
+            lambda: store.set_rule("colour", "r", serve={"variant": "blue"}, segments="beta"),
+            "/rules/r/segments",
+        ),
+        (lambda: store.set_prerequisite("colour", "base", five), "/prerequisites/base"),
+        (lambda: store.schedule("colour", "s", T0 + 1_000, set=[five]), "/schedules/s/set/0"),
+        (lambda: store.schedule("colour", "s", T0 + 1_000, delete=five), "/schedules/s/delete"),
+        (lambda: store.set_segment("beta", five), "/conditions"),
+    ]
+    for write, pointer in cases:
+        with pytest.raises(FlagFormatError) as caught:
+            write()
+        assert caught.value.pointer == pointer, caught.value
+    assert flags.state() == before
