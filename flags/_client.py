@@ -630,9 +630,10 @@ class FlagClient:
         """Add or change one variant. Raises as `set_variants`."""
         self._in_node(self._store.set_variant, name, variant, value, author=author)
 
-    def delete_variant(self, name: str, variant: str, *, author: str | None = None) -> None:
-        """Remove one variant. Raises as `enable`."""
-        self._in_node(self._store.delete_variant, name, variant, author=author)
+    def delete_variant(self, name: str, variant: str, *, author: str | None = None) -> bool:
+        """Remove one variant; False when there was none. Raises as `enable`."""
+        result: bool = self._in_node(self._store.delete_variant, name, variant, author=author)
+        return result
 
     def set_off_variant(self, name: str, variant: str | None, *, author: str | None = None) -> None:
         """Set (or, with None, remove) the variant served when the gates say off."""
@@ -670,9 +671,10 @@ class FlagClient:
             author=author,
         )
 
-    def delete_rule(self, name: str, rule_id: str, *, author: str | None = None) -> None:
-        """Remove one rule. Raises as `enable`."""
-        self._in_node(self._store.delete_rule, name, rule_id, author=author)
+    def delete_rule(self, name: str, rule_id: str, *, author: str | None = None) -> bool:
+        """Remove one rule; False when there was none. Raises as `enable`."""
+        result: bool = self._in_node(self._store.delete_rule, name, rule_id, author=author)
+        return result
 
     def set_prerequisite(
         self, name: str, other: str, variants: Iterable[str], *, author: str | None = None
@@ -682,9 +684,11 @@ class FlagClient:
         wanted = [variants] if isinstance(variants, str) else list(variants)
         self._in_node(self._store.set_prerequisite, name, other, wanted, author=author)
 
-    def delete_prerequisite(self, name: str, other: str, *, author: str | None = None) -> None:
-        """Remove the flag's prerequisite on ``other``. Raises as `enable`."""
-        self._in_node(self._store.delete_prerequisite, name, other, author=author)
+    def delete_prerequisite(self, name: str, other: str, *, author: str | None = None) -> bool:
+        """Remove the flag's prerequisite on ``other``; False when it had none.
+        Raises as `enable`."""
+        result: bool = self._in_node(self._store.delete_prerequisite, name, other, author=author)
+        return result
 
     def set_segment(
         self, segment: str, conditions: Iterable[Mapping[str, Any]], *, author: str | None = None
