@@ -7,6 +7,7 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from types import MappingProxyType
 from typing import Any, Protocol, cast
 
@@ -1511,7 +1512,7 @@ class FlagStore:
         """
         rules_changed: set[str] = set()
         described: set[str] = set()
-        segments_changed = False
+        segments_changed: set[str] = set()
         for key in keys:
             try:
                 self._index(key, rules_changed, described)
@@ -1519,22 +1520,29 @@ class FlagStore:
                 self.ignored_entries += 1
                 log.exception("flags: indexing map key %s failed; ignored", _key_repr(key))
             if type(key) is tuple and len(key) == 3 and key[0] == CLUSTER and key[1] == "segment":
-                segments_changed = True
+                segments_changed.add(key[2])
         if segments_changed:
             self._segments = compile_segments(
                 {name: {"conditions": conditions} for name, conditions in self.segments().items()}
             )
-            # Every flag that may have a rule: a rule entry, a schedule (a due one
-            # can add a rule), or a default Flag with rules (no entry at all).
+            # Every flag that has a rule naming a changed segment: a rule entry, a
+            # schedule's rule (a due one adds it), or a default Flag's rule (no
+            # entry at all). Looking costs far less than compiling every flag.
             users = {
                 name
                 for name, held in list(self._keys.items())
-                if any(k[1] == "rule" or k[1] == "schedule" for k in tuple(held))
+                if name != CLUSTER
+                and any(
+                    _names_segment(k[1], self._map.get(k), segments_changed)
+                    for k in tuple(held)
+                    if k[1] == "rule" or k[1] == "schedule"
+                )
             }
             users.update(
                 name
                 for name, default in self._defaults.items()
-                if isinstance(default, Flag) and default.rules
+                if isinstance(default, Flag)
+                and any(_rule_names(rule, segments_changed) for rule in default.rules.values())
             )
             rules_changed |= users
             # Their answers may change: subscribers (OpenFeature's configuration-
@@ -1770,6 +1778,29 @@ def _check_served(flag: Flag, sets: Mapping[tuple[Any, ...], Any]) -> None:
                     f"flag {flag.name} has no variant {variant!r} "
                     f"(it has {', '.join(sorted(variants)) or 'none'})",
                 )
+
+
+def _rule_names(rule: Any, segments: AbstractSet[str]) -> bool:
+    """Whether ``rule`` (of any shape) names one of ``segments``."""
+    named = rule.get("segments") if isinstance(rule, Mapping) else None
+    return isinstance(named, list) and any(
+        type(segment) is str and segment in segments for segment in named
+    )
+
+
+def _names_segment(kind: str, value: Any, segments: AbstractSet[str]) -> bool:
+    """Whether an entry of ``kind`` (a rule, or a schedule whose writes may set
+    rules) names one of ``segments``: its flag's rules use them."""
+    if kind == "rule":
+        return _rule_names(value, segments)
+    writes = value.get("set") if isinstance(value, Mapping) else None
+    return isinstance(writes, list) and any(
+        isinstance(write, list)
+        and len(write) == 3
+        and write[0] == "rule"
+        and _rule_names(write[2], segments)
+        for write in writes
+    )
 
 
 def _same(a: Any, b: Any) -> bool:
