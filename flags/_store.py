@@ -38,7 +38,7 @@ from ._evaluation import (
 )
 from ._export import ImportPlan, check_unique, plan_import
 from ._rules import DEFAULT, NO_GATE, Rules
-from ._schedule import DELETED, effective_entries, scheduled_writes
+from ._schedule import DELETED, effective_entries, schedule_timestamp, scheduled_writes
 from ._schema import (
     GATE_KINDS,
     MAX_NAME_CHARS,
@@ -237,6 +237,7 @@ class FlagStore:
         "_segments",
         "_snapshot",
         "_subscribers",
+        "_to_prune",
         "_unknown_evaluations",
         "_unsubscribe",
         "_wake",
@@ -287,6 +288,7 @@ class FlagStore:
             Callable[[], int], wall_ms or getattr(flags, "wall_ms", system_wall_ms)
         )
         self._wake: trio.Event | None = None  # set to look at the schedules again
+        self._to_prune: set[str] = set()  # flags whose schedules may hold losing writes
         self._closed = False
         self._subscribers: list[FlagSubscriber] = []
         self.ignored_entries = 0
@@ -1461,12 +1463,66 @@ class FlagStore:
         """
         while not self._closed:
             pending = self.apply_schedules()
+            self.prune_schedules()
             while not self._closed:
                 self._wake = wake = trio.Event()
-                with trio.move_on_after(1.0 if pending is not None else _SCHEDULE_POLL_S):
+                soon = pending is not None or bool(self._to_prune)  # a prune to retry
+                with trio.move_on_after(1.0 if soon else _SCHEDULE_POLL_S):
                     await wake.wait()
-                if wake.is_set() or (pending is not None and self._wall_ms() >= pending):
+                if wake.is_set() or self._to_prune:
                     break
+                if pending is not None and self._wall_ms() >= pending:
+                    break
+
+    def prune_schedules(self) -> int:
+        """Take out of each schedule the writes that lose to a newer entry of their
+        key, and remove schedules left with none: a write of the map, not audited.
+
+        A schedule's write counts as made at its time, so a real entry stamped later
+        (a delete above all) wins over it and the write changes nothing; but a
+        delete wins only while its tombstone lasts. Every node that sees both
+        prunes alike (the same rewrite, whichever is kept), so once the rewrite has
+        spread no node needs the tombstone, even one that collected it (a node
+        following another map, say, or an older version). Over a
+        `transport.ReplicatedMap` the schedules' task calls this after each change;
+        a refused write (the node not ready) is tried again a second later.
+
+        Returns:
+            How many schedules were rewritten or removed.
+        """
+        done = 0
+        for name in sorted(self._to_prune):
+            sets: dict[tuple[Any, ...], Any] = {}
+            deletes: list[tuple[Any, ...]] = []
+            for key in sorted(k for k in tuple(self._keys.get(name, ())) if k[1] == "schedule"):
+                schedule = self._map.get(key)
+                try:
+                    writes = scheduled_writes(name, schedule)
+                except FlagFormatError:
+                    continue
+                stamp = schedule_timestamp(key[2], schedule["at_ms"])
+                losing = set()
+                for written, _ in writes:
+                    real = self._map.timestamp(written)
+                    if real is not None and real > stamp:
+                        losing.add(written)
+                if not losing:
+                    continue
+                kept_sets = [w for w in schedule.get("set", []) if (name, *w[:-1]) not in losing]
+                kept_deletes = [w for w in schedule.get("delete", []) if (name, *w) not in losing]
+                if kept_sets or kept_deletes:
+                    sets[key] = {**schedule, "set": kept_sets, "delete": kept_deletes}
+                else:
+                    deletes.append(key)
+            if sets or deletes:
+                try:
+                    self._map.update(sets, deletes)
+                except Exception as exc:  # not ready, say: the next look tries again
+                    log.info("flag %r: schedules not pruned yet: %s", name, exc)
+                    continue
+                done += len(sets) + len(deletes)
+            self._to_prune.discard(name)
+        return done
 
     def all(self) -> list[Flag]:
         """Every flag the cluster or the defaults know (see `names`), sorted by name."""
@@ -1566,6 +1622,7 @@ class FlagStore:
                         now_ms = self._wall_ms()
                     self._due[name] = self._schedules_due(name, held, now_ms)[0]
                     self._scheduled_keys[name] = self._schedule_writes(name, held)
+                    self._to_prune.add(name)
                     scheduled = True
                 else:
                     self._due.pop(name, None)

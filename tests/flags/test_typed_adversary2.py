@@ -57,19 +57,14 @@ def test_a_delete_after_the_schedule_survives_a_concurrent_delete_schedule() -> 
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason="only a node with a FlagStore over the map keeps the tombstones of the keys "
-    "its schedules write: a node serving another map (FlagClient(map_name=), "
-    "chorus serve's flags_map) collects them, and a node that syncs from it adopts "
-    "its floor and drops the tombstone from the others as stale",
-)
-def test_a_node_serving_another_map_keeps_the_tombstones_schedules_need(sim_run: Any) -> None:
+def test_a_node_serving_another_map_cannot_bring_back_a_pruned_write(sim_run: Any) -> None:
     """b schedules ann's gate off while partitioned; a removes the gate after the
     schedule's time (the delete wins). c runs the cluster for another app's map
-    ("billing") and collects the tombstone once it is stable. a restarts and syncs
-    from c: it reads the schedule's older write, and once healed it drops b's
-    tombstone as below its floor, so a and b disagree for ever."""
+    ("billing"), so nothing keeps the tombstone there, and it collects it once it
+    is stable. a restarts and syncs from c. Before the stores' pruning, a read the
+    schedule's older write, and once healed dropped b's tombstone as below its
+    floor: a and b disagreed for ever. Now a and b take the losing write out of the
+    schedule once both are seen, so no node needs the tombstone."""
 
     async def main() -> None:
         async with Simulation(seed=7) as sim:

@@ -532,11 +532,12 @@ def test_a_counting_store_counts_evaluations() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_nodes_keep_the_tombstones_of_keys_a_schedule_writes(sim_run: Any) -> None:
+def test_a_delete_after_a_schedules_time_outlives_real_tombstone_collection(sim_run: Any) -> None:
     """b schedules ann's gate while partitioned from a; a, not knowing, removes it
-    after the schedule's time. After the heal a real collection (the stable point)
-    drops the tombstone of another deleted gate but keeps ann's on every node:
-    without it the schedule's older write would come back."""
+    after the schedule's time. After the heal the nodes prune the losing write (the
+    schedule is left with none, so it goes), and a real collection (the stable
+    point) then drops both tombstones: ann's gate stays removed on every node and
+    on a store made afresh, as bob's does."""
 
     async def main() -> None:
         async with Simulation(seed=23, gc_interval_s=0.5, sync_interval_s=1.0) as sim:
@@ -563,8 +564,9 @@ def test_nodes_keep_the_tombstones_of_keys_a_schedule_writes(sim_run: Any) -> No
             assert sum(sim.node(n).stats.tombstones_collected for n in sim.live) > 0
             for name, store in stores.items():
                 flags = sim.node(name).map("flags")
-                assert flags.timestamp(("f", "actor", "ann")) is not None, name  # kept
-                assert flags.timestamp(("f", "actor", "bob")) is None, name  # collected
+                assert flags.timestamp(("f", "actor", "ann")) is None, name  # collected
+                assert flags.timestamp(("f", "actor", "bob")) is None, name
+                assert store.flag("f").schedules == {}
                 assert store.flag("f").actors == {}
                 assert FlagStore(flags).flag("f").actors == {}
 
@@ -646,3 +648,35 @@ def test_values_of_the_wrong_shape_are_format_errors_not_type_errors() -> None:
             write()
         assert caught.value.pointer == pointer, caught.value
     assert flags.state() == before
+
+
+def test_pruning_takes_a_losing_write_out_of_a_schedule_on_every_node_alike() -> None:
+    """b schedules ann's gate while a, not knowing, removes it after the schedule's
+    time. Once both are seen, pruning on either node writes the same schedule
+    without the losing write (here: none left, so it is removed), and afterwards
+    no replica needs the tombstone: even a collection that keeps nothing leaves
+    ann's gate removed."""
+    clock_a, clock_b = Clock(), Clock()
+    store_a, map_a = store_on("a", clock_a)
+    store_b, map_b = store_on("b", clock_b)
+    store_a.enable("f")
+    store_a.enable_for_actor("f", "ann")
+    store_a.enable_for_actor("f", "bob")
+    exchange(map_a, map_b)
+    store_b.schedule("f", "s1", T0 + 500, set=[["actor", "ann", False], ["actor", "bob", False]])
+    clock_a.now = clock_b.now = T0 + 1_000
+    store_a.clear("f", actor="ann")  # a has not heard of s1
+    exchange(map_a, map_b)
+    for store in (store_a, store_b):
+        store.apply_schedules()
+        assert store.flag("f").actors == {"bob": False}
+    assert store_b.prune_schedules() == 1
+    assert store_b.flag("f").schedules["s1"]["set"] == [["actor", "bob", False]]
+    assert store_b.prune_schedules() == 0  # nothing left to prune
+    exchange(map_a, map_b)
+    assert store_a.prune_schedules() == 0
+    for flags in (map_a, map_b):
+        flags._state.collect_tombstones(flags.state().max_timestamp())  # type: ignore[arg-type]
+        restarted = FlagStore(flags)
+        restarted.apply_schedules()
+        assert restarted.flag("f").actors == {"bob": False}
