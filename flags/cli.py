@@ -28,6 +28,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import _text
+from ._schema import FlagFormatError
+
 DEFAULT_URL = "http://127.0.0.1:8400"
 
 
@@ -470,26 +473,27 @@ def _json_value(text: str) -> Any:
 
 
 def _condition(text: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
-    """``--when 'ATTRIBUTE OP V1,V2'`` as a condition: the values split at commas,
-    each read by `_json_value`."""
-    parts = text.split(None, 2)
-    if len(parts) != 3:
-        parser.error(
-            f"--when takes 'ATTRIBUTE OP VALUE[,VALUE...]', e.g. 'country in fr,de'; got {text!r}"
-        )
-    attribute, op, values = parts
-    return {"attribute": attribute, "op": op, "values": [_json_value(v) for v in values.split(",")]}
+    """``--when 'ATTRIBUTE OP V1, V2'`` as a condition, in the web UI's syntax
+    (`flags._text.conditions`)."""
+    try:
+        found = _text.conditions(text, "/conditions")
+    except FlagFormatError as exc:
+        parser.error(f"--when {text!r}: {exc.message}; e.g. --when 'country in fr, de'")
+    if len(found) != 1:
+        parser.error(f"--when takes one condition, e.g. 'country in fr, de'; got {text!r}")
+    return found[0]
 
 
-def _split(text: str, parser: argparse.ArgumentParser) -> dict[str, int]:
-    """``--split green=50,blue=50`` as ``{"green": 50, "blue": 50}``."""
-    split = {}
-    for item in text.split(","):
-        variant, equals, weight = item.partition("=")
-        if not equals or not weight.strip().isdigit():
-            parser.error(f"--split takes VARIANT=WEIGHT[,...], weights whole numbers; got {text!r}")
-        split[variant.strip()] = int(weight)
-    return split
+def _split(text: str, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """``--split green=50,blue=50`` as ``{"green": 50, "blue": 50}``, in the web UI's
+    syntax (`flags._text.serve`)."""
+    try:
+        found = _text.serve(text, "/serve") if "=" in text else None
+    except FlagFormatError as exc:
+        parser.error(f"--split {text!r}: {exc.message}")
+    if found is None or "split" not in found:
+        parser.error(f"--split takes VARIANT=WEIGHT[,...], weights whole numbers; got {text!r}")
+    return dict(found["split"])
 
 
 def _serve_of(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
@@ -602,19 +606,6 @@ def _typed_changes(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     return [("PUT", at, f"schedule {args.schedule_id} set for {args.at}", body)]
 
 
-def _serve_text(serve: dict[str, Any] | None) -> str:
-    if not serve:
-        return "-"
-    if "variant" in serve:
-        return str(serve["variant"])
-    return "split " + ", ".join(f"{v} {w}" for v, w in sorted(serve.get("split", {}).items()))
-
-
-def _condition_text(condition: dict[str, Any]) -> str:
-    values = ",".join(v if isinstance(v, str) else json.dumps(v) for v in condition["values"])
-    return f"{condition['attribute']} {condition['op']} {values}"
-
-
 def _when(at_ms: int) -> str:
     try:
         moment = datetime.datetime.fromtimestamp(at_ms / 1000, datetime.UTC)
@@ -634,15 +625,14 @@ def _typed_lines(flag: dict[str, Any]) -> list[str]:
     if "off_variant" in flag:
         lines.append(f"off variant: {flag['off_variant']}")
     if "fallthrough" in flag:
-        lines.append(f"fallthrough: {_serve_text(flag['fallthrough'])}")
+        lines.append(f"fallthrough: {_text.serve_text(flag['fallthrough'])}")
     if flag.get("rules"):
         lines.append("rules, in evaluation order:")
         for rule in flag["rules"]:
-            when = [_condition_text(c) for c in rule.get("conditions", [])]
+            when = [_text.condition_text(c) for c in rule.get("conditions", [])]
             when += [f"segment {s}" for s in rule.get("segments", [])]
-            lines.append(
-                f"  {rule['id']}: {'; '.join(when) or 'always'} -> {_serve_text(rule['serve'])}"
-            )
+            served = _text.serve_text(rule["serve"])
+            lines.append(f"  {rule['id']}: {'; '.join(when) or 'always'} -> {served}")
     for other, wanted in flag.get("prerequisites", {}).items():
         lines.append(f"prerequisite: {other} serves {', '.join(wanted)}")
     for schedule_id, schedule in flag.get("schedules", {}).items():
@@ -657,7 +647,7 @@ def _typed_lines(flag: dict[str, Any]) -> list[str]:
 
 def _segment_lines(segments: dict[str, list[dict[str, Any]]]) -> list[str]:
     return [
-        f"{name}: {'; '.join(_condition_text(c) for c in conditions) or 'everyone'}"
+        f"{name}: {'; '.join(_text.condition_text(c) for c in conditions) or 'everyone'}"
         for name, conditions in segments.items()
     ] or ["no segments"]
 
@@ -910,7 +900,6 @@ def read_export_with_segments(
     """The flags and the segments (``{name: [condition, ...]}``) of an export file,
     as `read_export` reads it."""
     from ._export import loads, parse_export, parse_segments
-    from ._schema import FlagFormatError
 
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")

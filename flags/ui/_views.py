@@ -4,8 +4,6 @@ entries and times, no request and no I/O. The templates only lay these out."""
 from __future__ import annotations
 
 import datetime
-import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +15,12 @@ from .._entries import rules_in_order
 from .._evaluation import Evaluation
 from .._schema import Flag
 from .._store import AuditEntry
+from .._text import attribute_token as attribute_token
+from .._text import condition_text as condition_text
+from .._text import json_text as json_text
+from .._text import serve_form_text as serve_form_text
+from .._text import serve_text as serve_text
+from .._text import value_token as value_token
 
 _DAY_MS = 86_400_000
 
@@ -203,92 +207,6 @@ TYPED_ACTIONS = (
 )
 #: Typed actions whose value says nothing the target does not.
 _NO_VALUE = ("set_off_variant", "delete_variant", "delete_rule", "delete_prerequisite")
-_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
-#: Characters that make a value need quotes in the one-line forms.
-_NEEDS_QUOTES = re.compile(r'[,"]|^\s|\s$|^$')
-
-
-def json_text(value: Any, *, pretty: bool = False) -> str:
-    """``value`` as JSON text (sorted keys, non-ASCII kept), indented when ``pretty``;
-    whatever JSON cannot carry is shown by its repr."""
-    try:
-        return json.dumps(
-            value,
-            indent=2 if pretty else None,
-            sort_keys=True,
-            ensure_ascii=False,
-            default=repr,
-            allow_nan=True,
-        )
-    except (TypeError, ValueError, RecursionError):  # keys of mixed types, say
-        return repr(value)
-
-
-def value_token(value: Any) -> str:
-    """One value of a condition as the form writes it: a str plain unless it would read
-    as something else (a number, true, false, null) or holds a comma or quote, then
-    as a JSON string; anything else as JSON."""
-    if isinstance(value, str):
-        plain = not (
-            _NEEDS_QUOTES.search(value)
-            or _JSON_NUMBER.fullmatch(value)
-            or value in ("true", "false", "null")
-        )
-        return value if plain else json_text(value)
-    return json_text(value)
-
-
-def attribute_token(attribute: str) -> str:
-    """A condition's attribute as the form writes it: plain unless it holds blanks or
-    starts with a quote, then as a JSON string."""
-    if not attribute or attribute.startswith('"') or any(c.isspace() for c in attribute):
-        return json_text(attribute)
-    return attribute
-
-
-def condition_text(condition: Mapping[str, Any]) -> str:
-    """A condition in the form's words: ``"country in fr, de"``, ``"version
-    semver_gte 2.0.0"``."""
-    values = condition.get("values")
-    values = values if isinstance(values, list | tuple) else [values]
-    return " ".join(
-        (
-            attribute_token(str(condition.get("attribute", ""))),
-            str(condition.get("op", "")),
-            ", ".join(value_token(v) for v in values),
-        )
-    )
-
-
-def _weight_percent(weight: int, total: int) -> str:
-    return f"{round(100 * weight / total, 2):g}%" if total else "0%"
-
-
-def serve_text(serve: Mapping[str, Any] | None) -> str:
-    """What a rule or the fallthrough serves: the variant, or a split with each arm's
-    share of the weights (``"green 50% · blue 50%"``); ``"nothing"`` for None."""
-    if not isinstance(serve, Mapping):
-        return "nothing"
-    if "variant" in serve:
-        return str(serve["variant"])
-    split = serve.get("split")
-    if not isinstance(split, Mapping):
-        return json_text(serve)
-    weights = {str(v): w if type(w) is int and w >= 0 else 0 for v, w in split.items()}
-    total = sum(weights.values())
-    return " · ".join(f"{v} {_weight_percent(w, total)}" for v, w in weights.items())
-
-
-def serve_form_text(serve: Mapping[str, Any] | None) -> str:
-    """A serve as the forms take it: ``"green"`` or ``"green=50, blue=50"``."""
-    if not isinstance(serve, Mapping):
-        return ""
-    if "variant" in serve:
-        return str(serve["variant"])
-    split = serve.get("split")
-    if isinstance(split, Mapping):
-        return ", ".join(f"{v}={w}" for v, w in split.items())
-    return ""
 
 
 def rule_text(rule: Mapping[str, Any]) -> str:

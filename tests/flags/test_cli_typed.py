@@ -120,9 +120,9 @@ def test_a_typed_flag_built_from_the_command_line_evaluates_and_reads_back(
     assert "type: string" in out
     assert 'variants: blue="#00f", green="#0f0"' in out
     assert "off variant: blue" in out
-    assert "fallthrough: split blue 50, green 50" in out
+    assert "fallthrough: blue 50% · green 50%" in out
     assert "  vip: plan in vip -> blue" in out
-    assert "  eu: country in fr,de; age lt 120; segment adults -> green" in out
+    assert "  eu: country in fr, de; age lt 120; segment adults -> green" in out
     assert "enabled:" not in out  # a string flag is never "enabled": evaluate says what it serves
     out = run(capsys, node, "segments")
     assert out.splitlines() == ["adults: age gte 18"]
@@ -183,9 +183,9 @@ def test_prerequisites_and_schedules_from_the_command_line(
         (("rule", "num", "r9", "--delete"), 1, "404"),
         # Refused by the command line: exit 2.
         (("variants", "num", "blue=#00f"), 2, "is not JSON"),
-        (("rule", "num", "r1", "--when", "age"), 2, "--when takes"),
+        (("rule", "num", "r1", "--when", "age"), 2, "--when 'age'"),
         (("rule", "num", "r1", "--serve", "a", "--split", "a=1"), 2, "--serve VARIANT or --split"),
-        (("fallthrough", "num", "--split", "a=x"), 2, "--split takes"),
+        (("fallthrough", "num", "--split", "a=x"), 2, "--split 'a=x'"),
         (("off-variant", "num"), 2, "give VARIANT or --delete"),
         (("schedule", "num", "s1", "--set", "boolean"), 2, "give --at"),
         (("schedule", "num", "s1", "--at", "1", "--set", "boolean"), 2, "--set takes"),
