@@ -100,7 +100,7 @@ def flag_json(flag: Flag) -> dict[str, Any]:
       (``{"variant": v}`` or ``{"split": {v: weight}}``), ``"prerequisites"``
       (``{flag: [variant, ...]}``) and ``"schedules"`` (``{id: {"at_ms": int,
       "set": [...], "delete": [...]}}``) when not empty;
-    - ``"rules"``: a list in evaluation order (`flags.rules_in_order`), each
+    - ``"rules"``: a list in evaluation order (position, then id), each
       ``{"id": rule_id, "position": str, "conditions": [...], "segments": [...],
       "serve": {...}}``, when the flag has any.
     """

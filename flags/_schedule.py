@@ -45,6 +45,9 @@ SCHEDULABLE_KINDS = (
 )
 #: The most writes (sets and deletes) one schedule makes.
 MAX_SCHEDULE_WRITES = 200
+#: The most schedules one flag holds (writers refuse more): each change of the flag
+#: joins them all, so together they bound that work (at most 10,000 writes).
+MAX_SCHEDULES = 50
 
 Key = tuple[Any, ...]
 

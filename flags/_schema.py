@@ -237,6 +237,7 @@ def _check_typed(flag: Flag) -> dict[str, Any]:
     """Check the fields of typed flags (see `Flag`); return them in canonical form."""
     # Imported here: these modules import this one.
     from ._entries import _check_schedule
+    from ._schedule import MAX_SCHEDULES
     from ._targeting import check_rule, check_serve
     from ._variants import TYPES, coerce_value
 
@@ -290,6 +291,8 @@ def _check_typed(flag: Flag) -> dict[str, Any]:
         prerequisites[other] = sorted(set(wanted))
     if not isinstance(flag.schedules, Mapping):
         raise FlagFormatError("/schedules", "an object of {schedule_id: schedule}")
+    if len(flag.schedules) > MAX_SCHEDULES:
+        raise FlagFormatError("/schedules", f"at most {MAX_SCHEDULES} schedules per flag")
     schedules = {}
     for sched_id, schedule in flag.schedules.items():
         at = "/schedules" + pointer_part(sched_id)

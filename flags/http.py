@@ -5,8 +5,10 @@ Endpoints (Starlette; served by Hypercorn's trio worker in the node's own trio r
 - ``GET /flags?actor=A&group=G``: every flag (gates, metadata, default); with an
   actor or groups, each evaluated for them (``enabled`` and ``reason``).
 - ``GET /flags/{name}?actor=A&group=G&group=H``: one flag's gates and metadata, with
-  ``enabled`` and ``reason`` evaluated for that actor and those groups; 404 for a flag
-  with no gate, metadata or default.
+  ``enabled`` and ``reason`` evaluated for that actor and those groups; a typed flag
+  also has its parts and ``serves`` (``{"value", "variant", "reason", "detail"}`` of
+  ``FlagStore.evaluate`` for them, default None); 404 for a flag with no gate,
+  metadata or default.
 - ``PUT /flags/{name}``: one change, as JSON: ``{"enabled": bool}``,
   ``{"actor": id, "enabled": bool}``, ``{"group": g, "enabled": bool}``,
   ``{"percentage_of_actors": p}`` or ``{"percentage_of_time": p}``, with an optional
@@ -318,6 +320,14 @@ def create_app(
         enabled, reason = store.explain(name, actor, groups)
         document = flag_json(store.flag(name))
         document.update(enabled=enabled, reason=reason, node=node_id, synced=synced())
+        if store.is_typed(name):  # what it serves: for a typed flag, more than enabled
+            got = store.evaluate(name, None, actor=actor, groups=groups)
+            document["serves"] = {
+                "value": got.value,
+                "variant": got.variant,
+                "reason": got.reason,
+                "detail": got.detail,
+            }
         return JSONResponse(document)
 
     async def put(

@@ -719,3 +719,23 @@ def test_valid_examples_of_each_schema_are_taken_by_the_node(api: Any) -> None:
     validator("condition").validate(
         {"attribute": "t", "op": "before", "values": [1.5, "2026-01-01"]}
     )
+
+
+def test_get_shows_what_a_typed_flag_serves_for_the_actor(api: Any) -> None:
+    colours(api)
+    ok(
+        api.put(
+            "/flags/colour/rules/vip",
+            json={
+                "conditions": [{"attribute": "actor", "op": "in", "values": ["ann"]}],
+                "serve": {"variant": "blue"},
+            },
+            headers=AUTH,
+        )
+    )
+    for actor, variant, reason in (("ann", "blue", "TARGETING_MATCH"), ("bob", "green", "DEFAULT")):
+        document = ok(api.get("/flags/colour", params={"actor": actor}))
+        assert document["serves"]["variant"] == variant
+        assert document["serves"]["reason"] == reason
+    api.store.enable("plain")
+    assert "serves" not in ok(api.get("/flags/plain"))  # a boolean flag of gates: as before

@@ -680,3 +680,18 @@ def test_pruning_takes_a_losing_write_out_of_a_schedule_on_every_node_alike() ->
         restarted = FlagStore(flags)
         restarted.apply_schedules()
         assert restarted.flag("f").actors == {"bob": False}
+
+
+def test_a_flag_holds_at_most_max_schedules() -> None:
+    from flags._schedule import MAX_SCHEDULES
+
+    store, flags = store_on("a")
+    store.enable("f")
+    for i in range(MAX_SCHEDULES):
+        store.schedule("f", f"s{i}", T0 + 1_000 + i, set=[["boolean", i % 2 == 0]])
+    before = flags.state()
+    with pytest.raises(FlagFormatError, match=f"at most {MAX_SCHEDULES} schedules") as caught:
+        store.schedule("f", "one-more", T0 + 5_000, set=[["boolean", True]])
+    assert caught.value.pointer == "/schedules"
+    assert flags.state() == before
+    store.schedule("f", "s0", T0 + 9_000, set=[["boolean", False]])  # a rewrite is no more
