@@ -61,7 +61,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ._entries import rules_in_order
 from ._export import RULE_FIELDS, in_order
-from ._schema import Flag
+from ._schema import TYPED_FIELDS, Flag
 
 #: The ``retry`` field sent first: how long a client waits before reconnecting, in ms.
 RETRY_MS = 1000
@@ -74,18 +74,6 @@ class _Flags(Protocol):
     def known(self, name: str) -> bool: ...
     def flag(self, name: str) -> Flag: ...
     def all(self) -> list[Flag]: ...
-
-
-#: The fields of typed flags, in the order `flag_json` writes them.
-TYPED_FIELDS = (
-    "type",
-    "variants",
-    "off_variant",
-    "fallthrough",
-    "rules",
-    "prerequisites",
-    "schedules",
-)
 
 
 def flag_json(flag: Flag) -> dict[str, Any]:

@@ -44,6 +44,7 @@ import attrs
 from ._entries import flag_entries
 from ._schema import (
     META_FIELDS,
+    TYPED_FIELDS,
     Flag,
     FlagFormatError,
     _short,
@@ -66,17 +67,6 @@ FLAG_FIELDS = (
     "percentage_of_actors",
     "percentage_of_time",
     *META_FIELDS,
-)
-#: The fields of typed flags in a document, in the order they are written (after
-#: `FLAG_FIELDS`, and only those that are set).
-TYPED_FIELDS = (
-    "type",
-    "variants",
-    "off_variant",
-    "fallthrough",
-    "rules",
-    "prerequisites",
-    "schedules",
 )
 _DOCUMENT_FIELDS = frozenset(
     {"format", "version", "exported_at", "node", "flags", "segments", "skipped"}

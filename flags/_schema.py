@@ -22,6 +22,16 @@ NAME_PATTERN = re.compile(rf"(?!\.\.?\Z)[A-Za-z0-9._:@+-]{{1,{MAX_NAME_CHARS}}}"
 MAX_TEXT_CHARS = 2000  # description and owner
 GATE_KINDS = ("boolean", "actor", "group", "percentage_of_actors", "percentage_of_time")
 META_FIELDS = ("description", "owner", "expires")
+#: The fields of `Flag` that describe typed flags, in the order documents write them.
+TYPED_FIELDS = (
+    "type",
+    "variants",
+    "off_variant",
+    "fallthrough",
+    "rules",
+    "prerequisites",
+    "schedules",
+)
 
 
 @attrs.frozen

@@ -44,6 +44,7 @@ from ._schema import (
     MAX_NAME_CHARS,
     MAX_TEXT_CHARS,
     META_FIELDS,
+    TYPED_FIELDS,
     Flag,
     FlagFormatError,
     _check_name,
@@ -1727,18 +1728,6 @@ class _Change:
     deletes: list[tuple[Any, ...]]
 
 
-#: The fields of a flag's typed parts in an audit record's state (absent: unset).
-_TYPED_STATE = (
-    "type",
-    "variants",
-    "off_variant",
-    "fallthrough",
-    "rules",
-    "prerequisites",
-    "schedules",
-)
-
-
 def _state_of(flag: Flag) -> dict[str, Any]:
     """The gates and typed parts of ``flag``, as an audit record keeps them: the
     five gates always, the typed parts only when the flag has any (see
@@ -1751,7 +1740,7 @@ def _state_of(flag: Flag) -> dict[str, Any]:
         "percentage_of_time": flag.percentage_of_time,
     }
     if flag.typed:
-        for field in _TYPED_STATE:
+        for field in TYPED_FIELDS:
             value = getattr(flag, field)
             state[field] = dict(value) if isinstance(value, Mapping) else value
     return state

@@ -564,10 +564,7 @@ def create_app(
         if request.method == "DELETE":
 
             def remove(name: str, author: str | None) -> bool:
-                if variant not in store.flag(name).variants:
-                    return False
-                store.delete_variant(name, variant, author=author)
-                return True
+                return store.delete_variant(name, variant, author=author)
 
             return await typed_delete(request, f"variant {variant!r}", remove)
 
@@ -627,10 +624,7 @@ def create_app(
         if request.method == "DELETE":
 
             def remove(name: str, author: str | None) -> bool:
-                if rule_id not in store.flag(name).rules:
-                    return False
-                store.delete_rule(name, rule_id, author=author)
-                return True
+                return store.delete_rule(name, rule_id, author=author)
 
             return await typed_delete(request, f"rule {rule_id!r}", remove)
 
@@ -667,10 +661,7 @@ def create_app(
         if request.method == "DELETE":
 
             def remove(name: str, author: str | None) -> bool:
-                if other not in store.flag(name).prerequisites:
-                    return False
-                store.delete_prerequisite(name, other, author=author)
-                return True
+                return store.delete_prerequisite(name, other, author=author)
 
             return await typed_delete(request, f"prerequisite on {other!r}", remove)
 
